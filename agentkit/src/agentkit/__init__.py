@@ -1,0 +1,1 @@
+"""agentkit: a small, typed agent library."""

@@ -1,0 +1,1 @@
+"""LLM clients and the interface they share."""

@@ -1,0 +1,1 @@
+"""ops-core: durable orchestration of agent runs."""
