@@ -1,0 +1,90 @@
+"""Every error ops-core raises on purpose, and the HTTP status each maps to.
+
+::
+
+    OpsCoreError
+    ├── ConfigError               a setting is invalid (raised at startup)
+    ├── NotFound                  404
+    │   └── TaskNotFound
+    ├── InvalidRequest            422
+    │   ├── UnknownAgent
+    │   └── InvalidModel
+    ├── Conflict                  409
+    │   └── TaskFinished          the task is terminal; it cannot be cancelled
+    ├── PayloadTooLarge           413
+    ├── Unavailable               503
+    │   ├── DatabaseUnavailable
+    │   └── BrokerUnavailable
+    └── LeaseLost                 a worker no longer owns the task it runs (fenced by status/attempt)
+
+The API's single exception handler turns each into
+``{"error": {"code", "message"}}`` with ``status_code``.
+"""
+
+from __future__ import annotations
+
+
+class OpsCoreError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(OpsCoreError):
+    code = "config_error"
+
+
+class NotFound(OpsCoreError):
+    status_code = 404
+    code = "not_found"
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class InvalidRequest(OpsCoreError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class UnknownAgent(InvalidRequest):
+    code = "unknown_agent"
+
+
+class InvalidModel(InvalidRequest):
+    code = "invalid_model"
+
+
+class Conflict(OpsCoreError):
+    status_code = 409
+    code = "conflict"
+
+
+class TaskFinished(Conflict):
+    code = "task_finished"
+
+
+class PayloadTooLarge(OpsCoreError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unavailable(OpsCoreError):
+    status_code = 503
+    code = "unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    code = "database_unavailable"
+
+
+class BrokerUnavailable(Unavailable):
+    code = "broker_unavailable"
+
+
+class LeaseLost(OpsCoreError):
+    code = "lease_lost"
