@@ -1,0 +1,300 @@
+"""OpenAI Chat Completions, and every server that speaks the same API.
+
+One client class serves ``openai:``, ``openrouter:``, ``vllm:``, ``ollama:``
+and ``lmstudio:``; they differ only in base URL and where the key comes from
+(see :data:`OPENAI_COMPATIBLE`). The ``openai`` SDK is imported lazily so that
+``import agentkit.models`` works without the ``agentkit[openai]`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentkit.errors import MissingCredentialsError, ModelError
+from agentkit.messages import (
+    AssistantMessage,
+    FinishReason,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+)
+from agentkit.models import _guard
+from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
+from agentkit.models._errors import body_message, connection_error, status_error, timeout_error
+from agentkit.models._retry import RetryPolicy, call_with_retry
+from agentkit.models._toolcalls import ToolCallAssembler, decode_arguments
+from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from openai.types import CompletionUsage
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionFunctionToolParam,
+        ChatCompletionMessageFunctionToolCallParam,
+        ChatCompletionMessageParam,
+    )
+
+__all__ = ["OPENAI_COMPATIBLE", "OpenAICompatible", "OpenAIModel"]
+
+# Local servers ignore the key, but the SDK insists on a non-empty one and would
+# otherwise fall back to OPENAI_API_KEY, sending that secret to a different host.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class OpenAICompatible:
+    """Where one OpenAI-compatible provider lives and how it authenticates."""
+
+    provider: str
+    default_base_url: str | None
+    key_env: str
+    base_url_env: str
+    key_required: bool
+
+
+OPENAI_COMPATIBLE: dict[str, OpenAICompatible] = {
+    spec.provider: spec
+    for spec in (
+        OpenAICompatible("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL", True),
+        OpenAICompatible(
+            "openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", True
+        ),
+        OpenAICompatible("vllm", None, "VLLM_API_KEY", "VLLM_BASE_URL", False),
+        OpenAICompatible("ollama", "http://localhost:11434/v1", "OLLAMA_API_KEY", "OLLAMA_BASE_URL", False),
+        OpenAICompatible(
+            "lmstudio", "http://localhost:1234/v1", "LMSTUDIO_API_KEY", "LMSTUDIO_BASE_URL", False
+        ),
+    )
+}
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+class OpenAIModel(Model):
+    """A chat model behind the OpenAI Chat Completions API (or a compatible server).
+
+    ``api_key`` and ``base_url`` override the provider's environment variables.
+    ``retry`` replaces the default :class:`RetryPolicy`.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        provider: str = "openai",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        spec = OPENAI_COMPATIBLE.get(provider)
+        if spec is None:
+            raise ValueError(f"{provider!r} is not an OpenAI-compatible provider")
+        try:
+            import openai  # noqa: F401 - fail at build time, not on the first request
+        except ImportError as exc:
+            raise missing_sdk(provider, "openai", "openai", exc) from exc
+        resolved_url = resolve_optional(base_url, spec.base_url_env) or spec.default_base_url
+        if resolved_url is None:
+            raise MissingCredentialsError(
+                f"provider {provider!r} needs a base URL: set {spec.base_url_env} or pass base_url=..."
+            )
+        if spec.key_required:
+            key = resolve_api_key(provider, api_key, spec.key_env)
+        else:
+            key = resolve_optional(api_key, spec.key_env) or _PLACEHOLDER_KEY
+        self._provider = provider
+        self._model_name = model_name
+        self._api_key = key
+        self._base_url = resolved_url
+        self._retry = retry or RetryPolicy()
+        # Only "openai" itself has deprecated max_tokens; compatible servers mostly know only max_tokens.
+        self._max_tokens_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
+
+    @property
+    def name(self) -> str:
+        return f"{self._provider}:{self._model_name}"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        _guard.check_real_request(self._provider, self._base_url)
+        kwargs = self._build_kwargs(request)
+        timeout = request.settings.timeout
+        if on_delta is None:
+            return await call_with_retry(
+                lambda: self._complete(kwargs, timeout),
+                self._retry,
+                provider=self._provider,
+                attempt_timeout=timeout,
+            )
+        emitted = [False]
+
+        async def forward(text: str) -> None:
+            emitted[0] = True
+            await on_delta(text)
+
+        return await call_with_retry(
+            lambda: self._stream(kwargs, timeout, forward),
+            self._retry,
+            provider=self._provider,
+            attempt_timeout=timeout,
+            may_retry=lambda: not emitted[0],
+        )
+
+    def _build_kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self._model_name,
+            "messages": [_message_param(message) for message in request.messages],
+        }
+        if request.tools:
+            tools: list[ChatCompletionFunctionToolParam] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
+                for t in request.tools
+            ]
+            kwargs["tools"] = tools
+        if request.settings.temperature is not None:
+            kwargs["temperature"] = request.settings.temperature
+        if request.settings.max_tokens is not None:
+            kwargs[self._max_tokens_field] = request.settings.max_tokens
+        return kwargs
+
+    def _client(self, timeout: float) -> AsyncOpenAI:
+        from openai import AsyncOpenAI
+
+        # max_retries=0: agentkit's RetryPolicy is the only retry layer.
+        return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, timeout=timeout, max_retries=0)
+
+    async def _complete(self, kwargs: dict[str, Any], limit: float) -> ModelResponse:
+        async with _translate_errors(self._provider, limit), self._client(limit) as client:
+            completion: ChatCompletion = await client.chat.completions.create(**kwargs)
+        return self._from_completion(completion)
+
+    async def _stream(self, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback) -> ModelResponse:
+        text: list[str] = []
+        calls = ToolCallAssembler(self._provider)
+        finish: str | None = None
+        usage: CompletionUsage | None = None
+        async with _translate_errors(self._provider, limit), self._client(limit) as client:
+            stream = await client.chat.completions.create(
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices[:1]:
+                        delta = choice.delta
+                        if delta.content:
+                            text.append(delta.content)
+                            await on_delta(delta.content)
+                        for fragment in delta.tool_calls or ():
+                            function = fragment.function
+                            calls.update(
+                                fragment.index,
+                                id=fragment.id,
+                                name=function.name if function else None,
+                                arguments=(function.arguments or "") if function else "",
+                            )
+                        if choice.finish_reason is not None:
+                            finish = choice.finish_reason
+        tool_calls = calls.finish()
+        return ModelResponse(
+            text="".join(text) or None,
+            tool_calls=tool_calls,
+            usage=_usage(usage),
+            finish_reason=_finish_reason(finish, tool_calls),
+            model_name=self.name,
+        )
+
+    def _from_completion(self, completion: ChatCompletion) -> ModelResponse:
+        if not completion.choices:
+            raise ModelError(f"{self._provider} returned no choices", provider=self._provider)
+        choice = completion.choices[0]
+        tool_calls = tuple(
+            ToolCall(
+                id=call.id,
+                name=call.function.name,
+                arguments=decode_arguments(self._provider, call.function.name, call.function.arguments),
+            )
+            for call in choice.message.tool_calls or ()
+            if call.type == "function"
+        )
+        return ModelResponse(
+            text=choice.message.content or None,
+            tool_calls=tool_calls,
+            usage=_usage(completion.usage),
+            finish_reason=_finish_reason(choice.finish_reason, tool_calls),
+            model_name=self.name,
+        )
+
+
+@asynccontextmanager
+async def _translate_errors(provider: str, limit: float) -> AsyncIterator[None]:
+    """Map openai/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
+    import httpx2
+    import openai
+
+    try:
+        yield
+    except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise timeout_error(provider, limit) from exc
+    except openai.APIStatusError as exc:
+        message = body_message(exc.body, exc.message)
+        raise status_error(provider, exc.status_code, message, exc.response.headers) from exc
+    except (openai.APIConnectionError, httpx2.TransportError) as exc:
+        raise connection_error(provider, str(exc)) from exc
+    except openai.APIError as exc:
+        raise ModelError(f"{provider} error: {exc}", provider=provider) from exc
+
+
+def _message_param(message: Message) -> ChatCompletionMessageParam:
+    if isinstance(message, SystemMessage):
+        return {"role": "system", "content": message.content}
+    if isinstance(message, AssistantMessage):
+        calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+        if calls:
+            return {"role": "assistant", "content": message.content, "tool_calls": calls}
+        return {"role": "assistant", "content": message.content or ""}
+    if isinstance(message, ToolResultMessage):
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    return {"role": "user", "content": message.content}
+
+
+def _usage(usage: CompletionUsage | None) -> Usage:
+    if usage is None:
+        return Usage(requests=1)
+    return Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens, requests=1)
+
+
+def _finish_reason(reason: str | None, tool_calls: tuple[ToolCall, ...]) -> FinishReason:
+    # Several compatible servers report "stop" even when the turn is a tool call.
+    if tool_calls:
+        return "tool_calls"
+    if reason is None:
+        return "stop"
+    return _FINISH_REASONS.get(reason, "other")
