@@ -1,0 +1,35 @@
+"""``opscore dev``: the API and a worker in one process, by default on SQLite and an in-process broker.
+
+It builds exactly what production builds (the same store, actor, runner and
+agent code); only the database URL and the broker differ.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from ops_core.config import Settings
+from ops_core.db import migrate
+from ops_core.queue.broker import setup_broker
+from ops_core.worker import WorkerProcess
+
+log = logging.getLogger(__name__)
+
+DEV_THREADS = 4
+
+
+def run_dev(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    from ops_core.api.app import create_app
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    migrate.upgrade(settings)
+    broker = setup_broker(settings)
+    worker = WorkerProcess(settings, threads=DEV_THREADS, concurrency=settings.worker_concurrency, broker=broker)
+    worker.start()
+    try:
+        app = create_app(settings, broker=broker)
+        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level.lower())
+    finally:
+        worker.stop()

@@ -1,0 +1,1 @@
+"""Dramatiq wiring: the broker factory, the one actor, and the publisher the API uses."""

@@ -1,0 +1,49 @@
+"""The single actor ops-core declares: run the task whose id the message carries.
+
+The actor is built with :class:`dramatiq.Actor` against an explicit broker,
+not with the ``@actor`` decorator, so nothing binds to Dramatiq's global broker
+at import time. The message carries only the task id: everything else is read
+from the database when the task is claimed, so a stale or duplicated message
+can never run outdated input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import dramatiq
+
+from ops_core.errors import DatabaseUnavailable
+from ops_core.queue.broker import RUN_TASK
+
+Dispatch = Callable[[str], Awaitable[None]]
+
+
+class DispatchRefused(Exception):
+    """The worker is shutting down: the message goes back to the queue."""
+
+
+def _retry_dispatch(retries: int, exc: BaseException) -> bool:
+    # Only an unreachable database is worth another delivery; anything else is
+    # a bug that retrying would repeat.
+    return isinstance(exc, DatabaseUnavailable | DispatchRefused)
+
+
+def declare_run_task(broker: dramatiq.Broker, queue_name: str, dispatch: Dispatch) -> dramatiq.Actor[[str], None]:
+    async def run_task(task_id: str) -> None:
+        await dispatch(task_id)
+
+    run_task.__module__ = __name__
+    return dramatiq.Actor(
+        run_task,
+        broker=broker,
+        actor_name=RUN_TASK,
+        queue_name=queue_name,
+        priority=0,
+        options={
+            "retry_when": _retry_dispatch,
+            # The run itself happens after the actor returns (see runner.py);
+            # the actor only claims, so it never needs Dramatiq's time limit.
+            "time_limit": 60_000,
+        },
+    )

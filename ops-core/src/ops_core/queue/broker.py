@@ -1,0 +1,69 @@
+"""Builds the Dramatiq broker from settings: RabbitMQ for ``amqp://``, in-process for ``memory://``.
+
+Only the middleware ops-core relies on is installed. Dramatiq's defaults (20
+retries with backoff up to a week, a 10-minute time limit, an age limit) would
+fight the task's own ``max_retries`` and ``timeout_seconds``, which live in the
+database and are enforced by the runner.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, Retries
+
+from ops_core.config import Settings
+
+RUN_TASK = "opscore.run_task"
+MAX_PRIORITY = 9
+
+# Dispatch retries cover only infrastructure faults while claiming (the database
+# is briefly unreachable). The task's own retries are counted in PostgreSQL.
+DISPATCH_MAX_RETRIES = 10_000
+DISPATCH_MIN_BACKOFF_MS = 500
+DISPATCH_MAX_BACKOFF_MS = 15_000
+
+# pika's defaults let a connect to a cut broker hang for tens of seconds.
+_AMQP_DEFAULTS = {
+    "socket_timeout": "5",
+    "stack_timeout": "10",
+    "blocked_connection_timeout": "30",
+    "connection_attempts": "1",
+    "heartbeat": "30",
+}
+
+
+def amqp_url_with_timeouts(url: str) -> str:
+    """Add pika connection timeouts to ``url`` unless it already sets them."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for key, value in _AMQP_DEFAULTS.items():
+        query.setdefault(key, value)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def setup_broker(settings: Settings) -> dramatiq.Broker:
+    """Build (but do not install globally) the broker ``settings`` describe."""
+    middleware: list[dramatiq.Middleware] = [
+        AsyncIO(),
+        Retries(
+            max_retries=DISPATCH_MAX_RETRIES,
+            min_backoff=DISPATCH_MIN_BACKOFF_MS,
+            max_backoff=DISPATCH_MAX_BACKOFF_MS,
+        ),
+    ]
+    broker: dramatiq.Broker
+    if settings.is_memory_broker:
+        broker = StubBroker(middleware=middleware)
+    else:
+        broker = RabbitmqBroker(
+            url=amqp_url_with_timeouts(settings.broker_url),
+            middleware=middleware,
+            max_priority=MAX_PRIORITY,
+            confirm_delivery=True,
+        )
+    broker.declare_queue(settings.queue_name)
+    return broker

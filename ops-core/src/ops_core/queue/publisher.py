@@ -1,0 +1,62 @@
+"""Puts task messages on the broker from async code.
+
+Dramatiq's brokers are blocking (pika), so sends run in a thread. A failed
+send raises :class:`BrokerUnavailable`; callers leave the task unpublished in
+the database, where the relay finds it again once the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import dramatiq
+
+from ops_core.errors import BrokerUnavailable
+from ops_core.queue.broker import MAX_PRIORITY, RUN_TASK
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_SECONDS = 2.0
+
+
+class Publisher:
+    def __init__(self, broker: dramatiq.Broker, queue_name: str, broker_url: str) -> None:
+        self._broker = broker
+        self._queue_name = queue_name
+        self._broker_url = broker_url
+
+    async def publish(self, task_id: UUID, *, priority: int = 0, delay_seconds: float = 0.0) -> None:
+        message: dramatiq.Message[None] = dramatiq.Message(
+            queue_name=self._queue_name,
+            actor_name=RUN_TASK,
+            args=(str(task_id),),
+            kwargs={},
+            options={"broker_priority": max(0, min(priority, MAX_PRIORITY))},
+        )
+        delay_ms = int(delay_seconds * 1000) if delay_seconds > 0 else None
+        try:
+            await asyncio.to_thread(self._broker.enqueue, message, delay=delay_ms)
+        except Exception as exc:
+            raise BrokerUnavailable(f"could not publish task {task_id}: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Check that the broker accepts connections, within a bound."""
+        if self._broker_url.startswith("memory://"):
+            return
+        parts = urlsplit(self._broker_url)
+        host = parts.hostname or "localhost"
+        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS):
+                _, writer = await asyncio.open_connection(host, port)
+                # The AMQP handshake proves it is RabbitMQ answering, not just an open port.
+                writer.write(b"AMQP\x00\x00\x09\x01")
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+        except (OSError, TimeoutError, socket.gaierror) as exc:
+            raise BrokerUnavailable(f"broker unreachable at {host}:{port}: {exc}") from exc

@@ -1,0 +1,53 @@
+"""Builds the long-lived objects one process needs, from settings, and closes them.
+
+Nothing here runs at import time: the API's lifespan, a worker process and the
+embedded ``dev`` command each call these factories on their own event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentkit.registry import AgentRegistry
+from ops_core.agents import load_agents
+from ops_core.config import Settings
+from ops_core.db.engine import create_engine
+from ops_core.db.store import TaskStore
+from ops_core.queue.broker import setup_broker
+from ops_core.queue.publisher import Publisher
+from ops_core.services.tasks import TaskService
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    store: TaskStore
+    broker: dramatiq.Broker
+    publisher: Publisher
+    registry: AgentRegistry
+    tasks: TaskService
+
+    @classmethod
+    def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None) -> Runtime:
+        """Build a runtime; pass ``broker`` to share an in-process broker between API and worker."""
+        engine = create_engine(settings)
+        store = TaskStore(engine)
+        broker = broker or setup_broker(settings)
+        publisher = Publisher(broker, settings.queue_name, settings.broker_url)
+        registry = load_agents(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            store=store,
+            broker=broker,
+            publisher=publisher,
+            registry=registry,
+            tasks=TaskService(store, publisher, registry, settings),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

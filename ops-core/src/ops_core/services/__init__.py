@@ -1,0 +1,1 @@
+"""What the API routes and the queue actor call: submit, cancel, retry, and execute a claimed task."""

@@ -1,0 +1,223 @@
+"""Runs one claimed attempt of a task to its end: completed, failed, cancelled, or back to pending.
+
+Every write after the claim is fenced by the attempt number, so if this worker
+was presumed dead and the task moved on, the store raises ``LeaseLost`` and
+this attempt stops without touching the task again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from agentkit import Agent, Checkpoint, RunFailure, RunHooks, RunSuccess
+from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
+from agentkit.messages import Usage
+from agentkit.registry import AgentRegistry
+from ops_core.config import Settings
+from ops_core.db.models import Claim, Task
+from ops_core.db.store import TaskStore
+from ops_core.domain import ErrorType, EventType
+from ops_core.errors import DatabaseUnavailable, LeaseLost
+from ops_core.services.models import ModelCache
+from ops_core.services.recorder import EventRecorder, jsonable
+
+log = logging.getLogger(__name__)
+
+Republish = Callable[[Task, float], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What every execution in a worker process shares."""
+
+    store: TaskStore
+    registry: AgentRegistry
+    models: ModelCache
+    settings: Settings
+    republish: Republish
+
+
+def retry_delay(attempt: int, settings: Settings, error: RunError) -> float:
+    """Exponential backoff with full jitter, never sooner than a provider's Retry-After."""
+    ceiling = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2 ** (attempt - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if isinstance(error, ModelFailed) and isinstance(error.cause, ModelRateLimitError):
+        delay = max(delay, error.cause.retry_after or 0.0)
+    return delay
+
+
+class Execution:
+    def __init__(self, ctx: ExecutionContext, claim: Claim, cancelled: asyncio.Event) -> None:
+        self._ctx = ctx
+        self._task = claim.task
+        self._attempt = claim.attempt
+        self._cancelled = cancelled
+        # A cancel requested before the claim must still stop the run.
+        if claim.task.cancel_requested:
+            cancelled.set()
+        self.recorder = EventRecorder(ctx.store, claim.task.id, claim.attempt)
+        self._resume = Checkpoint.model_validate(claim.task.checkpoint) if claim.task.checkpoint else None
+        # A checkpoint's usage is cumulative over every attempt; the store adds deltas. ``_saved`` is
+        # what the task row already holds for this run, so each write adds only what is new.
+        self._saved = self._resume.usage if self._resume else Usage()
+        self._baseline = self._saved
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    @property
+    def cancelled_event(self) -> asyncio.Event:
+        return self._cancelled
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except LeaseLost:
+            log.warning("task %s attempt %s: lease lost; another worker owns it now", self._task.id, self._attempt)
+
+    async def _run(self) -> None:
+        task = self._task
+        try:
+            agent = Agent(self._ctx.registry.get(task.agent), model=self._ctx.models.get(task.model))
+        except UserError as exc:
+            await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
+            return
+        hooks = RunHooks(
+            on_event=self.recorder.on_run_event,
+            is_cancelled=self._is_cancelled,
+            on_checkpoint=self._save_checkpoint,
+        )
+        try:
+            async with asyncio.timeout(task.timeout_seconds):
+                outcome = await agent.run(
+                    task.goal, input=task.input, hooks=hooks, resume=self._resume, run_id=str(task.id)
+                )
+        except TimeoutError:
+            message = f"the task ran longer than its timeout_seconds={task.timeout_seconds}"
+            await self._fail(ErrorType.TIMEOUT, message, Usage(), Usage())
+            return
+        match outcome:
+            case RunSuccess():
+                await self._complete(outcome)
+            case RunFailure(error=RunCancelled()):
+                await self._finish(
+                    lambda events, used, reused: self._ctx.store.finish_cancelled(
+                        task.id, self._attempt, **self._usage_kwargs(used, reused), events=events
+                    ),
+                    outcome.usage,
+                    outcome.reused_usage,
+                )
+            case RunFailure(error=error) if error.retryable and self._attempt <= task.max_retries:
+                await self._schedule_retry(error, outcome.usage, outcome.reused_usage)
+            case RunFailure(error=error):
+                await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
+
+    async def _is_cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    async def _save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        async with self.recorder.lock:
+            used = checkpoint.usage
+            delta = Usage(
+                input_tokens=used.input_tokens - self._saved.input_tokens,
+                output_tokens=used.output_tokens - self._saved.output_tokens,
+            )
+            await self._write(
+                lambda: self._ctx.store.save_checkpoint(
+                    self._task.id,
+                    self._attempt,
+                    checkpoint.model_dump(mode="json"),
+                    input_tokens=delta.input_tokens,
+                    output_tokens=delta.output_tokens,
+                    events=self.recorder.take(),
+                )
+            )
+            self._saved = used
+
+    def _usage_kwargs(self, used: Usage, reused: Usage) -> dict[str, int]:
+        """Token counts for a final write: this attempt's new usage minus what checkpoints already added."""
+        input_saved = self._saved.input_tokens - self._baseline.input_tokens
+        output_saved = self._saved.output_tokens - self._baseline.output_tokens
+        return {
+            "input_tokens": max(0, used.input_tokens - input_saved),
+            "output_tokens": max(0, used.output_tokens - output_saved),
+            "reused_tokens": reused.total_tokens,
+        }
+
+    async def _complete(self, outcome: RunSuccess[Any]) -> None:
+        result = jsonable(outcome.output)
+        await self._finish(
+            lambda events, used, reused: self._ctx.store.complete(
+                self._task.id, self._attempt, result=result, **self._usage_kwargs(used, reused), events=events
+            ),
+            outcome.usage,
+            outcome.reused_usage,
+        )
+
+    async def _fail(self, error_type: str, message: str, used: Usage, reused: Usage) -> None:
+        self.recorder.add(EventType.ERROR, {"type": error_type, "message": message})
+        await self._finish(
+            lambda events, u, r: self._ctx.store.fail(
+                self._task.id,
+                self._attempt,
+                error_type=str(error_type),
+                error_message=message,
+                **self._usage_kwargs(u, r),
+                events=events,
+            ),
+            used,
+            reused,
+        )
+
+    async def _schedule_retry(self, error: RunError, used: Usage, reused: Usage) -> None:
+        delay = retry_delay(self._attempt, self._ctx.settings, error)
+        run_after = datetime.now(UTC) + timedelta(seconds=delay)
+        self.recorder.add(
+            EventType.ATTEMPT_FAILED,
+            {"attempt": self._attempt, "type": error.kind, "message": str(error), "retry_in_seconds": delay},
+        )
+        moved = await self._finish(
+            lambda events, u, r: self._ctx.store.schedule_retry(
+                self._task.id,
+                self._attempt,
+                error_type=error.kind,
+                error_message=str(error),
+                run_after=run_after,
+                **self._usage_kwargs(u, r),
+                events=events,
+            ),
+            used,
+            reused,
+        )
+        if moved:
+            await self._ctx.republish(self._task, delay)
+
+    async def _finish(
+        self,
+        write: Callable[[list[Any], Usage, Usage], Awaitable[bool]],
+        used: Usage,
+        reused: Usage,
+    ) -> bool:
+        async with self.recorder.lock:
+            return await self._write(lambda: write(self.recorder.take(), used, reused))
+
+    async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Retry a write while the database is unreachable; the run's result must not be lost."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DatabaseUnavailable),
+            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            reraise=True,
+        ):
+            with attempt:
+                return await write()
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,58 @@
+"""Buffers a run's events and writes them in batches.
+
+A run produces several events per step; writing each in its own round trip
+would dominate the cost of a short task. Events are written together at each
+finished step (with the checkpoint), when the runner's periodic flush comes
+round during a long step, and with the final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic_core import to_jsonable_python
+
+from agentkit import RunEvent
+from ops_core.db.models import NewEvent
+from ops_core.db.store import TaskStore
+
+
+def jsonable(value: Any) -> Any:
+    """Make ``value`` storable as JSON (pydantic models, datetimes, UUIDs…)."""
+    return to_jsonable_python(value, fallback=repr)
+
+
+class EventRecorder:
+    def __init__(self, store: TaskStore, task_id: UUID, attempt: int) -> None:
+        self._store = store
+        self._task_id = task_id
+        self._attempt = attempt
+        self._buffer: list[NewEvent] = []
+        # Serialises flushes so sequence numbers follow the order events happened.
+        self._lock = asyncio.Lock()
+
+    def add(self, type: str, payload: dict[str, Any]) -> None:
+        self._buffer.append(NewEvent(type=type, payload=jsonable(payload), created_at=datetime.now(UTC)))
+
+    async def on_run_event(self, event: RunEvent) -> None:
+        self.add(str(event.type), {"step": event.step, **event.payload})
+
+    def take(self) -> list[NewEvent]:
+        events, self._buffer = self._buffer, []
+        return events
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        async with self._lock:
+            events = self.take()
+            if events:
+                await self._store.append_events(self._task_id, self._attempt, events)
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by writers that must not interleave with a flush (checkpoint, final status)."""
+        return self._lock

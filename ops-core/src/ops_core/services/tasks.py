@@ -1,0 +1,91 @@
+"""Submitting, cancelling and retrying tasks: the API's side of the state machine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from agentkit.errors import UnknownProviderError
+from agentkit.models import parse_model_string
+from agentkit.registry import AgentRegistry
+from ops_core.config import Settings
+from ops_core.db.models import NewTask, Task
+from ops_core.db.store import TaskStore
+from ops_core.domain import TaskStatus
+from ops_core.errors import BrokerUnavailable, InvalidModel, UnknownAgent
+from ops_core.queue.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class TaskService:
+    def __init__(self, store: TaskStore, publisher: Publisher, registry: AgentRegistry, settings: Settings) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._registry = registry
+        self._settings = settings
+
+    async def submit(
+        self,
+        *,
+        goal: str,
+        agent: str = "default",
+        input: dict[str, Any] | None = None,
+        model: str | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: int | None = None,
+        priority: int = 0,
+        schedule_to_start_seconds: int | None = None,
+    ) -> tuple[Task, bool]:
+        """Store a new task and publish it. Returns ``(task, created)``.
+
+        The row is committed before the message is sent, so a failed publish
+        leaves a pending, unpublished task that the relay publishes later:
+        an accepted task is never lost.
+        """
+        if agent not in self._registry:
+            known = ", ".join(sorted(self._registry.names()))
+            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
+        resolved_model = model or self._registry.get(agent).model or self._settings.default_model
+        try:
+            parse_model_string(resolved_model)
+        except UnknownProviderError as exc:
+            raise InvalidModel(str(exc)) from None
+        task, created = await self._store.create(
+            NewTask(
+                agent=agent,
+                goal=goal,
+                input=input or {},
+                model=resolved_model,
+                idempotency_key=idempotency_key,
+                max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
+                timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
+                priority=priority,
+                schedule_to_start_seconds=schedule_to_start_seconds,
+            )
+        )
+        if created:
+            await self.publish(task)
+        return task, created
+
+    async def cancel(self, task_id: UUID) -> Task:
+        return await self._store.request_cancel(task_id)
+
+    async def retry(self, task_id: UUID) -> Task:
+        task = await self._store.retry(task_id)
+        await self.publish(task)
+        return task
+
+    async def publish(self, task: Task) -> bool:
+        """Publish ``task`` if it is still pending; report whether the broker took it."""
+        if task.status != TaskStatus.PENDING:
+            return False
+        try:
+            await self._publisher.publish(task.id, priority=task.priority)
+        except BrokerUnavailable as exc:
+            log.warning("task %s stored but not yet published (the relay will retry): %s", task.id, exc)
+            return False
+        await self._store.mark_published([task.id])
+        return True

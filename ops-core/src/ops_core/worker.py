@@ -1,0 +1,157 @@
+"""Worker processes and the pool that supervises them.
+
+A worker process is a Dramatiq worker (its threads only dispatch) plus a
+:class:`~ops_core.runner.TaskRunner` on Dramatiq's asyncio loop thread, where
+the agent runs live. ``run_pool`` starts N such processes, restarts any that
+die, and passes SIGTERM on so each one hands back its unfinished runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+
+from ops_core.config import Settings
+from ops_core.queue.actors import declare_run_task
+from ops_core.runner import TaskRunner
+from ops_core.runtime import Runtime
+from ops_core.services.execute import ExecutionContext
+from ops_core.services.models import ModelCache
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_SECONDS = 1.0
+
+
+class WorkerProcess:
+    """One process's worth of workers; ``start`` and ``stop`` are called from the main thread."""
+
+    def __init__(
+        self, settings: Settings, *, threads: int, concurrency: int, broker: dramatiq.Broker | None = None
+    ) -> None:
+        self._settings = settings
+        self._threads = threads
+        self._concurrency = concurrency
+        self._shared_broker = broker
+        self._runtime: Runtime | None = None
+        self._runner: TaskRunner | None = None
+        self._worker: dramatiq.Worker | None = None
+
+    @property
+    def runner(self) -> TaskRunner:
+        assert self._runner is not None, "start() first"
+        return self._runner
+
+    def start(self) -> None:
+        runtime = Runtime.open(self._settings, broker=self._shared_broker)
+        self._runtime = runtime
+        declare_run_task(runtime.broker, self._settings.queue_name, self._dispatch)
+        self._worker = dramatiq.Worker(runtime.broker, worker_threads=self._threads)
+        self._worker.start()
+        self._loop_thread().run_coroutine(self._start_runner(runtime))
+
+    async def _start_runner(self, runtime: Runtime) -> None:
+        # Built on the loop thread: asyncio primitives and the DB pool belong to that loop.
+        ctx = ExecutionContext(
+            store=runtime.store,
+            registry=runtime.registry,
+            models=ModelCache(),
+            settings=self._settings,
+            republish=lambda task, delay: self.runner.republish(task, delay),
+        )
+        runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency)
+        await runner.start()
+        self._runner = runner
+        log.info(
+            "worker %s ready: %d threads, %d concurrent runs",
+            runner.worker_id,
+            self._threads,
+            self._concurrency,
+        )
+
+    async def _dispatch(self, task_id: str) -> None:
+        await self.runner.dispatch(task_id)
+
+    def stop(self) -> None:
+        loop_thread = self._loop_thread()
+        if self._runner is not None:
+            loop_thread.run_coroutine(self._runner.shutdown(self._settings.shutdown_grace_seconds))
+        if self._worker is not None:
+            self._worker.stop()
+        if self._runtime is not None:
+            runtime = self._runtime
+            # The loop thread stops with the worker, so the pool is disposed on a fresh loop.
+            import asyncio
+
+            asyncio.run(runtime.engine.dispose())
+
+    @staticmethod
+    def _loop_thread() -> dramatiq.asyncio.EventLoopThread:
+        thread = get_event_loop_thread()
+        if thread is None:
+            raise RuntimeError("the AsyncIO middleware did not start an event loop")
+        return thread
+
+
+def run_worker_process(settings: Settings, threads: int, concurrency: int) -> None:
+    """Run one worker process until SIGTERM or SIGINT."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker = WorkerProcess(settings, threads=threads, concurrency=concurrency)
+    worker.start()
+    stop.wait()
+    log.info("shutting down")
+    worker.stop()
+
+
+def run_pool(settings: Settings, processes: int, threads: int, concurrency: int | None = None) -> None:
+    """Run ``processes`` worker processes, restarting any that die, until SIGTERM or SIGINT."""
+    concurrency = concurrency or settings.worker_concurrency
+    if processes == 1:
+        run_worker_process(settings, threads, concurrency)
+        return
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def spawn() -> BaseProcess:
+        child = context.Process(target=run_worker_process, args=(settings, threads, concurrency), daemon=False)
+        child.start()
+        return child
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    children = [spawn() for _ in range(processes)]
+    log.info("worker pool started: %d processes", processes)
+    while not stopping.wait(0.5):
+        for index, child in enumerate(children):
+            if not child.is_alive():
+                log.warning("worker process %s exited with %s; restarting it", child.pid, child.exitcode)
+                time.sleep(RESTART_BACKOFF_SECONDS)
+                children[index] = spawn()
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            child.terminate()  # SIGTERM: the child hands back its runs within the grace period
+    deadline = time.monotonic() + settings.shutdown_grace_seconds + 15
+    for child in children:
+        child.join(timeout=max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            log.error("worker process %s did not stop in time; killing it", child.pid)
+            child.kill()
