@@ -1,0 +1,266 @@
+"""Anthropic Messages API with native tool use (``tool_use`` / ``tool_result`` blocks).
+
+The ``anthropic`` SDK is imported lazily so that ``import agentkit.models``
+works without the ``agentkit[anthropic]`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from agentkit.errors import ModelError
+from agentkit.messages import (
+    AssistantMessage,
+    FinishReason,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+)
+from agentkit.models import _guard
+from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
+from agentkit.models._errors import connection_error, status_error, timeout_error
+from agentkit.models._retry import RetryPolicy, call_with_retry
+from agentkit.models._toolcalls import ToolCallAssembler
+from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+    from anthropic.types import Message as AnthropicMessage
+    from anthropic.types import MessageParam, ToolParam
+
+__all__ = ["DEFAULT_BASE_URL", "AnthropicModel"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicModel(Model):
+    """A Claude model. ``max_tokens`` is mandatory in this API, hence ``default_max_tokens``.
+
+    ``api_key`` and ``base_url`` override ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_max_tokens: int = 4096,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        try:
+            import anthropic  # noqa: F401 - fail at build time, not on the first request
+        except ImportError as exc:
+            raise missing_sdk("anthropic", "anthropic", "anthropic", exc) from exc
+        self._model_name = model_name
+        self._api_key = resolve_api_key("anthropic", api_key, "ANTHROPIC_API_KEY")
+        self._base_url = resolve_optional(base_url, "ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
+        self._default_max_tokens = default_max_tokens
+        self._retry = retry or RetryPolicy()
+
+    @property
+    def name(self) -> str:
+        return f"anthropic:{self._model_name}"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        _guard.check_real_request("anthropic", self._base_url)
+        kwargs = self._build_kwargs(request)
+        timeout = request.settings.timeout
+        if on_delta is None:
+            return await call_with_retry(
+                lambda: self._complete(kwargs, timeout),
+                self._retry,
+                provider="anthropic",
+                attempt_timeout=timeout,
+            )
+        emitted = [False]
+
+        async def forward(text: str) -> None:
+            emitted[0] = True
+            await on_delta(text)
+
+        return await call_with_retry(
+            lambda: self._stream(kwargs, timeout, forward),
+            self._retry,
+            provider="anthropic",
+            attempt_timeout=timeout,
+            may_retry=lambda: not emitted[0],
+        )
+
+    def _build_kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if isinstance(m, SystemMessage))
+        kwargs: dict[str, Any] = {
+            "model": self._model_name,
+            "messages": _message_params(request.messages),
+            "max_tokens": request.settings.max_tokens or self._default_max_tokens,
+        }
+        if system:
+            kwargs["system"] = system
+        if request.tools:
+            tools: list[ToolParam] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
+            ]
+            kwargs["tools"] = tools
+        if request.settings.temperature is not None:
+            kwargs["temperature"] = request.settings.temperature
+        return kwargs
+
+    def _client(self, limit: float) -> AsyncAnthropic:
+        from anthropic import AsyncAnthropic
+
+        # max_retries=0: agentkit's RetryPolicy is the only retry layer.
+        return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, timeout=limit, max_retries=0)
+
+    async def _complete(self, kwargs: dict[str, Any], limit: float) -> ModelResponse:
+        async with _translate_errors(limit), self._client(limit) as client:
+            message: AnthropicMessage = await client.messages.create(**kwargs)
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        for block in message.content:
+            if block.type == "text":
+                text.append(block.text)
+            elif block.type == "tool_use":
+                calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(block.input)))
+        usage = message.usage
+        cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+        input_tokens = usage.input_tokens + cached
+        return ModelResponse(
+            text="".join(text) or None,
+            tool_calls=tuple(calls),
+            usage=Usage(input_tokens=input_tokens, output_tokens=usage.output_tokens, requests=1),
+            finish_reason=_finish_reason(message.stop_reason, bool(calls)),
+            model_name=self.name,
+        )
+
+    async def _stream(self, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback) -> ModelResponse:
+        text: list[str] = []
+        calls = ToolCallAssembler("anthropic")
+        stop_reason: str | None = None
+        tokens = {"input": 0, "cache_creation": 0, "cache_read": 0, "output": 0}
+        async with _translate_errors(limit), self._client(limit) as client:
+            stream = await client.messages.create(**kwargs, stream=True)
+            async with stream:
+                async for event in stream:
+                    if event.type == "message_start":
+                        start = event.message.usage
+                        tokens["input"] = start.input_tokens
+                        tokens["cache_creation"] = start.cache_creation_input_tokens or 0
+                        tokens["cache_read"] = start.cache_read_input_tokens or 0
+                        tokens["output"] = start.output_tokens
+                    elif event.type == "content_block_start":
+                        block = event.content_block
+                        if block.type == "tool_use":
+                            calls.update(event.index, id=block.id, name=block.name)
+                    elif event.type == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta" and delta.text:
+                            text.append(delta.text)
+                            await on_delta(delta.text)
+                        elif delta.type == "input_json_delta":
+                            calls.update(event.index, arguments=delta.partial_json)
+                    elif event.type == "message_delta":
+                        stop_reason = event.delta.stop_reason or stop_reason
+                        # message_delta usage is cumulative; fields it omits keep their start values.
+                        final = event.usage
+                        tokens["output"] = final.output_tokens
+                        if final.input_tokens is not None:
+                            tokens["input"] = final.input_tokens
+                        if final.cache_creation_input_tokens is not None:
+                            tokens["cache_creation"] = final.cache_creation_input_tokens
+                        if final.cache_read_input_tokens is not None:
+                            tokens["cache_read"] = final.cache_read_input_tokens
+        tool_calls = calls.finish()
+        input_tokens = tokens["input"] + tokens["cache_creation"] + tokens["cache_read"]
+        return ModelResponse(
+            text="".join(text) or None,
+            tool_calls=tool_calls,
+            usage=Usage(input_tokens=input_tokens, output_tokens=tokens["output"], requests=1),
+            finish_reason=_finish_reason(stop_reason, bool(tool_calls)),
+            model_name=self.name,
+        )
+
+
+@asynccontextmanager
+async def _translate_errors(limit: float) -> AsyncIterator[None]:
+    """Map anthropic/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
+    import anthropic
+    import httpx2
+
+    try:
+        yield
+    except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise timeout_error("anthropic", limit) from exc
+    except anthropic.APIStatusError as exc:
+        message = exc.api_message or exc.message
+        raise status_error("anthropic", exc.status_code, message, exc.response.headers) from exc
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        raise connection_error("anthropic", str(exc)) from exc
+    except anthropic.APIError as exc:
+        raise ModelError(f"anthropic error: {exc}", provider="anthropic") from exc
+
+
+def _message_params(messages: Sequence[Message]) -> list[MessageParam]:
+    """Anthropic wants strictly alternating user/assistant turns, so same-role turns are merged.
+
+    Tool results travel as ``tool_result`` blocks inside a user turn.
+    """
+    params: list[MessageParam] = []
+    for message in messages:
+        role, blocks = _blocks(message)
+        if role is None or not blocks:
+            continue
+        if params and params[-1]["role"] == role:
+            previous = params[-1]["content"]
+            assert isinstance(previous, list)  # _blocks always builds lists
+            previous.extend(blocks)
+        elif role == "user":
+            params.append({"role": "user", "content": blocks})
+        else:
+            params.append({"role": "assistant", "content": blocks})
+    return params
+
+
+def _blocks(message: Message) -> tuple[Literal["user", "assistant"] | None, list[Any]]:
+    if isinstance(message, SystemMessage):
+        return None, []
+    if isinstance(message, AssistantMessage):
+        blocks: list[Any] = []
+        if message.content:
+            blocks.append({"type": "text", "text": message.content})
+        for call in message.tool_calls:
+            blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+        return "assistant", blocks
+    if isinstance(message, ToolResultMessage):
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content,
+            "is_error": message.is_error,
+        }
+        return "user", [result]
+    return "user", [{"type": "text", "text": message.content}]
+
+
+def _finish_reason(reason: str | None, has_tool_calls: bool) -> FinishReason:
+    if has_tool_calls:
+        return "tool_calls"
+    if reason is None:
+        return "stop"
+    return _STOP_REASONS.get(reason, "other")

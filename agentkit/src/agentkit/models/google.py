@@ -1,0 +1,315 @@
+"""Gemini through ``google-genai`` with function calling (functionCall / functionResponse parts).
+
+The SDK is imported lazily so that ``import agentkit.models`` works without
+the ``agentkit[google]`` extra. Only the Gemini Developer API (API key) is
+supported; Vertex AI is deliberately switched off so an ambient
+``GOOGLE_GENAI_USE_VERTEXAI`` cannot reroute requests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from agentkit.errors import ModelError
+from agentkit.messages import (
+    AssistantMessage,
+    FinishReason,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+)
+from agentkit.models import _guard
+from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
+from agentkit.models._errors import connection_error, status_error, timeout_error
+from agentkit.models._retry import RetryPolicy, call_with_retry
+from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from google.genai import Client
+    from google.genai import types as genai_types
+
+__all__ = ["DEFAULT_BASE_URL", "GoogleModel"]
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
+
+# Gemini may omit functionCall ids. agentkit needs one to pair results, so it
+# makes one up, marks it with this prefix and never sends it back to Gemini.
+_LOCAL_ID_PREFIX = "agentkit-gemini-"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "MODEL_ARMOR": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "error",
+    "MALFORMED_RESPONSE": "error",
+}
+
+
+class GoogleModel(Model):
+    """A Gemini model. ``api_key`` overrides ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``.
+
+    ``base_url`` (or ``GOOGLE_GEMINI_BASE_URL``) points the client elsewhere, e.g. a local fake.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        try:
+            import google.genai  # noqa: F401 - fail at build time, not on the first request
+        except ImportError as exc:
+            raise missing_sdk("google", "google-genai", "google", exc) from exc
+        self._model_name = model_name
+        self._api_key = resolve_api_key("google", api_key, "GEMINI_API_KEY", "GOOGLE_API_KEY")
+        self._base_url = resolve_optional(base_url, "GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
+        self._retry = retry or RetryPolicy()
+
+    @property
+    def name(self) -> str:
+        return f"google:{self._model_name}"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        _guard.check_real_request("google", self._base_url)
+        contents = _contents(request.messages)
+        config = _config(request)
+        timeout = request.settings.timeout
+        if on_delta is None:
+            return await call_with_retry(
+                lambda: self._complete(contents, config, timeout),
+                self._retry,
+                provider="google",
+                attempt_timeout=timeout,
+            )
+        emitted = [False]
+
+        async def forward(text: str) -> None:
+            emitted[0] = True
+            await on_delta(text)
+
+        return await call_with_retry(
+            lambda: self._stream(contents, config, timeout, forward),
+            self._retry,
+            provider="google",
+            attempt_timeout=timeout,
+            may_retry=lambda: not emitted[0],
+        )
+
+    @asynccontextmanager
+    async def _client(self, limit: float) -> AsyncIterator[Client]:
+        from google.genai import Client
+        from google.genai import types as genai_types
+
+        options = genai_types.HttpOptions(
+            base_url=self._base_url,
+            timeout=max(1, round(limit * 1000)),  # milliseconds
+            # attempts=1: agentkit's RetryPolicy is the only retry layer.
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        client = Client(api_key=self._api_key, vertexai=False, http_options=options)
+        try:
+            async with _translate_errors(limit):
+                yield client
+        finally:
+            # The SDK opens a sync and an async HTTP client; close both so no socket leaks.
+            await client.aio.aclose()
+            client.close()
+
+    async def _complete(
+        self, contents: list[genai_types.Content], config: genai_types.GenerateContentConfig, limit: float
+    ) -> ModelResponse:
+        async with self._client(limit) as client:
+            response = await client.aio.models.generate_content(
+                model=self._model_name, contents=contents, config=config
+            )
+        accumulator = _Accumulator()
+        accumulator.add(response)
+        return accumulator.response(self.name)
+
+    async def _stream(
+        self,
+        contents: list[genai_types.Content],
+        config: genai_types.GenerateContentConfig,
+        limit: float,
+        on_delta: DeltaCallback,
+    ) -> ModelResponse:
+        accumulator = _Accumulator()
+        async with self._client(limit) as client:
+            stream = await client.aio.models.generate_content_stream(
+                model=self._model_name, contents=contents, config=config
+            )
+            async for chunk in stream:
+                delta = accumulator.add(chunk)
+                if delta:
+                    await on_delta(delta)
+        return accumulator.response(self.name)
+
+
+class _Accumulator:
+    """Folds one response, or each chunk of a stream, into a ModelResponse.
+
+    Gemini streams whole functionCall parts (never fragments), and each
+    chunk's usage_metadata is cumulative, so the last one wins.
+    """
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._calls: list[ToolCall] = []
+        self._finish: str | None = None
+        self._blocked = False
+        self._usage = Usage(requests=1)
+
+    def add(self, chunk: genai_types.GenerateContentResponse) -> str:
+        delta: list[str] = []
+        if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason is not None:
+            self._blocked = True
+        if chunk.candidates:
+            candidate = chunk.candidates[0]
+            if candidate.finish_reason is not None:
+                self._finish = candidate.finish_reason.value
+            parts = candidate.content.parts if candidate.content is not None else None
+            for part in parts or ():
+                if part.thought:
+                    continue
+                if part.text:
+                    delta.append(part.text)
+                if part.function_call is not None:
+                    self._calls.append(_tool_call(part.function_call))
+        if chunk.usage_metadata is not None:
+            meta = chunk.usage_metadata
+            # Thinking tokens are billed as output but reported apart from candidates.
+            output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+            self._usage = Usage(input_tokens=meta.prompt_token_count or 0, output_tokens=output, requests=1)
+        text = "".join(delta)
+        self._text.append(text)
+        return text
+
+    def response(self, model_name: str) -> ModelResponse:
+        finish: FinishReason
+        if self._calls:
+            finish = "tool_calls"
+        elif self._blocked:
+            finish = "content_filter"
+        elif self._finish is None:
+            finish = "stop"
+        else:
+            finish = _FINISH_REASONS.get(self._finish, "other")
+        return ModelResponse(
+            text="".join(self._text) or None,
+            tool_calls=tuple(self._calls),
+            usage=self._usage,
+            finish_reason=finish,
+            model_name=model_name,
+        )
+
+
+def _tool_call(call: genai_types.FunctionCall) -> ToolCall:
+    if not call.name:
+        raise ModelError("google returned a function call without a name", provider="google")
+    call_id = call.id or f"{_LOCAL_ID_PREFIX}{uuid.uuid4().hex[:12]}"
+    return ToolCall(id=call_id, name=call.name, arguments=dict(call.args or {}))
+
+
+def _remote_id(call_id: str) -> str | None:
+    return None if call_id.startswith(_LOCAL_ID_PREFIX) else call_id
+
+
+def _contents(messages: Sequence[Message]) -> list[genai_types.Content]:
+    """Gemini turns are "user" and "model"; function responses ride in a user turn.
+
+    Consecutive same-role turns are merged so every functionResponse for one
+    model turn arrives together, as Gemini requires.
+    """
+    from google.genai import types as genai_types
+
+    contents: list[genai_types.Content] = []
+    for message in messages:
+        if isinstance(message, SystemMessage):
+            continue
+        role, parts = _parts(message)
+        if not parts:
+            continue
+        if contents and contents[-1].role == role and contents[-1].parts is not None:
+            contents[-1].parts.extend(parts)
+        else:
+            contents.append(genai_types.Content(role=role, parts=parts))
+    return contents
+
+
+def _parts(message: Message) -> tuple[str, list[genai_types.Part]]:
+    from google.genai import types as genai_types
+
+    if isinstance(message, AssistantMessage):
+        parts: list[genai_types.Part] = []
+        if message.content:
+            parts.append(genai_types.Part(text=message.content))
+        for call in message.tool_calls:
+            remote = genai_types.FunctionCall(id=_remote_id(call.id), name=call.name, args=call.arguments)
+            parts.append(genai_types.Part(function_call=remote))
+        return "model", parts
+    if isinstance(message, ToolResultMessage):
+        payload = {"error": message.content} if message.is_error else {"result": message.content}
+        response = genai_types.FunctionResponse(
+            id=_remote_id(message.tool_call_id), name=message.name, response=payload
+        )
+        return "user", [genai_types.Part(function_response=response)]
+    if isinstance(message, SystemMessage):
+        return "user", []
+    return "user", [genai_types.Part(text=message.content)]
+
+
+def _config(request: ModelRequest) -> genai_types.GenerateContentConfig:
+    from google.genai import types as genai_types
+
+    system = "\n\n".join(m.content for m in request.messages if isinstance(m, SystemMessage))
+    tools: list[genai_types.Tool] | None = None
+    if request.tools:
+        declarations = [
+            genai_types.FunctionDeclaration(name=t.name, description=t.description, parameters_json_schema=t.parameters)
+            for t in request.tools
+        ]
+        tools = [genai_types.Tool(function_declarations=declarations)]
+    return genai_types.GenerateContentConfig(
+        system_instruction=system or None,
+        tools=tools,
+        temperature=request.settings.temperature,
+        max_output_tokens=request.settings.max_tokens,
+        # agentkit runs the tools itself; the SDK must only report function calls.
+        automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True),
+    )
+
+
+@asynccontextmanager
+async def _translate_errors(limit: float) -> AsyncIterator[None]:
+    """Map google-genai/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
+    import httpx2
+    from google.genai import errors as genai_errors
+
+    try:
+        yield
+    except httpx2.TimeoutException as exc:
+        raise timeout_error("google", limit) from exc
+    except genai_errors.APIError as exc:
+        headers: Any = getattr(exc.response, "headers", None)
+        message = exc.message or str(exc)
+        raise status_error("google", exc.code, message, headers) from exc
+    except httpx2.TransportError as exc:
+        raise connection_error("google", str(exc)) from exc
