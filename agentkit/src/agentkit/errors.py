@@ -9,7 +9,8 @@
     │   ├── MissingDependencyError   a provider's optional SDK is not installed
     │   ├── ToolDefinitionError      a function cannot be turned into a tool
     │   ├── UnknownAgentError        the registry has no agent by that name
-    │   └── RealRequestBlockedError  a test tried to reach a real provider
+    │   ├── RealRequestBlockedError  a test tried to reach a real provider
+    │   └── ScriptExhaustedError     a ScriptedModel was asked more often than scripted
     ├── ModelError                   a model call failed (``retryable`` says if trying again may help)
     │   ├── ModelTimeoutError        retryable
     │   ├── ModelConnectionError     retryable
@@ -60,6 +61,10 @@ class UnknownAgentError(UserError):
 
 
 class RealRequestBlockedError(UserError):
+    pass
+
+
+class ScriptExhaustedError(UserError):
     pass
 
 

@@ -151,7 +151,13 @@ class Tool:
         try:
             validated = self.validate(arguments)
         except ValidationError as exc:
-            return ToolOutput(_format_validation_error(self.name, exc), True, "invalid_arguments")
+            return ToolOutput(format_validation_error(self.name, exc), True, "invalid_arguments")
+        return await self.execute(validated, ctx, default_timeout=default_timeout)
+
+    async def execute(
+        self, validated: BaseModel, ctx: RunContext[Any], *, default_timeout: float
+    ) -> ToolOutput:
+        """Call the function with already validated arguments (see :meth:`run`)."""
         kwargs = {field: getattr(validated, field) for field in type(validated).model_fields}
         args = (ctx,) if self.takes_context else ()
         timeout = self.timeout if self.timeout is not None else default_timeout
@@ -179,7 +185,7 @@ class Tool:
         return f"Tool({self.name!r})"
 
 
-def _format_validation_error(name: str, exc: ValidationError) -> str:
+def format_validation_error(name: str, exc: ValidationError) -> str:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}" for err in exc.errors()
     )

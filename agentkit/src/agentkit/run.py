@@ -1,0 +1,431 @@
+"""The agent loop: ReAct with native tool calls, one durable step at a time.
+
+A step is one model call plus, when the model asked for tools, all of those
+tool calls (validated, decided by the policy, then run concurrently). After
+every finished step the host gets a :class:`Checkpoint`; a resumed run starts
+from it and never repeats a finished step. The loop ends on a final answer,
+a bound from :class:`Limits`, a model error or the host's cancellation, and
+always as a typed :class:`RunOutcome`: ``RunError`` is never raised to the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from agentkit.context import RunContext
+from agentkit.errors import (
+    ModelError,
+    ModelFailed,
+    OutputValidationFailed,
+    PolicyDenied,
+    RunCancelled,
+    RunError,
+    StepLimitExceeded,
+    ToolFailed,
+    UsageLimitExceeded,
+)
+from agentkit.events import RunEvent, RunEventType, usage_payload
+from agentkit.hooks import RunHooks
+from agentkit.memory import LongTermMemory
+from agentkit.messages import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
+from agentkit.models.base import ModelRequest, ModelResponse
+from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess
+from agentkit.policy import PolicyDecision, PolicyVerdict
+from agentkit.tools import Tool, ToolOutput, format_validation_error
+
+if TYPE_CHECKING:
+    from agentkit.agent import Agent
+
+__all__ = ["AgentRun"]
+
+T = TypeVar("T")
+
+_FENCE_RE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+class _Cancelled(Exception):
+    """Internal: the host's cancellation check said stop while work was in flight."""
+
+
+class _Stop(Exception):
+    """Internal: a bound was hit mid-step; carries the error the run ends with."""
+
+    def __init__(self, error: RunError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class AgentRun:
+    """The state of one run. Use once: ``await AgentRun(...).execute(resume)``."""
+
+    def __init__(
+        self,
+        *,
+        agent: Agent,
+        goal: str,
+        input: dict[str, Any] | None,
+        deps: Any,
+        hooks: RunHooks,
+        long_term_memory: LongTermMemory | None,
+        run_id: str,
+    ) -> None:
+        self.agent = agent
+        self.definition = agent.definition
+        self.limits = agent.definition.limits
+        self.goal = goal
+        self.input = input
+        self.deps = deps
+        self.hooks = hooks
+        self.long_term_memory = long_term_memory
+        self.run_id = run_id
+        self.messages: list[Message] = []
+        self.steps = 0
+        self.usage = Usage()
+        self.reused = Usage()
+        self.output_retries = 0
+        self.denied_calls = 0
+        self.tool_errors = 0
+        self.checkpoint: Checkpoint | None = None
+
+    # ----------------------------------------------------------------- driver
+
+    async def execute(self, resume: Checkpoint | None) -> RunOutcome:
+        try:
+            if resume is not None:
+                await self._restore(resume)
+            else:
+                self.messages = await self._initial_messages()
+            return await self._loop()
+        except _Cancelled:
+            return await self._fail(RunCancelled("the host cancelled the run"))
+        except _Stop as stop:
+            return await self._fail(stop.error)
+        except ModelError as exc:
+            return await self._fail(ModelFailed(exc))
+
+    async def _loop(self) -> RunOutcome:
+        last = self.messages[-1] if self.messages else None
+        if isinstance(last, AssistantMessage) and not last.tool_calls:
+            # Resumed after the final step was checkpointed: the answer exists already.
+            output, problem = self._parse_output(last.content or "")
+            if problem is None:
+                return await self._succeed(output, last.content or "")
+        while True:
+            await self._check_cancelled()
+            if self.steps >= self.limits.max_steps:
+                raise _Stop(StepLimitExceeded(f"no final answer after {self.steps} steps"))
+            used, limit = (self.usage + self.reused).total_tokens, self.limits.max_total_tokens
+            if limit is not None and used >= limit:
+                raise _Stop(UsageLimitExceeded(f"{used} tokens used, limit is {limit}"))
+            step = self.steps + 1
+            response = await self._call_model(step)
+            self.messages.append(response.to_message())
+            if response.tool_calls:
+                await self._run_tools(step, response.tool_calls)
+                await self._finish_step(step)
+                self._check_tool_bounds()
+                continue
+            text = response.text or ""
+            output, problem = self._parse_output(text)
+            if problem is None:
+                await self._finish_step(step)
+                return await self._succeed(output, text)
+            self.output_retries += 1
+            if self.output_retries > self.limits.max_output_retries:
+                self.steps = step
+                raise _Stop(OutputValidationFailed(problem))
+            self.messages.append(UserMessage(content=problem))
+            await self._finish_step(step)
+
+    # ------------------------------------------------------------ set-up
+
+    async def _initial_messages(self) -> list[Message]:
+        system_parts = [self.definition.instructions.strip()]
+        output_type = self.definition.output_type
+        if output_type is not None:
+            schema = json.dumps(output_type.model_json_schema())
+            system_parts.append(
+                "When you give your final answer, reply with only a JSON object (no prose, no code "
+                f"fence) that validates against this JSON schema:\n{schema}"
+            )
+        if self.long_term_memory is not None:
+            records = await self.long_term_memory.search(self.goal, limit=self.definition.memory_limit)
+            if records:
+                lines = "\n".join(f"- {r.text}" for r in records)
+                system_parts.append(f"Relevant memories from earlier runs:\n{lines}")
+        goal = self.goal
+        if self.input:
+            goal += "\n\nInput (JSON):\n" + json.dumps(self.input, indent=2, sort_keys=True, default=str)
+        system = "\n\n".join(part for part in system_parts if part)
+        messages: list[Message] = [SystemMessage(content=system)] if system else []
+        messages.append(UserMessage(content=goal))
+        return messages
+
+    async def _restore(self, checkpoint: Checkpoint) -> None:
+        self.messages = list(checkpoint.messages)
+        self.steps = checkpoint.steps_completed
+        self.reused = checkpoint.usage
+        self.output_retries = checkpoint.output_retries
+        self.denied_calls = checkpoint.denied_calls
+        self.tool_errors = checkpoint.tool_errors
+        self.checkpoint = checkpoint
+        await self._emit(
+            RunEventType.RESUMED,
+            self.steps,
+            steps_reused=self.steps,
+            reused_usage=usage_payload(checkpoint.usage),
+            tokens_saved=checkpoint.usage.total_tokens,
+        )
+
+    # ------------------------------------------------------------- one step
+
+    async def _call_model(self, step: int) -> ModelResponse:
+        window = self.definition.memory
+        sent = await window.fit(self.messages) if window is not None else list(self.messages)
+        request = ModelRequest(
+            messages=sent, tools=self.agent.toolset.definitions(), settings=self.definition.model_settings
+        )
+        await self._emit(
+            RunEventType.MODEL_REQUEST,
+            step,
+            model=self.agent.model.name,
+            messages=len(sent),
+            messages_dropped=len(self.messages) - len(sent),
+            tools=self.agent.toolset.names(),
+        )
+        response = await self._cancellable(self.agent.model.request(request, on_delta=self.hooks.on_delta))
+        self.usage += response.usage
+        await self._emit(
+            RunEventType.MODEL_RESPONSE,
+            step,
+            text=response.text,
+            tool_calls=[c.model_dump() for c in response.tool_calls],
+            finish_reason=response.finish_reason,
+            model=response.model_name or self.agent.model.name,
+            usage=usage_payload(response.usage),
+        )
+        return response
+
+    async def _run_tools(self, step: int, calls: Sequence[ToolCall]) -> None:
+        """Decide each call in order (approvals one at a time), then run the allowed ones together."""
+        outputs: dict[str, ToolOutput] = {}
+        runnable: list[tuple[ToolCall, Tool, BaseModel]] = []
+        for call in calls:
+            await self._emit(RunEventType.TOOL_CALL, step, id=call.id, name=call.name, arguments=call.arguments)
+            tool = self.agent.toolset.get(call.name)
+            if tool is None:
+                known = ", ".join(self.agent.toolset.names()) or "none"
+                outputs[call.id] = ToolOutput(
+                    f"Unknown tool {call.name!r}. Available tools: {known}.", True, "unknown_tool"
+                )
+                continue
+            try:
+                validated = tool.validate(call.arguments)
+            except ValidationError as exc:
+                problem = format_validation_error(tool.name, exc)
+                outputs[call.id] = ToolOutput(problem, True, "invalid_arguments")
+                continue
+            decision = await self._decide(step, call, validated)
+            if decision.allowed:
+                runnable.append((call, tool, validated))
+            else:
+                self.denied_calls += 1
+                outputs[call.id] = ToolOutput(
+                    f"The security policy denied this call: {decision.reason}", True, "denied"
+                )
+
+        ctx = RunContext(
+            deps=self.deps,
+            run_id=self.run_id,
+            step=step,
+            usage=self.usage + self.reused,
+            agent_name=self.definition.name,
+        )
+        results = await self._cancellable(
+            asyncio.gather(*(t.execute(v, ctx, default_timeout=self.limits.tool_timeout) for _, t, v in runnable))
+        )
+        for (call, _, _), output in zip(runnable, results, strict=True):
+            outputs[call.id] = output
+
+        for call in calls:
+            output = outputs[call.id]
+            if output.is_error and output.error_kind != "denied":
+                self.tool_errors += 1
+            self.messages.append(
+                ToolResultMessage(
+                    tool_call_id=call.id, name=call.name, content=output.content, is_error=output.is_error
+                )
+            )
+            await self._emit(
+                RunEventType.TOOL_RESULT,
+                step,
+                id=call.id,
+                name=call.name,
+                content=output.content,
+                is_error=output.is_error,
+                error_kind=output.error_kind,
+            )
+
+    async def _decide(self, step: int, call: ToolCall, validated: BaseModel) -> PolicyDecision:
+        # Constraints see the validated, coerced arguments, not the model's raw JSON.
+        checked = call.model_copy(update={"arguments": validated.model_dump()})
+        requested = self.definition.policy.decide(checked)
+        decision = requested
+        approved: bool | None = None
+        if requested.verdict is PolicyVerdict.APPROVAL_REQUIRED:
+            if self.hooks.approve is None:
+                decision = PolicyDecision.deny(f"{requested.reason}, and no approver is configured")
+            else:
+                approved = await self.hooks.approve(checked, requested)
+                decision = (
+                    PolicyDecision.allow(f"{requested.reason}: approved")
+                    if approved
+                    else PolicyDecision.deny(f"{requested.reason}: the approver refused")
+                )
+        await self._emit(
+            RunEventType.POLICY_DECISION,
+            step,
+            id=call.id,
+            name=call.name,
+            verdict=decision.verdict.value,
+            reason=decision.reason,
+            requested_verdict=requested.verdict.value,
+            approved=approved,
+        )
+        return decision
+
+    def _check_tool_bounds(self) -> None:
+        if self.denied_calls > self.limits.max_denied_calls:
+            raise _Stop(
+                PolicyDenied(
+                    f"the model made {self.denied_calls} calls the policy denied (limit {self.limits.max_denied_calls})"
+                )
+            )
+        if self.tool_errors > self.limits.max_tool_errors:
+            raise _Stop(ToolFailed(f"{self.tool_errors} tool calls failed (limit {self.limits.max_tool_errors})"))
+
+    def _parse_output(self, text: str) -> tuple[Any, str | None]:
+        """(output, None) when the answer is acceptable, else (None, feedback for the model)."""
+        output_type = self.definition.output_type
+        if output_type is None:
+            return text, None
+        raw = text.strip()
+        fenced = _FENCE_RE.match(raw)
+        if fenced:
+            raw = fenced.group(1).strip()
+        try:
+            return output_type.model_validate_json(raw), None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            )
+            return None, (
+                f"Your final answer is not valid: {problems}. Reply with only a JSON object that "
+                "validates against the schema given in the instructions."
+            )
+
+    async def _finish_step(self, step: int) -> None:
+        self.steps = step
+        self.checkpoint = Checkpoint(
+            run_id=self.run_id,
+            agent_name=self.definition.name,
+            goal=self.goal,
+            messages=list(self.messages),
+            steps_completed=step,
+            usage=self.usage + self.reused,
+            output_retries=self.output_retries,
+            denied_calls=self.denied_calls,
+            tool_errors=self.tool_errors,
+        )
+        if self.hooks.on_checkpoint is not None:
+            await self.hooks.on_checkpoint(self.checkpoint)
+
+    # ------------------------------------------------------------ endings
+
+    async def _succeed(self, output: Any, text: str) -> RunSuccess:
+        dumped = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+        await self._emit(RunEventType.FINAL_ANSWER, self.steps, output=dumped, text=text)
+        return RunSuccess(
+            run_id=self.run_id,
+            steps=self.steps,
+            usage=self.usage,
+            reused_usage=self.reused,
+            messages=tuple(self.messages),
+            model_name=self.agent.model.name,
+            output=output,
+            text=text,
+        )
+
+    async def _fail(self, error: RunError) -> RunFailure:
+        payload: dict[str, Any] = {"kind": error.kind, "message": str(error), "retryable": error.retryable}
+        if isinstance(error, ModelFailed):
+            payload["cause"] = type(error.cause).__name__
+            payload["status_code"] = error.cause.status_code
+        await self._emit(RunEventType.ERROR, self.steps, **payload)
+        return RunFailure(
+            run_id=self.run_id,
+            steps=self.steps,
+            usage=self.usage,
+            reused_usage=self.reused,
+            messages=tuple(self.messages),
+            model_name=self.agent.model.name,
+            error=error,
+            checkpoint=self.checkpoint,
+        )
+
+    # ------------------------------------------------------ host plumbing
+
+    async def _emit(self, type_: RunEventType, step: int, **payload: Any) -> None:
+        if self.hooks.on_event is not None:
+            await self.hooks.on_event(RunEvent.build(type_, self.run_id, step, **payload))
+
+    async def _is_cancelled(self) -> bool:
+        check = self.hooks.is_cancelled
+        if check is None:
+            return False
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return bool(answer)
+
+    async def _check_cancelled(self) -> None:
+        if await self._is_cancelled():
+            raise _Cancelled
+
+    async def _cancellable(self, work: Awaitable[T]) -> T:
+        """Await ``work`` while polling the host's cancellation check; cancel ``work`` promptly on True."""
+        task: asyncio.Future[T] = asyncio.ensure_future(work)
+        if self.hooks.is_cancelled is None:
+            return await task
+        poller = asyncio.ensure_future(self._poll_cancelled())
+        try:
+            racers: set[asyncio.Future[Any]] = {task, poller}
+            done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return task.result()
+            raise _Cancelled
+        finally:
+            for pending in (task, poller):
+                pending.cancel()
+            # Let cancelled tools unwind (run their finally blocks) before the run reports.
+            await asyncio.gather(task, poller, return_exceptions=True)
+
+    async def _poll_cancelled(self) -> None:
+        # The host's check is a function, not an event, so polling is the only option.
+        while not await self._is_cancelled():  # noqa: ASYNC110
+            await asyncio.sleep(self.hooks.cancel_poll_interval)

@@ -1,0 +1,169 @@
+"""Models for tests and offline use, and the switch that blocks real requests.
+
+* :class:`FunctionModel`: a function (sync or async) answers each request.
+* :class:`ScriptedModel`: replays a list of responses, then fails loudly.
+* :class:`OfflineModel`: a deterministic stand-in that really uses the
+  built-in tools, so a whole agent can be exercised without a network. Its
+  answers start with ``[offline model]`` so nobody mistakes them for an LLM's.
+* :func:`block_real_requests` / :func:`allow_model_requests`: make every
+  provider client refuse non-loopback requests (see :mod:`agentkit.models._guard`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+
+from agentkit.errors import ModelError, ScriptExhaustedError
+from agentkit.memory import estimate_tokens, message_tokens
+from agentkit.messages import AssistantMessage, ToolCall, ToolResultMessage, Usage, UserMessage
+from agentkit.models._guard import allow_model_requests, block_real_requests, real_requests_allowed
+from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+
+__all__ = [
+    "OFFLINE_PREFIX",
+    "FunctionModel",
+    "OfflineModel",
+    "ScriptedModel",
+    "allow_model_requests",
+    "block_real_requests",
+    "real_requests_allowed",
+]
+
+OFFLINE_PREFIX = "[offline model]"
+
+ModelFunction = Callable[[ModelRequest], ModelResponse | Awaitable[ModelResponse]]
+
+
+class FunctionModel(Model):
+    """Answers with ``function(request)``; every request is kept in ``requests`` for assertions."""
+
+    def __init__(self, function: ModelFunction, *, name: str = "function:test") -> None:
+        self.function = function
+        self._name = name
+        self.requests: list[ModelRequest] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        self.requests.append(request)
+        response = self.function(request)
+        if inspect.isawaitable(response):
+            response = await response
+        if on_delta is not None and response.text:
+            await on_delta(response.text)
+        return response
+
+
+ScriptItem = ModelResponse | ModelError | str
+
+
+class ScriptedModel(Model):
+    """Returns the scripted items in order: a response, a string (a plain text answer) or a
+    :class:`ModelError` to raise. Asking for more than the script raises
+    :class:`ScriptExhaustedError`, so a test never silently gets a default answer.
+    """
+
+    def __init__(self, script: Sequence[ScriptItem], *, name: str = "scripted:test") -> None:
+        self.script = list(script)
+        self._name = name
+        self.requests: list[ModelRequest] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def remaining(self) -> int:
+        return len(self.script) - len(self.requests)
+
+    async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        index = len(self.requests)
+        self.requests.append(request)
+        if index >= len(self.script):
+            raise ScriptExhaustedError(f"{self._name}: request {index + 1} but the script has {len(self.script)}")
+        item = self.script[index]
+        if isinstance(item, ModelError):
+            raise item
+        response = ModelResponse(text=item, model_name=self._name) if isinstance(item, str) else item
+        if on_delta is not None and response.text:
+            await on_delta(response.text)
+        return response
+
+
+# Digits and operators, at least one operator between two operands: "17 * (3 + 4)", "2**10".
+_EXPRESSION_RE = re.compile(r"[-+(]*\s*\d[\d.\s]*(?:(?:\*\*|//|[-+*/%])[\s(]*\d[\d.\s)]*)+")
+_TIME_RE = re.compile(r"\b(time|date|today|now|clock|day)\b", re.IGNORECASE)
+
+
+class OfflineModel(Model):
+    """A deterministic, network-free model that uses ``calculator`` and ``current_time`` when offered.
+
+    First turn: if the goal contains an arithmetic expression and a
+    ``calculator`` tool exists, it calls it; if the goal asks for the time or
+    date and ``current_time`` exists, it calls that too (both in one turn).
+    With nothing to do it answers at once. After tool results it answers,
+    quoting them. Usage is the same token estimate agentkit uses elsewhere.
+    """
+
+    def __init__(self, name: str = "default") -> None:
+        self._name = name if name.startswith("offline:") else f"offline:{name}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        messages = list(request.messages)
+        goal = next((m.content for m in messages if isinstance(m, UserMessage)), "")
+        tool_names = {t.name for t in request.tools}
+        has_acted = any(isinstance(m, AssistantMessage) for m in messages)
+        text: str | None = None
+        calls: tuple[ToolCall, ...] = ()
+        if not has_acted:
+            calls = self._plan(goal, tool_names)
+        if not calls:
+            text = self._answer(goal, messages)
+        input_tokens = sum(message_tokens(m) for m in messages)
+        input_tokens += sum(estimate_tokens(json.dumps(t.parameters)) for t in request.tools)
+        output_tokens = estimate_tokens(text or "") + sum(
+            estimate_tokens(json.dumps(c.arguments)) + estimate_tokens(c.name) for c in calls
+        )
+        if on_delta is not None and text:
+            await on_delta(text)
+        return ModelResponse(
+            text=text,
+            tool_calls=calls,
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens, requests=1),
+            finish_reason="tool_calls" if calls else "stop",
+            model_name=self._name,
+        )
+
+    @staticmethod
+    def _plan(goal: str, tool_names: set[str]) -> tuple[ToolCall, ...]:
+        calls: list[ToolCall] = []
+        if "calculator" in tool_names:
+            match = _EXPRESSION_RE.search(goal)
+            if match:
+                expression = match.group(0).strip().rstrip("=").strip()
+                calls.append(ToolCall(id="offline-1", name="calculator", arguments={"expression": expression}))
+        if "current_time" in tool_names and _TIME_RE.search(goal):
+            calls.append(ToolCall(id=f"offline-{len(calls) + 1}", name="current_time", arguments={}))
+        return tuple(calls)
+
+    @staticmethod
+    def _answer(goal: str, messages: Sequence[object]) -> str:
+        results = [m for m in messages if isinstance(m, ToolResultMessage)]
+        first_line = goal.strip().splitlines()[0] if goal.strip() else ""
+        lines = [f"{OFFLINE_PREFIX} This is a deterministic offline stand-in, not a real LLM."]
+        lines.append(f"Goal: {first_line}")
+        for result in results:
+            label = "error" if result.is_error else "result"
+            lines.append(f"{result.name} {label}: {result.content}")
+        if not results:
+            lines.append("No tool was needed.")
+        return "\n".join(lines)
