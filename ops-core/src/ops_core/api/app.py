@@ -1,0 +1,75 @@
+"""The REST API's application factory.
+
+``create_app`` builds nothing but the app: the runtime (engine, store,
+publisher, agent registry, task service) is opened by the lifespan on the
+server's own event loop and closed when it stops. A caller that already has a
+runtime (tests, an embedding process) passes it in and keeps ownership of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import dramatiq
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+from ops_core.api.body_limit import BodyLimitMiddleware
+from ops_core.api.errors import install_error_handlers
+from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
+from ops_core.api.routes import health, tasks, workers
+from ops_core.config import Settings
+from ops_core.runtime import Runtime
+
+API_VERSION = "1"
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dramatiq.Broker | None = None) -> FastAPI:
+    """Build the API for ``settings``.
+
+    ``runtime``: serve with this already-open runtime (the caller closes it).
+    ``broker``: when the lifespan opens its own runtime, publish through this
+    broker instead of building one (``opscore dev`` shares its in-process broker
+    with the embedded worker this way).
+    """
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            yield
+            return
+        opened = Runtime.open(settings, broker=broker)
+        app.state.runtime = opened
+        try:
+            yield
+        finally:
+            app.state.runtime = None
+            await opened.close()
+            if broker is None:
+                # The broker was built for this app alone; its connections go with it.
+                opened.broker.close()
+
+    app = FastAPI(
+        title="ops-core",
+        version=API_VERSION,
+        summary="A durable task orchestrator for agent runs.",
+        lifespan=lifespan,
+        middleware=[
+            # Outermost, so rejected bodies (413) are counted too.
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        ],
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    # Set here rather than in the lifespan so that an app driven without one
+    # (httpx's ASGITransport in tests) still serves with the caller's runtime.
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(metrics_router())
+    app.include_router(tasks.router)
+    app.include_router(workers.router)
+    return app

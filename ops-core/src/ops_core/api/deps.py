@@ -1,0 +1,77 @@
+"""Request-scoped access to what the lifespan built, as ``Annotated`` dependency aliases.
+
+Routes never reach for globals: everything hangs off ``app.state``, so two
+apps in one process (tests, dev mode) stay independent, and tests can swap
+any piece with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ops_core.api.metrics import ApiMetrics
+from ops_core.config import Settings
+from ops_core.db.store import TaskStore
+from ops_core.errors import DatabaseUnavailable, Unavailable
+from ops_core.queue.publisher import Publisher
+from ops_core.runtime import Runtime
+from ops_core.services.tasks import TaskService
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        # Only reachable if requests arrive outside the lifespan (starting up, or shut down).
+        raise Unavailable("the API is not ready to serve requests")
+    return runtime
+
+
+def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskStore:
+    return runtime.store
+
+
+def get_publisher(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Publisher:
+    return runtime.publisher
+
+
+def get_task_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskService:
+    return runtime.tasks
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[TaskStore, Depends(get_store)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+
+
+def request_deadline(settings: Settings) -> float:
+    # A request may take a few database round trips plus a publish; each of
+    # those is bounded on its own, this caps their sum so a client never hangs.
+    return settings.db_timeout_seconds * 3
+
+
+@asynccontextmanager
+async def bounded(settings: Settings) -> AsyncIterator[None]:
+    """Turn a request that outlives :func:`request_deadline` into a 503, never a hang."""
+    seconds = request_deadline(settings)
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise DatabaseUnavailable(f"the database did not answer within {seconds:g}s") from None

@@ -1,0 +1,91 @@
+"""Every error response has one shape: ``{"error": {"code", "message"}}``.
+
+ops-core's own errors carry their status and code (see :mod:`ops_core.errors`),
+so one handler covers them all. FastAPI's and Starlette's own errors (bad
+input, unknown route, wrong method) are rewritten into the same shape, and
+anything unexpected becomes a generic 500 whose details stay in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ops_core.errors import OpsCoreError, Unavailable
+
+log = logging.getLogger(__name__)
+
+# Retry-After for 503s: a dependency that is down is usually back within seconds.
+RETRY_AFTER_SECONDS = 5
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    503: "unavailable",
+}
+
+
+def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status_code, content={"error": {"code": code, "message": message}}, headers=headers)
+
+
+async def _ops_core_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpsCoreError)
+    if exc.status_code >= 500:
+        log.warning("%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Unavailable) else None
+    return error_response(exc.status_code, exc.code, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "validation_error", describe_validation_errors(exc.errors()))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    return error_response(exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OpsCoreError, _ops_core_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """One readable line per problem: where it is and what is wrong with it."""
+    return "; ".join(_describe(error) for error in errors) or "invalid request"
+
+
+def _describe(error: Any) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "json_invalid":
+        detail = error.get("ctx", {}).get("error", "")
+        return f"malformed JSON body: {detail}".rstrip(": ")
+    # "body", "query" and "path" say where; the rest names the field.
+    where, field = (loc[0], ".".join(loc[1:])) if loc else ("request", "")
+    name = f"{where} field '{field}'" if field else where
+    return f"{name}: {error.get('msg', 'invalid value')}"

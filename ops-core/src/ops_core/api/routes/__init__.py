@@ -1,0 +1,1 @@
+"""The v1 REST API: one router per resource, plus health and metrics."""

@@ -1,0 +1,247 @@
+"""The ``opscore`` command: server processes, migrations, and a client for the REST API.
+
+Exit codes: 0 success; 1 the API refused or failed the request, could not be
+reached, or a waited-for task did not complete; 2 bad settings or bad usage.
+Server pieces are imported inside their commands, so a client command never
+loads uvicorn, SQLAlchemy or Dramatiq.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from ops_core.api.client import ApiClient, ApiError, JsonObject, WaitTimeout
+from ops_core.config import Settings, load_settings
+from ops_core.domain import TaskStatus
+from ops_core.errors import ConfigError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+ApiUrl = Annotated[
+    str | None, typer.Option("--api-url", help="Base URL of the ops-core API (default: OPSCORE_API_URL).")
+]
+HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: OPSCORE_HOST).")]
+PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind (default: OPSCORE_PORT).")]
+
+
+def build_cli(
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> typer.Typer:
+    """Build the command tree; tests inject an HTTP transport and a fake clock."""
+    cli = typer.Typer(
+        name="opscore",
+        help="ops-core: a durable task orchestrator for agent runs.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    db = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+    cli.add_typer(db, name="db")
+
+    @contextmanager
+    def client(api_url: str | None) -> Iterator[ApiClient]:
+        settings = _settings(**({"api_url": api_url} if api_url else {}))
+        with ApiClient(settings.api_url, transport=transport) as api, _api_errors():
+            yield api
+
+    # --- server processes -------------------------------------------------
+
+    @cli.command()
+    def api(host: HostOpt = None, port: PortOpt = None) -> None:
+        """Serve the REST API (OpenAPI docs at /docs)."""
+        import uvicorn
+
+        from ops_core.api.app import create_app
+
+        settings = _settings(**_given(host=host, port=port))
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+    @cli.command()
+    def worker(
+        processes: Annotated[int, typer.Option(min=1, help="Worker processes to fork.")] = 1,
+        threads: Annotated[int, typer.Option(min=1, help="Dramatiq worker threads per process.")] = 8,
+        concurrency: Annotated[
+            int | None, typer.Option(min=1, help="Runs one process holds at once (OPSCORE_WORKER_CONCURRENCY).")
+        ] = None,
+    ) -> None:
+        """Run a pool of worker processes that execute queued tasks."""
+        settings = _settings(**_given(worker_concurrency=concurrency))
+        from ops_core.worker import run_pool
+
+        run_pool(settings, processes, threads, settings.worker_concurrency)
+
+    @cli.command()
+    def dev(host: HostOpt = None, port: PortOpt = None) -> None:
+        """Run the API and a worker in one process (SQLite + in-memory broker by default)."""
+        settings = _settings(**_given(host=host, port=port))
+        from ops_core.dev import run_dev
+
+        run_dev(settings, host=settings.host, port=settings.port)
+
+    @db.command()
+    def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+        """Migrate the database schema up to REVISION."""
+        settings = _settings()
+        from ops_core.db import migrate
+
+        migrate.upgrade(settings, revision=revision)
+        typer.echo(f"database upgraded to {revision}")
+
+    @db.command()
+    def downgrade(
+        revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops every table.")] = "-1",
+    ) -> None:
+        """Migrate the database schema down to REVISION (default: one step)."""
+        settings = _settings()
+        from ops_core.db import migrate
+
+        migrate.downgrade(settings, revision=revision)
+        typer.echo(f"database downgraded to {revision}")
+
+    # --- client commands --------------------------------------------------
+
+    @cli.command()
+    def submit(
+        goal: Annotated[str, typer.Argument(help="What the agent should do.")],
+        agent: Annotated[str | None, typer.Option(help="Registered agent name (server default: 'default').")] = None,
+        model: Annotated[str | None, typer.Option(help="agentkit model string, e.g. 'openai:gpt-4o-mini'.")] = None,
+        input_json: Annotated[
+            str | None, typer.Option("--input", help="A JSON object handed to the agent as its input.")
+        ] = None,
+        idempotency_key: Annotated[
+            str | None, typer.Option(help="Submitting the same key again returns the first task.")
+        ] = None,
+        priority: Annotated[int | None, typer.Option(min=0, max=9, help="0 (lowest) to 9.")] = None,
+        max_retries: Annotated[int | None, typer.Option(min=0, max=100)] = None,
+        wait: Annotated[bool, typer.Option("--wait", help="Poll until the task finishes.")] = False,
+        timeout: Annotated[float, typer.Option(min=0.0, help="Seconds --wait polls before giving up.")] = 600.0,
+        api_url: ApiUrl = None,
+    ) -> None:
+        """Submit a task and print it as JSON."""
+        body: JsonObject = {"goal": goal}
+        body.update(
+            _given(
+                agent=agent,
+                model=model,
+                input=_parse_input(input_json),
+                idempotency_key=idempotency_key,
+                priority=priority,
+                max_retries=max_retries,
+            )
+        )
+        with client(api_url) as api:
+            task = api.submit(body)
+            if not wait:
+                _emit(task)
+                return
+            try:
+                task = api.wait(str(task["id"]), timeout=timeout, sleep=sleep, clock=clock)
+            except WaitTimeout as exc:
+                _emit(exc.task)
+                raise
+        _emit(task)
+        _exit_for(task)
+
+    @cli.command()
+    def status(task_id: Annotated[str, typer.Argument(help="Task id.")], api_url: ApiUrl = None) -> None:
+        """Print one task as JSON."""
+        with client(api_url) as api:
+            _emit(api.get_task(task_id))
+
+    @cli.command()
+    def tasks(
+        status: Annotated[TaskStatus | None, typer.Option(help="Only tasks in this status.")] = None,
+        agent: Annotated[str | None, typer.Option(help="Only tasks of this agent.")] = None,
+        limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+        cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+        api_url: ApiUrl = None,
+    ) -> None:
+        """List tasks, newest first, as {items, next_cursor}."""
+        with client(api_url) as api:
+            _emit(api.list_tasks(status=status, agent=agent, limit=limit, cursor=cursor))
+
+    @cli.command()
+    def cancel(task_id: Annotated[str, typer.Argument(help="Task id.")], api_url: ApiUrl = None) -> None:
+        """Cancel a task (a running task stops at its next step)."""
+        with client(api_url) as api:
+            _emit(api.cancel(task_id))
+
+    @cli.command()
+    def retry(task_id: Annotated[str, typer.Argument(help="Task id.")], api_url: ApiUrl = None) -> None:
+        """Queue a failed or cancelled task again."""
+        with client(api_url) as api:
+            _emit(api.retry(task_id))
+
+    @cli.command()
+    def events(
+        task_id: Annotated[str, typer.Argument(help="Task id.")],
+        after_seq: Annotated[int, typer.Option(min=0, help="Only events after this sequence number.")] = 0,
+        api_url: ApiUrl = None,
+    ) -> None:
+        """Print a task's events in order, as {items}."""
+        with client(api_url) as api:
+            _emit(api.events(task_id, after_seq=after_seq))
+
+    return cli
+
+
+def main() -> None:
+    build_cli()()
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@contextmanager
+def _api_errors() -> Iterator[None]:
+    try:
+        yield
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _parse_input(raw: str | None) -> JsonObject | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc.msg} at position {exc.pos}", param_hint="--input") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter('must be a JSON object, e.g. \'{"url": "..."}\'', param_hint="--input")
+    return value
+
+
+def _emit(document: JsonObject) -> None:
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _exit_for(task: JsonObject) -> None:
+    state = TaskStatus(task["status"])
+    if state is TaskStatus.COMPLETED:
+        return
+    error = task.get("error") or {}
+    reason = f": {error.get('type')}: {error.get('message')}" if error else ""
+    typer.echo(f"error: task {task['id']} {state}{reason}", err=True)
+    raise typer.Exit(EXIT_FAILED)
