@@ -1,0 +1,1 @@
+"""Persistence: the schema (SQLModel tables + Alembic migrations) and the task store."""

@@ -1,0 +1,128 @@
+"""What every part of the store shares: tables as Core objects, transactions, event inserts, row mapping."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import SQLModel
+
+from ops_core.db import models  # noqa: F401 - registers the tables
+from ops_core.db.engine import READ_ONLY, database_errors
+from ops_core.db.models import NewEvent, Task, TaskEvent
+from ops_core.db.types import JSONType, json_array_append
+from ops_core.domain import EventType, TaskStatus
+
+TASKS: Table = SQLModel.metadata.tables["tasks"]
+EVENTS: Table = SQLModel.metadata.tables["task_events"]
+WORKERS: Table = SQLModel.metadata.tables["workers"]
+MEMORIES: Table = SQLModel.metadata.tables["memories"]
+# What a RETURNING needs besides the two columns StoreBase._bump always returns.
+OTHER_TASK_COLUMNS = [c for c in TASKS.c if c.name not in ("last_event_seq", "attempts")]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_task(row: Any) -> Task:
+    values = dict(row._mapping)
+    values["status"] = TaskStatus(values["status"])
+    return Task(**values)
+
+
+def to_event(row: Any) -> TaskEvent:
+    return TaskEvent(**row._mapping)
+
+
+def status_event(old: TaskStatus, new: TaskStatus, reason: str | None = None, **extra: Any) -> NewEvent:
+    payload: dict[str, Any] = {"from": old.value, "to": new.value}
+    if reason is not None:
+        payload["reason"] = reason
+    payload.update(extra)
+    return NewEvent(EventType.STATUS.value, payload)
+
+
+def attempt_error(attempt: int, error_type: str, message: str, at: datetime) -> ColumnElement[Any]:
+    """``attempt_errors`` with one more entry, appended by the database in the same UPDATE."""
+    entry = {"attempt": attempt, "type": error_type, "message": message, "at": at.isoformat()}
+    return json_array_append(TASKS.c.attempt_errors, bindparam(None, entry, type_=JSONType))
+
+
+class StoreBase:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with database_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with database_errors(), self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            yield conn
+
+    def _insert(self, table: Table) -> Any:
+        """An INSERT that supports ``on_conflict_*`` on both dialects."""
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def _bump(
+        self,
+        conn: AsyncConnection,
+        task_id: uuid.UUID,
+        *,
+        where: Sequence[ColumnElement[bool]],
+        values: Mapping[str, Any],
+        events: int,
+        returning: Sequence[Any] = (),
+    ) -> Any:
+        """One conditional UPDATE of a task that also reserves ``events`` seq numbers.
+
+        Reserving seqs in the row that is being updated anyway serialises
+        concurrent writers on its row lock, so their seqs never collide.
+        Returns the row (``last_event_seq``, ``attempts`` and ``returning``)
+        or None when the condition no longer holds.
+        """
+        stmt = (
+            update(TASKS)
+            .where(TASKS.c.id == task_id, *where)
+            .values(last_event_seq=TASKS.c.last_event_seq + events, **values)
+            .returning(TASKS.c.last_event_seq, TASKS.c.attempts, *returning)
+        )
+        return (await conn.execute(stmt)).first()
+
+    async def _add_events(
+        self,
+        conn: AsyncConnection,
+        task_id: uuid.UUID,
+        attempt: int,
+        last_seq: int,
+        events: Sequence[NewEvent],
+        now: datetime,
+    ) -> None:
+        if not events:
+            return
+        first = last_seq - len(events) + 1
+        rows = [
+            {
+                "task_id": task_id,
+                "seq": first + i,
+                "attempt": attempt,
+                "type": ev.type,
+                "payload": ev.payload,
+                "created_at": ev.created_at or now,
+            }
+            for i, ev in enumerate(events)
+        ]
+        await conn.execute(EVENTS.insert(), rows)

@@ -1,0 +1,146 @@
+"""The async engine factory and the one place database failures become :class:`DatabaseUnavailable`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ops_core.config import Settings
+from ops_core.errors import DatabaseUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option marking a connection that only reads: on SQLite it gets a
+# deferred BEGIN instead of BEGIN IMMEDIATE, so readers never queue behind writers.
+READ_ONLY = "opscore_read_only"
+
+
+def _json_default(value: object) -> object:
+    # Event payloads carry timestamps and ids straight from agentkit's models.
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        return _sqlite_engine(settings)
+    return _postgres_engine(settings)
+
+
+def _postgres_engine(settings: Settings) -> AsyncEngine:
+    timeout = settings.db_timeout_seconds
+    return create_async_engine(
+        settings.database_url,
+        json_serializer=json_dumps,
+        pool_size=settings.db_pool_size,
+        # db_pool_size is a hard cap so operators can size max_connections as processes × pool size.
+        max_overflow=0,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": timeout,  # connecting to a dead host fails after this, not after the OS's minutes
+            "command_timeout": timeout,  # client side: a hung server or network
+            # server side: a query stuck on locks is cancelled instead of holding its connection
+            "server_settings": {"statement_timeout": str(int(timeout * 1000)), "application_name": "ops-core"},
+        },
+    )
+
+
+def _sqlite_engine(settings: Settings) -> AsyncEngine:
+    engine = create_async_engine(
+        settings.database_url,
+        json_serializer=json_dumps,
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (below) issue BEGIN itself instead of the driver's implicit one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer and vice versa
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL + NORMAL survives an application crash; only an OS crash can lose the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait for the
+        # write lock (SQLITE_BUSY at once, "database is locked"); taking the
+        # lock up front makes concurrent writers queue on busy_timeout instead.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, OSError | TimeoutError | exc.TimeoutError):  # exc.TimeoutError: pool exhausted
+        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError):
+            return True
+        return _is_unavailable(error.orig) if error.orig is not None else False
+    return isinstance(
+        error,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.QueryCanceledError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.AdminShutdownError,
+    )
+
+
+@asynccontextmanager
+async def database_errors() -> AsyncIterator[None]:
+    """Turn connection failures and timeouts into :class:`DatabaseUnavailable` (the API answers 503)."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if _is_unavailable(error):
+            raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
+        raise
+    except (OSError, TimeoutError, exc.TimeoutError) as error:
+        raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    return f"{type(error).__name__}: {error}".strip().rstrip(":")
+
+
+def translate_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Method decorator form of :func:`database_errors`."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        async with database_errors():
+            return await fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,202 @@
+"""The tables (SQLModel, named like fastapi's full-stack template) and the store's record types.
+
+The Alembic migrations create these tables; nothing calls ``create_all``. The
+drift test proves the two agree, so a change here needs a new revision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy import Uuid as SAUuid
+from sqlmodel import Field, SQLModel
+
+from ops_core.db.types import JSONType, UTCDateTime
+from ops_core.domain import TaskStatus
+
+# Alembic autogenerate and the migration agree on constraint names only with a convention.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OUTBOX_WHERE = "status = 'pending' AND published_at IS NULL"
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(*, nullable: bool) -> Any:
+    return Field(default=None, sa_column=Column(JSONType, nullable=nullable))
+
+
+class Task(SQLModel, table=True):
+    """One agent run, from submission to its terminal status.
+
+    ``attempts`` counts claims (a lost or failed attempt counts; a graceful
+    hand-back does not) and doubles as the fencing token: every worker-owned
+    write checks ``attempts = <the attempt it claimed>``. ``max_retries`` is
+    the retry limit *including* budgets granted by manual retries (no retries
+    left once ``attempts > max_retries``); ``retry_base`` records how many
+    attempts had been used when the last manual retry was granted, so the
+    configured value is ``max_retries - retry_base``.
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_created_at_id", text("created_at DESC"), text("id DESC")),
+        Index("ix_tasks_status_created_at", "status", "created_at"),
+        # The outbox relay scans this on every tick; partial so it stays tiny.
+        Index(
+            "ix_tasks_outbox",
+            "created_at",
+            postgresql_where=text(OUTBOX_WHERE),
+            sqlite_where=text(OUTBOX_WHERE),
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    agent: str = Field(sa_column=Column(String(200), nullable=False))
+    goal: str = Field(sa_column=Column(Text(), nullable=False))
+    input: dict[str, Any] = _json(nullable=False)
+    model: str = Field(sa_column=Column(String(200), nullable=False))
+    # Indexed by ix_tasks_status_created_at (status is its leading column).
+    status: TaskStatus = Field(sa_column=Column(String(20), nullable=False))
+    result: Any = _json(nullable=True)
+    error_type: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    error_message: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    attempts: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    max_retries: int = Field(sa_column=Column(Integer(), nullable=False))
+    retry_base: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    timeout_seconds: int = Field(sa_column=Column(Integer(), nullable=False))
+    schedule_to_start_seconds: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # created_at + schedule_to_start_seconds, precomputed so claim() compares plain timestamps.
+    start_deadline: datetime | None = _ts()
+    priority: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True, unique=True))
+    input_tokens: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    output_tokens: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    reused_tokens: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    attempt_errors: list[dict[str, Any]] = _json(nullable=False)
+    checkpoint: dict[str, Any] | None = _json(nullable=True)
+    cancel_requested: bool = Field(default=False, sa_column=Column(Boolean(), nullable=False))
+    published_at: datetime | None = _ts()
+    run_after: datetime | None = _ts()
+    last_event_seq: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    worker_id: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    started_at: datetime | None = _ts()
+    # When the current attempt was claimed (started_at is the first attempt's start).
+    claimed_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+    @property
+    def configured_max_retries(self) -> int:
+        return self.max_retries - self.retry_base
+
+    @property
+    def retries_left(self) -> int:
+        return max(0, self.max_retries - self.attempts)
+
+
+class TaskEvent(SQLModel, table=True):
+    __tablename__ = "task_events"
+    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_task_events_task_id_seq"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    )
+    task_id: uuid.UUID = Field(sa_column=Column(SAUuid(), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False))
+    seq: int = Field(sa_column=Column(Integer(), nullable=False))
+    attempt: int = Field(sa_column=Column(Integer(), nullable=False))
+    type: str = Field(sa_column=Column(String(100), nullable=False))
+    payload: dict[str, Any] = _json(nullable=False)
+    created_at: datetime = _ts(nullable=False)
+
+
+class Worker(SQLModel, table=True):
+    __tablename__ = "workers"
+
+    id: str = Field(sa_column=Column(String(200), primary_key=True))
+    host: str = Field(sa_column=Column(String(255), nullable=False))
+    pid: int = Field(sa_column=Column(Integer(), nullable=False))
+    concurrency: int = Field(sa_column=Column(Integer(), nullable=False))
+    started_at: datetime = _ts(nullable=False)
+    last_heartbeat: datetime = _ts(nullable=False, index=True)
+    stopped_at: datetime | None = _ts()
+
+
+class Memory(SQLModel, table=True):
+    """A long-term memory record of agentkit's ``StoreBackedMemory``, per namespace (agent)."""
+
+    __tablename__ = "memories"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    namespace: str = Field(sa_column=Column(String(200), nullable=False, index=True))
+    text: str = Field(sa_column=Column(Text(), nullable=False))
+    # "metadata" is reserved on SQLModel/SQLAlchemy classes, hence the attribute name.
+    meta: dict[str, Any] = Field(default=None, sa_column=Column("metadata", JSONType, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    agent: str
+    goal: str
+    model: str
+    max_retries: int
+    timeout_seconds: int
+    input: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    idempotency_key: str | None = None
+    schedule_to_start_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    task: Task
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    items: list[Task]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    started_at: datetime
+    last_heartbeat: datetime
+    running_task_ids: list[uuid.UUID]

@@ -1,0 +1,400 @@
+"""The task store: every task state change is one conditional UPDATE plus its events, in one transaction.
+
+Hot-path cost per task: ``claim`` (UPDATE … RETURNING + event INSERT) and a
+closing transition (UPDATE + executemany of the run's remaining events).
+Worker-owned writes are fenced by ``status = 'running' AND attempts =
+<attempt>``, so a zombie from an earlier attempt can never write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, tuple_, update
+
+from ops_core.db._base import (
+    EVENTS,
+    OTHER_TASK_COLUMNS,
+    TASKS,
+    StoreBase,
+    attempt_error,
+    status_event,
+    to_event,
+    to_task,
+    utcnow,
+)
+from ops_core.db.cancel import CancelOps
+from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
+from ops_core.db.workers import WorkerOps
+from ops_core.domain import ErrorType, EventType, TaskStatus
+from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
+
+PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
+
+
+class TaskStore(CancelOps, WorkerOps, StoreBase):
+    # ---- submission and reads -------------------------------------------------
+
+    async def create(self, new: NewTask) -> tuple[Task, bool]:
+        """Insert a pending task; with a known idempotency key return the existing task instead."""
+        now = utcnow()
+        deadline = None
+        if new.schedule_to_start_seconds is not None:
+            deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
+        values = {
+            "id": uuid.uuid4(),
+            "agent": new.agent,
+            "goal": new.goal,
+            "input": new.input,
+            "model": new.model,
+            "status": PENDING.value,
+            "attempts": 0,
+            "max_retries": new.max_retries,
+            "retry_base": 0,
+            "timeout_seconds": new.timeout_seconds,
+            "schedule_to_start_seconds": new.schedule_to_start_seconds,
+            "start_deadline": deadline,
+            "priority": new.priority,
+            "idempotency_key": new.idempotency_key,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "reused_tokens": 0,
+            "attempt_errors": [],
+            "cancel_requested": False,
+            "last_event_seq": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        stmt = self._insert(TASKS).values(values)
+        if new.idempotency_key is not None:
+            # Concurrent creates with one key: the loser's INSERT waits for the
+            # winner's commit, inserts nothing, and then reads the winner's row.
+            stmt = stmt.on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
+        async with self._write() as conn:
+            row = (await conn.execute(stmt.returning(*TASKS.c))).first()
+            if row is not None:
+                event = NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
+                await self._add_events(conn, row.id, 0, 1, [event], now)
+                return to_task(row), True
+            existing = (await conn.execute(select(TASKS).where(TASKS.c.idempotency_key == new.idempotency_key))).first()
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish: tasks are never deleted
+            raise RuntimeError("idempotency conflict without a conflicting row")
+        return to_task(existing), False
+
+    async def get(self, task_id: uuid.UUID) -> Task:
+        async with self._read() as conn:
+            row = (await conn.execute(select(TASKS).where(TASKS.c.id == task_id))).first()
+        if row is None:
+            raise TaskNotFound(f"task {task_id} not found")
+        return to_task(row)
+
+    async def list(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
+        stmt = select(TASKS).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit + 1)
+        if status is not None:
+            stmt = stmt.where(TASKS.c.status == TaskStatus(status).value)
+        if agent is not None:
+            stmt = stmt.where(TASKS.c.agent == agent)
+        if cursor is not None:
+            created_at, last_id = _decode_cursor(cursor)
+            stmt = stmt.where(tuple_(TASKS.c.created_at, TASKS.c.id) < tuple_(created_at, last_id))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [to_task(r) for r in rows[:limit]]
+        more = len(rows) > limit and items
+        return TaskPage(items, _encode_cursor(items[-1]) if more else None)
+
+    async def list_events(
+        self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000
+    ) -> builtins.list[TaskEvent]:
+        stmt = (
+            select(EVENTS)
+            .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > after_seq)
+            .order_by(EVENTS.c.seq)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+            # Only an empty answer needs the extra lookup: every task has its creation event.
+            if not rows and (await conn.execute(select(TASKS.c.id).where(TASKS.c.id == task_id))).first() is None:
+                raise TaskNotFound(f"task {task_id} not found")
+        return [to_event(r) for r in rows]
+
+    # ---- the outbox -------------------------------------------------------------
+
+    async def due_for_publish(self, *, limit: int, now: datetime | None = None) -> builtins.list[Task]:
+        now = now or utcnow()
+        stmt = (
+            select(TASKS)
+            .where(
+                TASKS.c.status == PENDING.value,
+                TASKS.c.published_at.is_(None),
+                or_(TASKS.c.run_after.is_(None), TASKS.c.run_after <= now),
+            )
+            .order_by(TASKS.c.created_at)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [to_task(r) for r in (await conn.execute(stmt)).all()]
+
+    async def mark_published(self, task_ids: Sequence[uuid.UUID]) -> None:
+        if not task_ids:
+            return
+        stmt = (
+            update(TASKS)
+            .where(
+                TASKS.c.id.in_(list(task_ids)),
+                TASKS.c.status == PENDING.value,
+                TASKS.c.published_at.is_(None),
+            )
+            .values(published_at=utcnow())
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
+    # ---- the worker's side --------------------------------------------------------
+
+    async def claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
+        """pending → running for one attempt; None if it is not pending (duplicate delivery, cancelled…)."""
+        now = utcnow()
+        async with self._write() as conn:
+            row = await self._bump(
+                conn,
+                task_id,
+                where=[
+                    TASKS.c.status == PENDING.value,
+                    or_(
+                        TASKS.c.start_deadline.is_(None),
+                        TASKS.c.attempts > 0,
+                        TASKS.c.start_deadline >= now,
+                    ),
+                ],
+                values={
+                    "status": RUNNING.value,
+                    "attempts": TASKS.c.attempts + 1,
+                    "started_at": func.coalesce(TASKS.c.started_at, now),
+                    "claimed_at": now,
+                    "worker_id": worker_id,
+                    "updated_at": now,
+                },
+                events=1,
+                returning=OTHER_TASK_COLUMNS,
+            )
+            if row is not None:
+                event = status_event(PENDING, RUNNING, "claimed", worker_id=worker_id, attempt=row.attempts)
+                await self._add_events(conn, task_id, row.attempts, row.last_event_seq, [event], now)
+                return Claim(to_task(row), row.attempts)
+            # Not claimable: fail it if it waited too long, else it simply is not pending.
+            failed = await self._bump(
+                conn,
+                task_id,
+                where=[
+                    TASKS.c.status == PENDING.value,
+                    TASKS.c.attempts == 0,
+                    TASKS.c.start_deadline < now,
+                ],
+                values={
+                    "status": TaskStatus.FAILED.value,
+                    "error_type": ErrorType.SCHEDULE_TO_START_TIMEOUT.value,
+                    "error_message": "the task waited longer than its schedule-to-start timeout",
+                    "finished_at": now,
+                    "updated_at": now,
+                },
+                events=1,
+            )
+            if failed is not None:
+                reason = ErrorType.SCHEDULE_TO_START_TIMEOUT.value
+                event = status_event(PENDING, TaskStatus.FAILED, reason, error_type=reason)
+                await self._add_events(conn, task_id, 0, failed.last_event_seq, [event], now)
+        return None
+
+    async def append_events(self, task_id: uuid.UUID, attempt: int, events: Sequence[NewEvent]) -> None:
+        """Append the run's events; raises :class:`LeaseLost` unless ``attempt`` still owns the task."""
+        if not events:
+            return
+        async with self._write() as conn:
+            row = await self._bump(conn, task_id, where=self._fence(attempt), values={}, events=len(events))
+            if row is None:
+                raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
+            await self._add_events(conn, task_id, attempt, row.last_event_seq, events, utcnow())
+
+    async def save_checkpoint(
+        self,
+        task_id: uuid.UUID,
+        attempt: int,
+        checkpoint: dict[str, Any],
+        input_tokens: int,
+        output_tokens: int,
+        events: Sequence[NewEvent] = (),
+    ) -> None:
+        """Store the last finished step (and usage so far) so a later attempt resumes from it."""
+        now = utcnow()
+        values = {
+            "checkpoint": checkpoint,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "updated_at": now,
+        }
+        async with self._write() as conn:
+            row = await self._bump(conn, task_id, where=self._fence(attempt), values=values, events=len(events))
+            if row is None:
+                raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
+            await self._add_events(conn, task_id, attempt, row.last_event_seq, events, now)
+
+    async def complete(
+        self,
+        task_id: uuid.UUID,
+        attempt: int,
+        *,
+        result: Any,
+        input_tokens: int,
+        output_tokens: int,
+        reused_tokens: int,
+        events: Sequence[NewEvent] = (),
+    ) -> bool:
+        usage = _usage(input_tokens, output_tokens, reused_tokens)
+        return await self._close(
+            task_id, attempt, TaskStatus.COMPLETED, "completed", {"result": result, **usage}, events
+        )
+
+    async def fail(
+        self,
+        task_id: uuid.UUID,
+        attempt: int,
+        *,
+        error_type: str,
+        error_message: str,
+        input_tokens: int,
+        output_tokens: int,
+        reused_tokens: int,
+        events: Sequence[NewEvent] = (),
+    ) -> bool:
+        now = utcnow()
+        values = {
+            "error_type": error_type,
+            "error_message": error_message,
+            "attempt_errors": attempt_error(attempt, error_type, error_message, now),
+            **_usage(input_tokens, output_tokens, reused_tokens),
+        }
+        return await self._close(
+            task_id, attempt, TaskStatus.FAILED, error_type, values, events, now=now, error_type=error_type
+        )
+
+    async def schedule_retry(
+        self,
+        task_id: uuid.UUID,
+        attempt: int,
+        *,
+        error_type: str,
+        error_message: str,
+        run_after: datetime,
+        input_tokens: int,
+        output_tokens: int,
+        reused_tokens: int,
+        events: Sequence[NewEvent] = (),
+    ) -> bool:
+        """running → pending after a retryable failure; the checkpoint stays so the next attempt resumes."""
+        now = utcnow()
+        values = {
+            "published_at": None,
+            "run_after": run_after,
+            "attempt_errors": attempt_error(attempt, error_type, error_message, now),
+            **_usage(input_tokens, output_tokens, reused_tokens),
+        }
+        return await self._close(
+            task_id,
+            attempt,
+            PENDING,
+            "retry",
+            values,
+            events,
+            now=now,
+            error_type=error_type,
+            run_after=run_after.isoformat(),
+        )
+
+    async def finish_cancelled(
+        self,
+        task_id: uuid.UUID,
+        attempt: int,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        reused_tokens: int,
+        events: Sequence[NewEvent] = (),
+    ) -> bool:
+        values = {
+            "error_type": ErrorType.CANCELLED.value,
+            "error_message": "cancelled on request",
+            **_usage(input_tokens, output_tokens, reused_tokens),
+        }
+        return await self._close(task_id, attempt, TaskStatus.CANCELLED, "cancelled", values, events)
+
+    async def hand_back(self, task_id: uuid.UUID, attempt: int, *, reason: str) -> bool:
+        """running → pending without consuming the attempt (a graceful shutdown is not the task's fault)."""
+        values = {"published_at": None, "run_after": None, "attempts": TASKS.c.attempts - 1}
+        return await self._close(task_id, attempt, PENDING, reason, values, ())
+
+    async def _close(
+        self,
+        task_id: uuid.UUID,
+        attempt: int,
+        to: TaskStatus,
+        reason: str,
+        values: dict[str, Any],
+        events: Sequence[NewEvent],
+        *,
+        now: datetime | None = None,
+        **extra: Any,
+    ) -> bool:
+        """Move a running task on, fenced by its attempt; False if that attempt no longer owns it."""
+        now = now or utcnow()
+        values = {**values, "status": to.value, "worker_id": None, "updated_at": now}
+        if to.is_terminal:
+            values["finished_at"] = now
+        all_events = [*events, status_event(RUNNING, to, reason, attempt=attempt, **extra)]
+        async with self._write() as conn:
+            row = await self._bump(conn, task_id, where=self._fence(attempt), values=values, events=len(all_events))
+            if row is None:
+                return False
+            await self._add_events(conn, task_id, attempt, row.last_event_seq, all_events, now)
+        return True
+
+    @staticmethod
+    def _fence(attempt: int) -> builtins.list[Any]:
+        return [TASKS.c.status == RUNNING.value, TASKS.c.attempts == attempt]
+
+
+def _usage(input_tokens: int, output_tokens: int, reused_tokens: int) -> dict[str, int]:
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens, "reused_tokens": reused_tokens}
+
+
+def _encode_cursor(task: Task) -> str:
+    raw = json.dumps([task.created_at.isoformat(), task.id.hex]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, task_id = json.loads(raw)
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, uuid.UUID(hex=task_id)
+    except (binascii.Error, ValueError, TypeError, AttributeError):
+        raise InvalidRequest(f"malformed cursor {cursor[:100]!r}") from None
