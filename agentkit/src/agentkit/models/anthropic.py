@@ -49,6 +49,8 @@ _STOP_REASONS: dict[str, FinishReason] = {
 class AnthropicModel(Model):
     """A Claude model. ``max_tokens`` is mandatory in this API, hence ``default_max_tokens``.
 
+    ``ModelSettings.temperature`` does not apply: the current Messages API has no such parameter.
+
     ``api_key`` and ``base_url`` override ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``.
     """
 
@@ -118,8 +120,8 @@ class AnthropicModel(Model):
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
             ]
             kwargs["tools"] = tools
-        if request.settings.temperature is not None:
-            kwargs["temperature"] = request.settings.temperature
+        # ModelSettings.temperature is not sent: this Messages API generation (SDK 2.x) has no
+        # sampling-temperature parameter, and an unknown field would be rejected with a 400.
         return kwargs
 
     def _client(self, limit: float) -> AsyncAnthropic:
