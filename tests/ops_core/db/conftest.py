@@ -13,10 +13,7 @@ from ops_core.db.store import TaskStore
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[TaskStore]:
     """A TaskStore on an empty, migrated database of each backend."""
-    if request.param == "sqlite":
-        url = request.getfixturevalue("sqlite_url")
-    else:
-        url = request.getfixturevalue("pg_url")
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
     engine = create_engine(Settings(database_url=url, db_pool_size=20))
     if request.param == "postgres":
         # One database per run; emptying it is much quicker than migrating a new one per test.

@@ -252,6 +252,6 @@ async def test_naive_datetime_is_rejected(store: TaskStore) -> None:
             1,
             error_type="x",
             error_message="y",
-            run_after=datetime(2030, 1, 1),
+            run_after=datetime(2030, 1, 1),  # noqa: DTZ001 - naive on purpose
             **USAGE,
         )
