@@ -108,7 +108,4 @@ async def list_task_events(
     """The task's events in ``seq`` order, starting after ``after_seq``."""
     async with bounded(settings):
         events = await store.list_events(task_id, after_seq=after_seq, limit=limit)
-        if not events:
-            # An empty page is ambiguous: tell "no events yet" from "no such task".
-            await store.get(task_id)
     return TaskEventsPublic(items=[TaskEventPublic.model_validate(e) for e in events])

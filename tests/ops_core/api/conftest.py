@@ -1,0 +1,48 @@
+"""An API backed by the real runtime: a SQLite file per test and the in-process broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ops_core.api.app import create_app
+from ops_core.config import Settings, load_settings
+from ops_core.db import migrate
+from ops_core.runtime import Runtime
+
+MAX_BODY_BYTES = 65_536
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
+        broker_url="memory://",
+        max_body_bytes=MAX_BODY_BYTES,
+        db_timeout_seconds=2.0,
+        default_max_retries=2,
+        default_timeout_seconds=120,
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    await migrate.upgrade_async(settings)
+    opened = Runtime.open(settings)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def app(settings: Settings, runtime: Runtime) -> FastAPI:
+    return create_app(settings, runtime=runtime)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        yield http

@@ -1,0 +1,134 @@
+"""Liveness, readiness (bounded, naming what failed) and the per-app Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops_core.api.app import create_app
+from ops_core.api.deps import get_publisher
+from ops_core.config import Settings, load_settings
+from ops_core.db import migrate
+from ops_core.queue.publisher import Publisher
+from ops_core.runtime import Runtime
+
+pytestmark = pytest.mark.asyncio
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    runtime = Runtime.open(settings)
+    app = create_app(settings, runtime=runtime)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        yield http
+    await runtime.close()
+
+
+async def test_healthz_is_ok_without_touching_dependencies(tmp_path: Path) -> None:
+    # Neither the database nor the broker exists: liveness must not care.
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}", broker_url="amqp://127.0.0.1:1/"
+    )
+    async with serve(settings) as http:
+        response = await http.get("/healthz")
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_200_when_database_and_broker_answer(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+
+
+async def test_readyz_is_503_naming_the_database(tmp_path: Path) -> None:
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+    async with serve(settings) as http:
+        response = await http.get("/readyz")
+
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unavailable"
+        assert body["checks"]["broker"] == "ok"
+        assert body["checks"]["database"] != "ok"
+
+
+async def test_readyz_is_503_naming_the_broker(tmp_path: Path) -> None:
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", broker_url="amqp://127.0.0.1:1/"
+    )
+    await migrate.upgrade_async(settings)
+    async with serve(settings) as http:
+        response = await http.get("/readyz")
+
+        assert response.status_code == 503
+        assert response.json()["checks"]["database"] == "ok"
+        assert "127.0.0.1:1" in response.json()["checks"]["broker"]
+
+
+class SilentPublisher(Publisher):
+    """A broker that accepts the TCP connection and then never says a word."""
+
+    async def ping(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_readyz_never_hangs_on_a_silent_dependency(tmp_path: Path, runtime: Runtime) -> None:
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", db_timeout_seconds=0.05)
+    app = create_app(settings, runtime=runtime)
+    app.dependency_overrides[get_publisher] = lambda: SilentPublisher(runtime.broker, "q", "amqp://x")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "broker": "no answer within 0.05s"}
+
+
+async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    task = (await client.post("/v1/tasks", json={"goal": "x"})).json()
+    await client.get(f"/v1/tasks/{task['id']}")
+    await client.get("/v1/tasks/not-a-uuid")
+
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'opscore_http_requests_total{method="POST",route="/v1/tasks",status="202"} 1.0' in text
+    assert 'opscore_http_requests_total{method="GET",route="/v1/tasks/{task_id}",status="200"} 1.0' in text
+    assert 'opscore_http_requests_total{method="GET",route="/v1/tasks/{task_id}",status="422"} 1.0' in text
+    assert 'opscore_tasks_submitted_total{agent="default"} 1.0' in text
+    assert "opscore_http_request_duration_seconds_bucket" in text
+
+
+async def test_idempotent_repeats_are_not_counted_as_submissions(client: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await client.post("/v1/tasks", json={"goal": "x", "idempotency_key": "k"})
+
+    text = (await client.get("/metrics")).text
+
+    assert 'opscore_tasks_submitted_total{agent="default"} 1.0' in text
+
+
+async def test_each_app_has_its_own_metrics(settings: Settings, runtime: Runtime) -> None:
+    first, second = create_app(settings, runtime=runtime), create_app(settings, runtime=runtime)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a") as a:
+        await a.get("/healthz")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b") as b:
+        text = (await b.get("/metrics")).text
+
+    assert 'route="/healthz"' not in text
+
+
+async def test_openapi_documents_the_v1_routes(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+
+    assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/events", "/v1/workers"} <= set(schema["paths"])
+    assert (await client.get("/docs")).status_code == 200

@@ -1,0 +1,239 @@
+"""The /v1/tasks endpoints against the real store (SQLite) and the in-process broker."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from ops_core.domain import ErrorType, TaskStatus
+from ops_core.runtime import Runtime
+
+pytestmark = pytest.mark.asyncio
+
+
+async def submit(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await client.post("/v1/tasks", json={"goal": "say hi", **body})
+
+
+async def test_submit_returns_202_with_the_pending_task(client: httpx.AsyncClient) -> None:
+    response = await submit(client, input={"name": "ada"}, priority=7, max_retries=5, timeout_seconds=30)
+
+    assert response.status_code == 202
+    task = response.json()
+    assert uuid.UUID(task["id"])
+    assert task["status"] == "pending"
+    assert task["goal"] == "say hi"
+    assert task["agent"] == "default"
+    assert task["input"] == {"name": "ada"}
+    assert task["model"] == "offline:default"
+    assert task["priority"] == 7
+    assert task["max_retries"] == 5
+    assert task["timeout_seconds"] == 30
+    assert task["attempts"] == 0
+    assert task["error"] is None
+    assert task["result"] is None
+    assert task["usage"] == {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "reused_tokens": 0}
+    assert task["finished_at"] is None
+
+
+async def test_submit_applies_the_settings_defaults(client: httpx.AsyncClient) -> None:
+    task = (await submit(client)).json()
+
+    assert task["max_retries"] == 2
+    assert task["timeout_seconds"] == 120
+    assert task["priority"] == 0
+
+
+async def test_submit_publishes_the_task_to_the_broker(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    task = (await submit(client)).json()
+
+    queue = runtime.broker.queues[runtime.settings.queue_name]  # StubBroker: an in-process queue
+    assert queue.qsize() == 1
+    stored = await runtime.store.get(uuid.UUID(task["id"]))
+    assert stored.published_at is not None
+
+
+async def test_repeated_idempotency_key_returns_200_and_the_same_task(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    first = await submit(client, idempotency_key="order-42")
+    again = await submit(client, idempotency_key="order-42", goal="something else")
+
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["goal"] == "say hi"
+    page = await runtime.store.list(limit=10)
+    assert len(page.items) == 1
+
+
+async def test_get_returns_the_task(client: httpx.AsyncClient) -> None:
+    created = (await submit(client)).json()
+
+    response = await client.get(f"/v1/tasks/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_get_unknown_task_is_404(client: httpx.AsyncClient) -> None:
+    task_id = uuid.uuid4()
+    response = await client.get(f"/v1/tasks/{task_id}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "task_not_found"
+    assert str(task_id) in response.json()["error"]["message"]
+
+
+async def test_list_is_newest_first_and_paginates(client: httpx.AsyncClient) -> None:
+    ids = [(await submit(client, goal=f"goal {n}")).json()["id"] for n in range(5)]
+
+    first = (await client.get("/v1/tasks", params={"limit": 3})).json()
+    second = (await client.get("/v1/tasks", params={"limit": 3, "cursor": first["next_cursor"]})).json()
+
+    assert [t["id"] for t in first["items"]] == ids[::-1][:3]
+    assert [t["id"] for t in second["items"]] == ids[::-1][3:]
+    assert second["next_cursor"] is None
+
+
+async def test_list_filters_by_status_and_agent(client: httpx.AsyncClient) -> None:
+    kept = (await submit(client)).json()
+    cancelled = (await submit(client)).json()
+    await client.post(f"/v1/tasks/{cancelled['id']}/cancel")
+
+    pending = (await client.get("/v1/tasks", params={"status": "pending"})).json()
+    by_agent = (await client.get("/v1/tasks", params={"agent": "nobody"})).json()
+
+    assert [t["id"] for t in pending["items"]] == [kept["id"]]
+    assert by_agent == {"items": [], "next_cursor": None}
+
+
+async def test_cancel_pending_task_cancels_it_at_once(client: httpx.AsyncClient) -> None:
+    task = (await submit(client)).json()
+
+    response = await client.post(f"/v1/tasks/{task['id']}/cancel")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["finished_at"] is not None
+
+
+async def test_cancel_running_task_flags_it_and_leaves_it_running(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    task = (await submit(client)).json()
+    claim = await runtime.store.claim(uuid.UUID(task["id"]), "worker-1")
+    assert claim is not None
+
+    response = await client.post(f"/v1/tasks/{task['id']}/cancel")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "running"
+    assert response.json()["cancel_requested"] is True
+    assert response.json()["worker_id"] == "worker-1"
+
+
+async def test_cancel_finished_task_is_409(client: httpx.AsyncClient) -> None:
+    task = (await submit(client)).json()
+    await client.post(f"/v1/tasks/{task['id']}/cancel")
+
+    response = await client.post(f"/v1/tasks/{task['id']}/cancel")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "task_finished"
+
+
+async def test_retry_cancelled_task_makes_it_pending_again(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    task = (await submit(client)).json()
+    await client.post(f"/v1/tasks/{task['id']}/cancel")
+
+    response = await client.post(f"/v1/tasks/{task['id']}/retry")
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert response.json()["finished_at"] is None
+    # Published twice in all: on submission and on retry.
+    assert runtime.broker.queues[runtime.settings.queue_name].qsize() == 2
+
+
+async def test_retry_pending_task_is_409(client: httpx.AsyncClient) -> None:
+    task = (await submit(client)).json()
+
+    response = await client.post(f"/v1/tasks/{task['id']}/retry")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize("action", ["cancel", "retry"])
+async def test_actions_on_unknown_task_are_404(client: httpx.AsyncClient, action: str) -> None:
+    response = await client.post(f"/v1/tasks/{uuid.uuid4()}/{action}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "task_not_found"
+
+
+async def test_events_are_listed_in_seq_order(client: httpx.AsyncClient) -> None:
+    task = (await submit(client)).json()
+    await client.post(f"/v1/tasks/{task['id']}/cancel")
+
+    events = (await client.get(f"/v1/tasks/{task['id']}/events")).json()["items"]
+    later = (await client.get(f"/v1/tasks/{task['id']}/events", params={"after_seq": events[0]["seq"]})).json()
+
+    seqs = [e["seq"] for e in events]
+    assert len(seqs) >= 2
+    assert seqs == sorted(seqs)
+    assert all(e["task_id"] == task["id"] for e in events)
+    assert [e["seq"] for e in later["items"]] == seqs[1:]
+
+
+async def test_events_of_unknown_task_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/v1/tasks/{uuid.uuid4()}/events")
+
+    assert response.status_code == 404
+
+
+async def test_failed_task_shows_its_error(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    task = (await submit(client, max_retries=0)).json()
+    task_id = uuid.UUID(task["id"])
+    claim = await runtime.store.claim(task_id, "worker-1")
+    assert claim is not None
+    await runtime.store.fail(
+        task_id,
+        claim.attempt,
+        error_type=ErrorType.TOOL_ERROR,
+        error_message="the tool broke",
+        input_tokens=10,
+        output_tokens=5,
+        reused_tokens=2,
+    )
+
+    shown = (await client.get(f"/v1/tasks/{task_id}")).json()
+
+    assert shown["status"] == TaskStatus.FAILED
+    assert shown["error"] == {"type": "tool_error", "message": "the tool broke"}
+    assert shown["attempts"] == 1
+    assert shown["usage"] == {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15, "reused_tokens": 2}
+    assert shown["finished_at"] is not None
+    retried = await client.post(f"/v1/tasks/{task_id}/retry")
+    assert retried.status_code == 202
+    assert retried.json()["status"] == "pending"
+    assert retried.json()["error"] is None
+
+
+async def test_completed_task_shows_its_result(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    task_id = uuid.UUID((await submit(client)).json()["id"])
+    claim = await runtime.store.claim(task_id, "worker-1")
+    assert claim is not None
+    await runtime.store.complete(
+        task_id, claim.attempt, result={"answer": 42}, input_tokens=3, output_tokens=4, reused_tokens=0
+    )
+
+    shown = (await client.get(f"/v1/tasks/{task_id}")).json()
+
+    assert shown["status"] == "completed"
+    assert shown["result"] == {"answer": 42}
+    assert shown["usage"]["total_tokens"] == 7
+    assert (await client.post(f"/v1/tasks/{task_id}/cancel")).status_code == 409
+    assert (await client.post(f"/v1/tasks/{task_id}/retry")).status_code == 409
