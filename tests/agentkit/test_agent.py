@@ -61,7 +61,11 @@ async def test_invalid_arguments_are_returned_and_the_model_corrects_itself() ->
     outcome = await make_agent(model, add).run("add 1 and 2")
     assert isinstance(outcome, RunSuccess) and outcome.output == "3"
     error = model.requests[1].messages[-1]
-    assert isinstance(error, ToolResultMessage) and error.is_error and "a: Input should be a valid integer" in error.content
+    assert (
+        isinstance(error, ToolResultMessage)
+        and error.is_error
+        and "a: Input should be a valid integer" in error.content
+    )
     fixed = model.requests[2].messages[-1]
     assert isinstance(fixed, ToolResultMessage) and (fixed.content, fixed.is_error) == ("3", False)
 
@@ -71,7 +75,7 @@ async def test_unknown_tool_is_reported_to_the_model() -> None:
     outcome = await make_agent(model, add).run("x")
     assert isinstance(outcome, RunSuccess)
     result = model.requests[1].messages[-1]
-    assert isinstance(result, ToolResultMessage) and "Unknown tool 'nope'. Available tools: add." == result.content
+    assert isinstance(result, ToolResultMessage) and result.content == "Unknown tool 'nope'. Available tools: add."
 
 
 async def test_tool_calls_in_one_turn_run_concurrently() -> None:
@@ -250,7 +254,12 @@ async def test_event_sequence_and_payloads() -> None:
     ]
     assert [e.step for e in log.events] == [1, 1, 1, 1, 1, 2, 2, 2]
     assert {e.run_id for e in log.events} == {"r1"}
-    assert log.events[1].payload["usage"] == {"input_tokens": 10, "output_tokens": 10, "total_tokens": 20, "requests": 1}
+    assert log.events[1].payload["usage"] == {
+        "input_tokens": 10,
+        "output_tokens": 10,
+        "total_tokens": 20,
+        "requests": 1,
+    }
     assert log.events[2].payload == {"id": "c1", "name": "add", "arguments": {"a": 2, "b": 3}}
     assert log.events[4].payload["content"] == "5"
     assert log.events[-1].payload == {"output": "5", "text": "5"}

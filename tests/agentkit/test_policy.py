@@ -69,9 +69,7 @@ def test_pydantic_constraint() -> None:
 async def run_with(policy: Policy, script: list[Any], hooks: RunHooks | None = None, **limits: Any) -> Any:
     ran.clear()
     model = ScriptedModel(script)
-    definition = AgentDefinition(
-        name="p", tools=[read_file, delete_file], policy=policy, limits=Limits(**limits)
-    )
+    definition = AgentDefinition(name="p", tools=[read_file, delete_file], policy=policy, limits=Limits(**limits))
     outcome = await Agent(definition, model=model).run("tidy up", hooks=hooks)
     return outcome, model
 

@@ -115,7 +115,7 @@ class ModelRequestError(ModelError):
     pass
 
 
-class ToolRetry(AgentkitError):  # noqa: N818 - control flow, not a failure
+class ToolRetry(AgentkitError):
     """Raised inside a tool to send ``message`` back to the model as a correctable tool error."""
 
 

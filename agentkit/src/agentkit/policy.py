@@ -76,9 +76,7 @@ def pydantic_constraint(model: type[BaseModel]) -> ArgumentConstraint:
         try:
             model.model_validate(dict(arguments))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
             return f"arguments violate policy: {problems}"
         return None
 

@@ -119,9 +119,7 @@ class Tool:
         fields: dict[str, Any] = {}
         for param in params:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise ToolDefinitionError(
-                    f"tool {self.name!r}: *args/**kwargs cannot be described to a model"
-                )
+                raise ToolDefinitionError(f"tool {self.name!r}: *args/**kwargs cannot be described to a model")
             if param.name not in hints:
                 raise ToolDefinitionError(f"tool {self.name!r}: parameter {param.name!r} has no type hint")
             if _is_context_annotation(hints[param.name]):
@@ -138,9 +136,7 @@ class Tool:
         """Validate the model's arguments; raises pydantic's ``ValidationError``."""
         return self.args_model.model_validate(dict(arguments))
 
-    async def run(
-        self, arguments: Mapping[str, Any], ctx: RunContext[Any], *, default_timeout: float
-    ) -> ToolOutput:
+    async def run(self, arguments: Mapping[str, Any], ctx: RunContext[Any], *, default_timeout: float) -> ToolOutput:
         """Validate, call and serialise; every failure becomes an error ``ToolOutput``.
 
         Cancellation is not caught: a cancelled run must stop its tools. A sync
@@ -154,9 +150,7 @@ class Tool:
             return ToolOutput(format_validation_error(self.name, exc), True, "invalid_arguments")
         return await self.execute(validated, ctx, default_timeout=default_timeout)
 
-    async def execute(
-        self, validated: BaseModel, ctx: RunContext[Any], *, default_timeout: float
-    ) -> ToolOutput:
+    async def execute(self, validated: BaseModel, ctx: RunContext[Any], *, default_timeout: float) -> ToolOutput:
         """Call the function with already validated arguments (see :meth:`run`)."""
         kwargs = {field: getattr(validated, field) for field in type(validated).model_fields}
         args = (ctx,) if self.takes_context else ()

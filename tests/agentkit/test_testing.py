@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+
+from agentkit.agent import Agent, AgentDefinition
+from agentkit.builtin_tools import builtin_toolset
+from agentkit.errors import ModelRateLimitError, RealRequestBlockedError, ScriptExhaustedError
+from agentkit.events import RunEventType
+from agentkit.hooks import RunHooks
+from agentkit.messages import ToolResultMessage, UserMessage
+from agentkit.models import _guard
+from agentkit.models.base import ModelRequest, ModelResponse
+from agentkit.outcome import RunSuccess
+from agentkit.testing import (
+    FunctionModel,
+    OfflineModel,
+    ScriptedModel,
+    allow_model_requests,
+    block_real_requests,
+    real_requests_allowed,
+)
+
+from .helpers import EventLog
+
+REQUEST = ModelRequest(messages=[UserMessage(content="hi")])
+
+
+async def test_function_model_accepts_sync_and_async_functions() -> None:
+    def sync(request: ModelRequest) -> ModelResponse:
+        return ModelResponse(text=f"sync {len(request.messages)}")
+
+    async def asynchronous(request: ModelRequest) -> ModelResponse:
+        return ModelResponse(text="async")
+
+    sync_model = FunctionModel(sync)
+    assert (await sync_model.request(REQUEST)).text == "sync 1"
+    assert sync_model.requests == [REQUEST]
+    assert (await FunctionModel(asynchronous, name="fn:x").request(REQUEST)).text == "async"
+
+
+async def test_scripted_model_replays_raises_and_fails_when_exhausted() -> None:
+    error = ModelRateLimitError("slow down", retry_after=2)
+    model = ScriptedModel(["one", error])
+    assert (await model.request(REQUEST)).text == "one"
+    with pytest.raises(ModelRateLimitError):
+        await model.request(REQUEST)
+    assert model.remaining == 0
+    with pytest.raises(ScriptExhaustedError, match="request 3"):
+        await model.request(REQUEST)
+
+
+async def test_offline_model_answers_in_one_call_when_there_is_nothing_to_do() -> None:
+    model = OfflineModel()
+    assert model.name == "offline:default" and OfflineModel("offline:x").name == "offline:x"
+    outcome = await Agent(AgentDefinition(name="o", tools=builtin_toolset()), model).run("Write a haiku")
+    assert isinstance(outcome, RunSuccess) and outcome.steps == 1
+    assert outcome.text.startswith("[offline model]") and "not a real LLM" in outcome.text
+
+
+async def test_offline_model_uses_calculator_and_current_time() -> None:
+    log = EventLog()
+    agent = Agent(AgentDefinition(name="o", tools=builtin_toolset()), OfflineModel())
+    outcome = await agent.run("What is 17 * (3 + 4), and what time is it?", hooks=RunHooks(on_event=log))
+    assert isinstance(outcome, RunSuccess) and outcome.steps == 2
+    called = [(e.payload["name"], e.payload["arguments"]) for e in log.of(RunEventType.TOOL_CALL)]
+    assert called == [("calculator", {"expression": "17 * (3 + 4)"}), ("current_time", {})]
+    results = [m for m in outcome.messages if isinstance(m, ToolResultMessage)]
+    assert results[0].content == "119"
+    assert "calculator result: 119" in outcome.text and "current_time result: 20" in outcome.text
+
+
+async def test_offline_model_usage_is_deterministic() -> None:
+    first = await OfflineModel().request(REQUEST)
+    second = await OfflineModel().request(REQUEST)
+    assert first.usage == second.usage and first.usage.input_tokens > 0 and first.usage.requests == 1
+    assert first.text == second.text
+
+
+async def test_offline_model_without_tools_ignores_arithmetic() -> None:
+    response = await OfflineModel().request(ModelRequest(messages=[UserMessage(content="2 + 2")]))
+    assert response.tool_calls == () and response.text is not None
+
+
+def test_block_real_requests_allows_only_loopback() -> None:
+    assert real_requests_allowed()
+    with block_real_requests():
+        assert not real_requests_allowed()
+        for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434", "http://[::1]:9000", "127.0.0.2:80"):
+            _guard.check_real_request("openai", url)
+        for url in (None, "https://api.openai.com/v1", "http://10.0.0.1", "http://localhost.evil.com"):
+            with pytest.raises(RealRequestBlockedError, match="openai"):
+                _guard.check_real_request("openai", url)
+    assert real_requests_allowed()
+    _guard.check_real_request("openai", None)
+
+
+def test_allow_model_requests_sets_the_flag() -> None:
+    allow_model_requests(False)
+    try:
+        with pytest.raises(RealRequestBlockedError):
+            _guard.check_real_request("anthropic", "https://api.anthropic.com")
+    finally:
+        allow_model_requests(True)
+    assert real_requests_allowed()
