@@ -90,4 +90,4 @@ def infer_model(model: str | Model | None = None, **kwargs: Any) -> Model:
         return GoogleModel(name, **kwargs)
     from agentkit.testing import OfflineModel
 
-    return OfflineModel(name, **kwargs) if name else OfflineModel(**kwargs)
+    return OfflineModel(name or "default", **kwargs)
