@@ -99,21 +99,32 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    exc.TimeoutError,  # no pool connection became free in time
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.QueryCanceledError,  # statement_timeout
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
 def _is_unavailable(error: BaseException) -> bool:
-    if isinstance(error, OSError | TimeoutError | exc.TimeoutError):  # exc.TimeoutError: pool exhausted
+    if isinstance(error, exc.DBAPIError) and (
+        error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError)
+    ):
         return True
-    if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError):
+    # The driver's own exception sits under SQLAlchemy's wrapper (and its adapter's).
+    seen: BaseException | None = error
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, _CONNECTION_ERRORS):
             return True
-        return _is_unavailable(error.orig) if error.orig is not None else False
-    return isinstance(
-        error,
-        asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.QueryCanceledError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.AdminShutdownError,
-    )
+        seen = seen.orig if isinstance(seen, exc.DBAPIError) else seen.__cause__
+    return False
 
 
 @asynccontextmanager
