@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any, ParamSpec, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
