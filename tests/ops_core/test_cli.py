@@ -1,0 +1,331 @@
+"""The ``opscore`` CLI: client commands against a scripted HTTP transport, exit codes, settings errors, migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner, Result
+
+from ops_core.cli import build_cli
+
+TASK_ID = str(uuid.uuid4())
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def task(status: str = "pending", **fields: Any) -> dict[str, Any]:
+    return {"id": TASK_ID, "goal": "say hi", "status": status, "error": None, **fields}
+
+
+def error(status: int, code: str, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": message}})
+
+
+class FakeClock:
+    """Time that passes only when the CLI sleeps, so --wait runs instantly and deterministically."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("OPSCORE_"):
+            monkeypatch.delenv(name)
+
+
+class Cli:
+    def __init__(self, handler: Handler, clock: FakeClock) -> None:
+        self.requests: list[httpx.Request] = []
+        self.clock = clock
+
+        def recording(request: httpx.Request) -> httpx.Response:
+            self.requests.append(request)
+            return handler(request)
+
+        self.app = build_cli(transport=httpx.MockTransport(recording), sleep=clock.sleep, clock=clock)
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(self.app, list(args), env=env)
+
+
+@pytest.fixture
+def make_cli() -> Iterator[Callable[[Handler], Cli]]:
+    yield lambda handler: Cli(handler, FakeClock())
+
+
+def test_submit_posts_the_task_and_prints_it(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    result = cli(
+        "submit",
+        "say hi",
+        "--agent",
+        "helper",
+        "--model",
+        "offline:x",
+        "--input",
+        '{"a": 1}',
+        "--idempotency-key",
+        "k1",
+        "--priority",
+        "5",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == task()
+    (request,) = cli.requests
+    assert (request.method, request.url.path) == ("POST", "/v1/tasks")
+    assert str(request.url).startswith("http://127.0.0.1:8000/")
+    assert json.loads(request.content) == {
+        "goal": "say hi",
+        "agent": "helper",
+        "model": "offline:x",
+        "input": {"a": 1},
+        "idempotency_key": "k1",
+        "priority": 5,
+    }
+
+
+def test_submit_sends_only_the_goal_by_default(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    assert cli("submit", "say hi").exit_code == 0
+    assert json.loads(cli.requests[0].content) == {"goal": "say hi"}
+
+
+@pytest.mark.parametrize(("raw", "why"), [("{nope", "not valid JSON"), ("[1, 2]", "must be a JSON object")])
+def test_submit_rejects_bad_input_json_as_usage_error(make_cli: Callable[[Handler], Cli], raw: str, why: str) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    result = cli("submit", "x", "--input", raw)
+
+    assert result.exit_code == 2
+    assert why in result.stderr
+    assert cli.requests == []
+
+
+def test_submit_wait_polls_until_completed(make_cli: Callable[[Handler], Cli]) -> None:
+    states = iter(["pending", "running", "running", "completed"])
+    cli = make_cli(
+        lambda request: (
+            httpx.Response(202, json=task())
+            if request.method == "POST"
+            else httpx.Response(200, json=task(next(states), result="hi"))
+        )
+    )
+
+    result = cli("submit", "say hi", "--wait", "--timeout", "60")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "completed"
+    assert [r.url.path for r in cli.requests[1:]] == [f"/v1/tasks/{TASK_ID}"] * 4
+    assert len(cli.clock.sleeps) == 3
+    assert cli.clock.sleeps == sorted(cli.clock.sleeps)  # backs off, never speeds up
+
+
+@pytest.mark.parametrize("final", ["failed", "cancelled"])
+def test_submit_wait_exits_1_when_the_task_does_not_complete(make_cli: Callable[[Handler], Cli], final: str) -> None:
+    failure = {"type": "tool_error", "message": "the tool broke"} if final == "failed" else None
+    cli = make_cli(
+        lambda request: (
+            httpx.Response(202, json=task())
+            if request.method == "POST"
+            else httpx.Response(200, json=task(final, error=failure))
+        )
+    )
+
+    result = cli("submit", "say hi", "--wait")
+
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["status"] == final
+    assert f"task {TASK_ID} {final}" in result.stderr
+    if failure:
+        assert "tool_error: the tool broke" in result.stderr
+
+
+def test_submit_wait_gives_up_at_the_deadline(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(
+        lambda request: (
+            httpx.Response(202, json=task()) if request.method == "POST" else httpx.Response(200, json=task("running"))
+        )
+    )
+
+    result = cli("submit", "say hi", "--wait", "--timeout", "10")
+
+    assert result.exit_code == 1
+    assert "still running after waiting 10s" in result.stderr
+    assert cli.clock.now == pytest.approx(10.0)
+    assert json.loads(result.stdout)["status"] == "running"
+
+
+def test_status_prints_the_task(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json=task("running")))
+
+    result = cli("status", TASK_ID)
+
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["status"] == "running"
+    assert cli.requests[0].url.path == f"/v1/tasks/{TASK_ID}"
+
+
+def test_api_error_prints_the_server_message_and_exits_1(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: error(404, "task_not_found", f"task {TASK_ID} not found"))
+
+    result = cli("status", TASK_ID)
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: task {TASK_ID} not found"
+    assert result.stdout == ""
+
+
+def test_an_id_is_sent_as_one_path_segment(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: error(422, "validation_error", "path field 'task_id': bad"))
+
+    result = cli("status", "../workers")
+
+    assert result.exit_code == 1
+    assert cli.requests[0].url.raw_path == b"/v1/tasks/..%2Fworkers"
+
+
+def test_a_non_api_error_response_is_described(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(502, text="<html>Bad Gateway</html>"))
+
+    result = cli("status", TASK_ID)
+
+    assert result.exit_code == 1
+    assert "502 Bad Gateway" in result.stderr
+
+
+def test_tasks_passes_filters(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json={"items": [task("failed")], "next_cursor": None}))
+
+    result = cli("tasks", "--status", "failed", "--agent", "helper", "--limit", "5")
+
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["items"][0]["status"] == "failed"
+    assert dict(cli.requests[0].url.params) == {"status": "failed", "agent": "helper", "limit": "5"}
+
+
+def test_tasks_rejects_an_unknown_status_without_calling_the_api(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json={"items": [], "next_cursor": None}))
+
+    result = cli("tasks", "--status", "sleeping")
+
+    assert result.exit_code == 2
+    assert cli.requests == []
+
+
+@pytest.mark.parametrize(
+    ("command", "method", "path"),
+    [
+        ("cancel", "POST", f"/v1/tasks/{TASK_ID}/cancel"),
+        ("retry", "POST", f"/v1/tasks/{TASK_ID}/retry"),
+        ("events", "GET", f"/v1/tasks/{TASK_ID}/events"),
+    ],
+)
+def test_task_actions_call_their_endpoint(
+    make_cli: Callable[[Handler], Cli], command: str, method: str, path: str
+) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json={"items": []} if command == "events" else task()))
+
+    result = cli(command, TASK_ID)
+
+    assert result.exit_code == 0, result.output
+    assert (cli.requests[0].method, cli.requests[0].url.path) == (method, path)
+
+
+def test_cancel_conflict_exits_1_with_the_message(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: error(409, "task_finished", f"task {TASK_ID} is already completed"))
+
+    result = cli("cancel", TASK_ID)
+
+    assert result.exit_code == 1
+    assert "is already completed" in result.stderr
+
+
+def test_api_url_option_and_setting(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json=task()))
+
+    cli("status", TASK_ID, env={"OPSCORE_API_URL": "http://from-env:9000"})
+    cli("status", TASK_ID, "--api-url", "http://from-flag:7000/", env={"OPSCORE_API_URL": "http://from-env:9000"})
+
+    assert [r.url.host for r in cli.requests] == ["from-env", "from-flag"]
+    assert cli.requests[1].url.port == 7000
+
+
+def test_connection_refused_is_a_clear_message() -> None:
+    # A real socket: nothing listens on port 1 of the loopback interface.
+    result = CliRunner().invoke(build_cli(), ["status", TASK_ID, "--api-url", "http://127.0.0.1:1"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot connect to the ops-core API at http://127.0.0.1:1")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "setting"),
+    [
+        ({"OPSCORE_PORT": "eighty"}, ["api"], "OPSCORE_PORT"),
+        ({"OPSCORE_DATABASE_URL": "mysql://x"}, ["worker"], "OPSCORE_DATABASE_URL"),
+        ({"OPSCORE_BROKER_URL": "redis://x"}, ["dev"], "OPSCORE_BROKER_URL"),
+        ({"OPSCORE_DEFAULT_MODEL": "nosuch:model"}, ["db", "upgrade"], "OPSCORE_DEFAULT_MODEL"),
+        ({"OPSCORE_LOG_LEVEL": "LOUD"}, ["status", TASK_ID], "OPSCORE_LOG_LEVEL"),
+    ],
+)
+def test_invalid_settings_exit_2_naming_the_setting(env: dict[str, str], args: list[str], setting: str) -> None:
+    result = CliRunner().invoke(build_cli(), args, env=env)
+
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: invalid settings: ")
+    assert setting in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_server_options_are_validated() -> None:
+    result = CliRunner().invoke(build_cli(), ["api", "--port", "0"])
+
+    assert result.exit_code == 2
+
+
+def test_db_upgrade_and_downgrade_migrate_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "cli.db"
+    env = {"OPSCORE_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+
+    def tables() -> set[str]:
+        with sqlite3.connect(path) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    up = CliRunner().invoke(build_cli(), ["db", "upgrade"], env=env)
+    assert up.exit_code == 0, up.output
+    assert "database upgraded to head" in up.stdout
+    assert {"tasks", "task_events", "workers"} <= tables()
+
+    down = CliRunner().invoke(build_cli(), ["db", "downgrade", "base"], env=env)
+    assert down.exit_code == 0, down.output
+    assert "tasks" not in tables()
+
+
+def test_no_arguments_shows_help() -> None:
+    result = CliRunner().invoke(build_cli(), [])
+
+    assert "submit" in result.output
+    assert "worker" in result.output
