@@ -82,7 +82,7 @@ async def test_offline_model_without_tools_ignores_arithmetic() -> None:
 
 
 def test_block_real_requests_allows_only_loopback() -> None:
-    assert real_requests_allowed()
+    previous = real_requests_allowed()  # the root conftest blocks for the whole session
     with block_real_requests():
         assert not real_requests_allowed()
         for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434", "http://[::1]:9000", "127.0.0.2:80"):
@@ -90,15 +90,16 @@ def test_block_real_requests_allows_only_loopback() -> None:
         for url in (None, "https://api.openai.com/v1", "http://10.0.0.1", "http://localhost.evil.com"):
             with pytest.raises(RealRequestBlockedError, match="openai"):
                 _guard.check_real_request("openai", url)
-    assert real_requests_allowed()
-    _guard.check_real_request("openai", None)
+    assert real_requests_allowed() is previous
 
 
-def test_allow_model_requests_sets_the_flag() -> None:
-    allow_model_requests(False)
+def test_allow_model_requests_switches_the_flag_both_ways() -> None:
+    previous = real_requests_allowed()
     try:
-        with pytest.raises(RealRequestBlockedError):
+        allow_model_requests(True)
+        _guard.check_real_request("anthropic", "https://api.anthropic.com")
+        allow_model_requests(False)
+        with pytest.raises(RealRequestBlockedError, match="anthropic"):
             _guard.check_real_request("anthropic", "https://api.anthropic.com")
     finally:
-        allow_model_requests(True)
-    assert real_requests_allowed()
+        allow_model_requests(previous)
