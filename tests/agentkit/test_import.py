@@ -99,14 +99,16 @@ def test_import_agentkit_is_inert() -> None:
 
 
 def test_probe_detects_what_it_claims_to() -> None:
-    # The same probe, with a module that does the forbidden things, must see them.
+    # The same probe, with code doing the forbidden things, must see them: a socket, an
+    # env read from a file inside the agentkit package, one from elsewhere, a provider SDK.
     noisy = PROBE.replace(
         "import agentkit  # noqa: E402",
         "import agentkit\nimport socket\nsocket.socket().close()\nimport httpx\n"
-        "from agentkit.models import infer_model\n"
-        "try:\n    infer_model('openai:gpt-4o-mini')\nexcept Exception:\n    pass",
+        "exec(compile('os.getenv(\"OPENAI_API_KEY\")', os.path.join(AGENTKIT_DIR, 'x.py'), 'exec'))\n"
+        "os.environ.get('SOMEONE_ELSES')",
     )
     result = run_probe(noisy)
     assert "socket.__new__" in result["sockets"]
-    assert ["OPENAI_API_KEY", True] in result["env_reads"]  # read by agentkit.models, attributed to agentkit
+    assert ["OPENAI_API_KEY", True] in result["env_reads"]
+    assert ["SOMEONE_ELSES", False] in result["env_reads"]
     assert "httpx" in result["modules"]
