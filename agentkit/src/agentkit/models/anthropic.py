@@ -85,26 +85,28 @@ class AnthropicModel(Model):
         _guard.check_real_request("anthropic", self._base_url)
         kwargs = self._build_kwargs(request)
         timeout = request.settings.timeout
-        if on_delta is None:
+        # One client per call, built outside the timed attempts, so its setup never eats the timeout.
+        async with self._client(timeout) as client:
+            if on_delta is None:
+                return await call_with_retry(
+                    lambda: self._complete(client, kwargs, timeout),
+                    self._retry,
+                    provider="anthropic",
+                    attempt_timeout=timeout,
+                )
+            emitted = [False]
+
+            async def forward(text: str) -> None:
+                emitted[0] = True
+                await on_delta(text)
+
             return await call_with_retry(
-                lambda: self._complete(kwargs, timeout),
+                lambda: self._stream(client, kwargs, timeout, forward),
                 self._retry,
                 provider="anthropic",
                 attempt_timeout=timeout,
+                may_retry=lambda: not emitted[0],
             )
-        emitted = [False]
-
-        async def forward(text: str) -> None:
-            emitted[0] = True
-            await on_delta(text)
-
-        return await call_with_retry(
-            lambda: self._stream(kwargs, timeout, forward),
-            self._retry,
-            provider="anthropic",
-            attempt_timeout=timeout,
-            may_retry=lambda: not emitted[0],
-        )
 
     def _build_kwargs(self, request: ModelRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if isinstance(m, SystemMessage))
@@ -130,8 +132,8 @@ class AnthropicModel(Model):
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
         return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, timeout=limit, max_retries=0)
 
-    async def _complete(self, kwargs: dict[str, Any], limit: float) -> ModelResponse:
-        async with _translate_errors(limit), self._client(limit) as client:
+    async def _complete(self, client: AsyncAnthropic, kwargs: dict[str, Any], limit: float) -> ModelResponse:
+        async with _translate_errors(limit):
             message: AnthropicMessage = await client.messages.create(**kwargs)
         text: list[str] = []
         calls: list[ToolCall] = []
@@ -151,12 +153,14 @@ class AnthropicModel(Model):
             model_name=self.name,
         )
 
-    async def _stream(self, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback) -> ModelResponse:
+    async def _stream(
+        self, client: AsyncAnthropic, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback
+    ) -> ModelResponse:
         text: list[str] = []
         calls = ToolCallAssembler("anthropic")
         stop_reason: str | None = None
         tokens = {"input": 0, "cache_creation": 0, "cache_read": 0, "output": 0}
-        async with _translate_errors(limit), self._client(limit) as client:
+        async with _translate_errors(limit):
             stream = await client.messages.create(**kwargs, stream=True)
             async with stream:
                 async for event in stream:

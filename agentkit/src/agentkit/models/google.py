@@ -92,26 +92,28 @@ class GoogleModel(Model):
         contents = _contents(request.messages)
         config = _config(request)
         timeout = request.settings.timeout
-        if on_delta is None:
+        # One client per call, built outside the timed attempts, so its setup never eats the timeout.
+        async with self._client(timeout) as client:
+            if on_delta is None:
+                return await call_with_retry(
+                    lambda: self._complete(client, contents, config, timeout),
+                    self._retry,
+                    provider="google",
+                    attempt_timeout=timeout,
+                )
+            emitted = [False]
+
+            async def forward(text: str) -> None:
+                emitted[0] = True
+                await on_delta(text)
+
             return await call_with_retry(
-                lambda: self._complete(contents, config, timeout),
+                lambda: self._stream(client, contents, config, timeout, forward),
                 self._retry,
                 provider="google",
                 attempt_timeout=timeout,
+                may_retry=lambda: not emitted[0],
             )
-        emitted = [False]
-
-        async def forward(text: str) -> None:
-            emitted[0] = True
-            await on_delta(text)
-
-        return await call_with_retry(
-            lambda: self._stream(contents, config, timeout, forward),
-            self._retry,
-            provider="google",
-            attempt_timeout=timeout,
-            may_retry=lambda: not emitted[0],
-        )
 
     @asynccontextmanager
     async def _client(self, limit: float) -> AsyncIterator[Client]:
@@ -126,17 +128,20 @@ class GoogleModel(Model):
         )
         client = Client(api_key=self._api_key, vertexai=False, http_options=options)
         try:
-            async with _translate_errors(limit):
-                yield client
+            yield client
         finally:
             # The SDK opens a sync and an async HTTP client; close both so no socket leaks.
             await client.aio.aclose()
             client.close()
 
     async def _complete(
-        self, contents: list[genai_types.Content], config: genai_types.GenerateContentConfig, limit: float
+        self,
+        client: Client,
+        contents: list[genai_types.Content],
+        config: genai_types.GenerateContentConfig,
+        limit: float,
     ) -> ModelResponse:
-        async with self._client(limit) as client:
+        async with _translate_errors(limit):
             response = await client.aio.models.generate_content(
                 model=self._model_name, contents=contents, config=config
             )
@@ -146,13 +151,14 @@ class GoogleModel(Model):
 
     async def _stream(
         self,
+        client: Client,
         contents: list[genai_types.Content],
         config: genai_types.GenerateContentConfig,
         limit: float,
         on_delta: DeltaCallback,
     ) -> ModelResponse:
         accumulator = _Accumulator()
-        async with self._client(limit) as client:
+        async with _translate_errors(limit):
             stream = await client.aio.models.generate_content_stream(
                 model=self._model_name, contents=contents, config=config
             )

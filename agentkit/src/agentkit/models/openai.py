@@ -68,9 +68,7 @@ OPENAI_COMPATIBLE: dict[str, OpenAICompatible] = {
         ),
         OpenAICompatible("vllm", None, "VLLM_API_KEY", "VLLM_BASE_URL", False),
         OpenAICompatible("ollama", "http://localhost:11434/v1", "OLLAMA_API_KEY", "OLLAMA_BASE_URL", False),
-        OpenAICompatible(
-            "lmstudio", "http://localhost:1234/v1", "LMSTUDIO_API_KEY", "LMSTUDIO_BASE_URL", False
-        ),
+        OpenAICompatible("lmstudio", "http://localhost:1234/v1", "LMSTUDIO_API_KEY", "LMSTUDIO_BASE_URL", False),
     )
 }
 
@@ -135,26 +133,28 @@ class OpenAIModel(Model):
         _guard.check_real_request(self._provider, self._base_url)
         kwargs = self._build_kwargs(request)
         timeout = request.settings.timeout
-        if on_delta is None:
+        # One client per call, built outside the timed attempts, so its setup never eats the timeout.
+        async with self._client(timeout) as client:
+            if on_delta is None:
+                return await call_with_retry(
+                    lambda: self._complete(client, kwargs, timeout),
+                    self._retry,
+                    provider=self._provider,
+                    attempt_timeout=timeout,
+                )
+            emitted = [False]
+
+            async def forward(text: str) -> None:
+                emitted[0] = True
+                await on_delta(text)
+
             return await call_with_retry(
-                lambda: self._complete(kwargs, timeout),
+                lambda: self._stream(client, kwargs, timeout, forward),
                 self._retry,
                 provider=self._provider,
                 attempt_timeout=timeout,
+                may_retry=lambda: not emitted[0],
             )
-        emitted = [False]
-
-        async def forward(text: str) -> None:
-            emitted[0] = True
-            await on_delta(text)
-
-        return await call_with_retry(
-            lambda: self._stream(kwargs, timeout, forward),
-            self._retry,
-            provider=self._provider,
-            attempt_timeout=timeout,
-            may_retry=lambda: not emitted[0],
-        )
 
     def _build_kwargs(self, request: ModelRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -182,20 +182,20 @@ class OpenAIModel(Model):
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
         return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, timeout=timeout, max_retries=0)
 
-    async def _complete(self, kwargs: dict[str, Any], limit: float) -> ModelResponse:
-        async with _translate_errors(self._provider, limit), self._client(limit) as client:
+    async def _complete(self, client: AsyncOpenAI, kwargs: dict[str, Any], limit: float) -> ModelResponse:
+        async with _translate_errors(self._provider, limit):
             completion: ChatCompletion = await client.chat.completions.create(**kwargs)
         return self._from_completion(completion)
 
-    async def _stream(self, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback) -> ModelResponse:
+    async def _stream(
+        self, client: AsyncOpenAI, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback
+    ) -> ModelResponse:
         text: list[str] = []
         calls = ToolCallAssembler(self._provider)
         finish: str | None = None
         usage: CompletionUsage | None = None
-        async with _translate_errors(self._provider, limit), self._client(limit) as client:
-            stream = await client.chat.completions.create(
-                **kwargs, stream=True, stream_options={"include_usage": True}
-            )
+        async with _translate_errors(self._provider, limit):
+            stream = await client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
             async with stream:
                 async for chunk in stream:
                     if chunk.usage is not None:
