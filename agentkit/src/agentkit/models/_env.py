@@ -29,9 +29,7 @@ def resolve_api_key(provider: str, explicit: str | None, *env_vars: str) -> str:
     key = resolve_optional(explicit, *env_vars)
     if key is None:
         names = " or ".join(env_vars)
-        raise MissingCredentialsError(
-            f"no API key for provider {provider!r}: set {names} or pass api_key=..."
-        )
+        raise MissingCredentialsError(f"no API key for provider {provider!r}: set {names} or pass api_key=...")
     return key
 
 

@@ -71,9 +71,7 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def status_error(
-    provider: str, status: int, message: str, headers: Mapping[str, str] | None = None
-) -> ModelError:
+def status_error(provider: str, status: int, message: str, headers: Mapping[str, str] | None = None) -> ModelError:
     """The ModelError for an HTTP error status, keeping the provider's own message."""
     text = f"{provider} returned HTTP {status}: {message}"
     if status == 429:

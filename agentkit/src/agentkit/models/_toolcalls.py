@@ -48,9 +48,7 @@ class ToolCallAssembler:
         self._provider = provider
         self._calls: dict[int, _Partial] = {}
 
-    def update(
-        self, index: int, *, id: str | None = None, name: str | None = None, arguments: str = ""
-    ) -> None:
+    def update(self, index: int, *, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
         partial = self._calls.setdefault(index, _Partial())
         # Some OpenAI-compatible servers repeat id/name on every chunk; the first non-empty one wins.
         if id and not partial.id:
@@ -65,9 +63,7 @@ class ToolCallAssembler:
         for index in sorted(self._calls):
             partial = self._calls[index]
             if not partial.name:
-                raise ModelError(
-                    f"{self._provider} streamed a tool call without a name", provider=self._provider
-                )
+                raise ModelError(f"{self._provider} streamed a tool call without a name", provider=self._provider)
             arguments = decode_arguments(self._provider, partial.name, "".join(partial.fragments))
             calls.append(ToolCall(id=partial.id or f"call_{index}", name=partial.name, arguments=arguments))
         return tuple(calls)
