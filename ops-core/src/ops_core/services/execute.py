@@ -154,7 +154,7 @@ class Execution:
             "reused_tokens": reused.total_tokens,
         }
 
-    async def _complete(self, outcome: RunSuccess[Any]) -> None:
+    async def _complete(self, outcome: RunSuccess) -> None:
         result = jsonable(outcome.output)
         await self._finish(
             lambda events, used, reused: self._ctx.store.complete(

@@ -1,0 +1,117 @@
+"""A running ops-core deployment for the live suite: API + workers as real processes over HTTP."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.processes import ManagedProcess, free_port
+from tests.support.waiting import wait_for
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path
+    fake: FakeOpenAI
+    api: ManagedProcess | None = None
+    workers: list[ManagedProcess] = field(default_factory=list)
+    client: httpx.AsyncClient = field(init=False)
+
+    @property
+    def api_url(self) -> str:
+        return self.env["OPSCORE_API_URL"]
+
+    def __post_init__(self) -> None:
+        self.client = httpx.AsyncClient(base_url=self.api_url, timeout=30)
+
+    def start_api(self) -> ManagedProcess:
+        port = self.api_url.rsplit(":", 1)[1]
+        self.api = ManagedProcess("api", ["api", "--port", port], self.env, self.log_dir).start()
+        return self.api
+
+    def start_worker(self, *, threads: int = 4, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        name = f"worker-{len(self.workers) + 1}"
+        env = {**self.env, **(extra_env or {})}
+        worker = ManagedProcess(name, ["worker", "--processes", "1", "--threads", str(threads)], env, self.log_dir)
+        self.workers.append(worker.start())
+        return worker
+
+    def logs(self) -> str:
+        parts = [f"--- {p.name} ---\n{p.log_tail()}" for p in [self.api, *self.workers] if p is not None]
+        return "\n".join(parts)
+
+    async def submit(self, expect: int = 202, **body: Any) -> dict[str, Any]:
+        response = await self.client.post("/v1/tasks", json=body)
+        assert response.status_code == expect, response.text
+        return dict(response.json())
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def events(self, task_id: str) -> list[dict[str, Any]]:
+        response = await self.client.get(f"/v1/tasks/{task_id}/events")
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    async def wait_status(self, task_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
+        return await wait_for(
+            lambda: self.task(task_id),
+            lambda task: task["status"] in statuses,
+            timeout=timeout,
+            what=f"task {task_id} to reach {sorted(statuses)}\n{self.logs()}",
+        )
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        async def probe() -> int:
+            try:
+                return (await self.client.get("/readyz")).status_code
+            except httpx.TransportError:
+                return 0
+
+        await wait_for(probe, lambda status: status == 200, timeout=timeout, what=f"API ready\n{self.logs()}")
+
+    async def wait_workers(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        async def probe() -> list[dict[str, Any]]:
+            return list((await self.client.get("/v1/workers")).json())
+
+        return await wait_for(
+            probe, lambda found: len(found) >= count, timeout=timeout, what=f"{count} live workers\n{self.logs()}"
+        )
+
+    async def close(self) -> None:
+        for process in [*self.workers, self.api]:
+            if process is not None:
+                process.stop()
+        await self.client.aclose()
+
+
+def stack_env(database_url: str, amqp_url: str, queue_name: str, fake: FakeOpenAI) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSCORE_", "OPENAI_", "ANTHROPIC_", "GEMINI_"))}
+    env.update(
+        {
+            "OPSCORE_DATABASE_URL": database_url,
+            "OPSCORE_BROKER_URL": amqp_url,
+            "OPSCORE_QUEUE_NAME": queue_name,
+            "OPSCORE_API_URL": f"http://127.0.0.1:{free_port()}",
+            "OPSCORE_WORKER_CONCURRENCY": "8",
+            "OPSCORE_HEARTBEAT_SECONDS": "1",
+            "OPSCORE_LEASE_SECONDS": "10",
+            "OPSCORE_RELAY_INTERVAL_SECONDS": "1",
+            "OPSCORE_SHUTDOWN_GRACE_SECONDS": "5",
+            "OPSCORE_RETRY_BACKOFF_SECONDS": "0.2",
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": "test-key-for-the-local-fake",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env

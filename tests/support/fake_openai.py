@@ -1,0 +1,102 @@
+"""A local OpenAI-compatible Chat Completions server for the live suite and the benchmarks.
+
+It speaks the real wire format, so workers exercise agentkit's real OpenAI
+client. What it does is chosen by directives in the latest user message:
+
+* ``[[delay=S]]``: wait S seconds before answering (a slow model);
+* ``[[status=N]]``: answer with HTTP status N and an OpenAI-style error body;
+* ``[[fail_first=K]]``: answer 500 to the first K requests for this goal, then normally.
+
+Otherwise it answers ``"done: <goal>"`` with usage of 10 input and 5 output tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+DIRECTIVE = re.compile(r"\[\[(\w+)=([\d.]+)\]\]")
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests = 0
+        self._seen: Counter[str] = Counter()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _chat(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.requests += 1
+        text = _last_user_text(body)
+        directives = {key: float(value) for key, value in DIRECTIVE.findall(text)}
+        self._seen[text] += 1
+        if "fail_first" in directives and self._seen[text] <= directives["fail_first"]:
+            return _error(500, "server_error", "injected failure")
+        if "status" in directives:
+            status = int(directives["status"])
+            return _error(status, "invalid_request_error", f"injected status {status}")
+        if "delay" in directives:
+            await asyncio.sleep(directives["delay"])
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{self.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"done: {text[:200]}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+
+    def start(self, port: int) -> FakeOpenAI:
+        self.port = port
+        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fake-openai", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status_code=status)
