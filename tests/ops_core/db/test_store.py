@@ -152,7 +152,8 @@ async def test_complete_appends_events_before_status(store: TaskStore) -> None:
         events=[NewEvent("final_answer", {"text": "hi"})],
     )
     task = await store.get(claim.task.id)
-    assert (task.input_tokens, task.output_tokens, task.reused_tokens) == (9, 4, 2)
+    # Writes add the tokens spent since the previous write: 7 + 9 and 3 + 4.
+    assert (task.input_tokens, task.output_tokens, task.reused_tokens) == (16, 7, 2)
     assert task.finished_at is not None and task.result == [1, "two"]
     events = await store.list_events(task.id)
     assert [e.type for e in events] == ["status", "status", "model_response", "final_answer", "status"]

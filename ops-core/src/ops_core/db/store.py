@@ -241,12 +241,11 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         output_tokens: int,
         events: Sequence[NewEvent] = (),
     ) -> None:
-        """Store the last finished step (and usage so far) so a later attempt resumes from it."""
+        """Store the last finished step so a later attempt resumes from it; add the step's tokens."""
         now = utcnow()
         values = {
             "checkpoint": checkpoint,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
+            **_usage(input_tokens, output_tokens, 0),
             "updated_at": now,
         }
         async with self._write() as conn:
@@ -379,8 +378,14 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         return [TASKS.c.status == RUNNING.value, TASKS.c.attempts == attempt]
 
 
-def _usage(input_tokens: int, output_tokens: int, reused_tokens: int) -> dict[str, int]:
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens, "reused_tokens": reused_tokens}
+def _usage(input_tokens: int, output_tokens: int, reused_tokens: int) -> dict[str, Any]:
+    """Token counts are *added*: a run reports what it spent since its last write (checkpoint or final),
+    so usage of every attempt, including one that crashed after a checkpoint, is counted exactly once."""
+    return {
+        "input_tokens": TASKS.c.input_tokens + input_tokens,
+        "output_tokens": TASKS.c.output_tokens + output_tokens,
+        "reused_tokens": TASKS.c.reused_tokens + reused_tokens,
+    }
 
 
 def _encode_cursor(task: Task) -> str:
