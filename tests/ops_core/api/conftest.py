@@ -15,6 +15,8 @@ from ops_core.db import migrate
 from ops_core.runtime import Runtime
 
 MAX_BODY_BYTES = 65_536
+# Nothing listens on port 1 of the loopback interface: connects are refused at once, as to a dead server.
+DEAD_DATABASE_URL = "postgresql+asyncpg://opscore:opscore@127.0.0.1:1/opscore"
 
 
 @pytest.fixture

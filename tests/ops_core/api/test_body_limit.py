@@ -14,8 +14,6 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.runtime import Runtime
 from tests.ops_core.api.conftest import MAX_BODY_BYTES
 
-pytestmark = pytest.mark.asyncio
-
 
 def task_body(size: int) -> bytes:
     """A valid submission padded to exactly ``size`` bytes."""

@@ -18,8 +18,7 @@ from ops_core.api.deps import get_store
 from ops_core.config import Settings, load_settings
 from ops_core.db.store import TaskStore
 from ops_core.runtime import Runtime
-
-pytestmark = pytest.mark.asyncio
+from tests.ops_core.api.conftest import DEAD_DATABASE_URL
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -149,9 +148,8 @@ async def test_negative_after_seq_is_422(client: httpx.AsyncClient) -> None:
 
 
 @pytest.fixture
-async def unreachable_db_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    # A database file in a directory that does not exist: every connect fails, as a dead server would.
-    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+async def unreachable_db_client() -> AsyncIterator[httpx.AsyncClient]:
+    settings = load_settings(database_url=DEAD_DATABASE_URL)
     runtime = Runtime.open(settings)
     app = create_app(settings, runtime=runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ops_core.api.app import create_app
 from ops_core.api.deps import get_publisher
@@ -16,8 +15,7 @@ from ops_core.config import Settings, load_settings
 from ops_core.db import migrate
 from ops_core.queue.publisher import Publisher
 from ops_core.runtime import Runtime
-
-pytestmark = pytest.mark.asyncio
+from tests.ops_core.api.conftest import DEAD_DATABASE_URL
 
 
 @asynccontextmanager
@@ -29,11 +27,9 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await runtime.close()
 
 
-async def test_healthz_is_ok_without_touching_dependencies(tmp_path: Path) -> None:
+async def test_healthz_is_ok_without_touching_dependencies() -> None:
     # Neither the database nor the broker exists: liveness must not care.
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}", broker_url="amqp://127.0.0.1:1/"
-    )
+    settings = load_settings(database_url=DEAD_DATABASE_URL, broker_url="amqp://127.0.0.1:1/")
     async with serve(settings) as http:
         response = await http.get("/healthz")
 
@@ -48,8 +44,8 @@ async def test_readyz_is_200_when_database_and_broker_answer(client: httpx.Async
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
 
 
-async def test_readyz_is_503_naming_the_database(tmp_path: Path) -> None:
-    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+async def test_readyz_is_503_naming_the_database() -> None:
+    settings = load_settings(database_url=DEAD_DATABASE_URL)
     async with serve(settings) as http:
         response = await http.get("/readyz")
 
@@ -132,3 +128,21 @@ async def test_openapi_documents_the_v1_routes(client: httpx.AsyncClient) -> Non
 
     assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/events", "/v1/workers"} <= set(schema["paths"])
     assert (await client.get("/docs")).status_code == 200
+
+
+def test_the_lifespan_opens_and_closes_its_own_runtime(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    migrate.upgrade(settings)
+    app = create_app(settings)
+    # Outside the lifespan there is nothing to serve with: 503, not a crash.
+    with TestClient(app) as outside_client:
+        pass
+    assert app.state.runtime is None
+
+    with TestClient(app) as http:
+        assert isinstance(app.state.runtime, Runtime)
+        assert http.get("/readyz").status_code == 200
+        assert http.post("/v1/tasks", json={"goal": "x"}).status_code == 202
+    assert app.state.runtime is None
+    assert outside_client.get("/v1/tasks").status_code == 503

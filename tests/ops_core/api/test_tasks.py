@@ -11,8 +11,6 @@ import pytest
 from ops_core.domain import ErrorType, TaskStatus
 from ops_core.runtime import Runtime
 
-pytestmark = pytest.mark.asyncio
-
 
 async def submit(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
     return await client.post("/v1/tasks", json={"goal": "say hi", **body})
@@ -237,3 +235,21 @@ async def test_completed_task_shows_its_result(client: httpx.AsyncClient, runtim
     assert shown["usage"]["total_tokens"] == 7
     assert (await client.post(f"/v1/tasks/{task_id}/cancel")).status_code == 409
     assert (await client.post(f"/v1/tasks/{task_id}/retry")).status_code == 409
+
+
+async def test_workers_lists_live_workers_with_their_tasks(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    await runtime.store.register_worker("worker-1", "host-a", 1234, 10)
+    await runtime.store.register_worker("worker-2", "host-b", 99, 5)
+    task_id = uuid.UUID((await submit(client)).json()["id"])
+    assert await runtime.store.claim(task_id, "worker-1") is not None
+
+    response = await client.get("/v1/workers")
+
+    assert response.status_code == 200
+    workers = {w["id"]: w for w in response.json()["items"]}
+    assert set(workers) == {"worker-1", "worker-2"}
+    assert workers["worker-1"]["current_task_ids"] == [str(task_id)]
+    assert workers["worker-1"]["host"] == "host-a"
+    assert workers["worker-1"]["pid"] == 1234
+    assert workers["worker-1"]["last_heartbeat"]
+    assert workers["worker-2"]["current_task_ids"] == []
