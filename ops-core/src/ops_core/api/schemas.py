@@ -79,7 +79,6 @@ class TaskPublic(BaseModel):
     error: TaskErrorPublic | None
     attempts: int
     max_retries: int = Field(description="Retries the task was submitted with.")
-    retries_left: int
     attempt_errors: list[dict[str, Any]]
     usage: UsagePublic
     priority: int
@@ -110,7 +109,6 @@ class TaskPublic(BaseModel):
             attempts=task.attempts,
             # Manual retries raise the stored limit; clients see what they asked for.
             max_retries=task.configured_max_retries,
-            retries_left=task.retries_left,
             attempt_errors=task.attempt_errors,
             usage=UsagePublic(
                 input_tokens=task.input_tokens,
