@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,26 +10,24 @@ import httpx
 
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.processes import ManagedProcess, free_port
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_for_sync
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-@dataclass
-class Stack:
-    env: dict[str, str]
-    log_dir: Path
-    fake: FakeOpenAI
-    api: ManagedProcess | None = None
-    workers: list[ManagedProcess] = field(default_factory=list)
-    client: httpx.AsyncClient = field(init=False)
+class Deployment:
+    """The processes of one deployment; module-scoped, so it holds no event-loop-bound objects."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, fake: FakeOpenAI) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.fake = fake
+        self.api: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
 
     @property
     def api_url(self) -> str:
         return self.env["OPSCORE_API_URL"]
-
-    def __post_init__(self) -> None:
-        self.client = httpx.AsyncClient(base_url=self.api_url, timeout=30)
 
     def start_api(self) -> ManagedProcess:
         port = self.api_url.rsplit(":", 1)[1]
@@ -47,6 +44,37 @@ class Stack:
     def logs(self) -> str:
         parts = [f"--- {p.name} ---\n{p.log_tail()}" for p in [self.api, *self.workers] if p is not None]
         return "\n".join(parts)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def probe() -> int:
+            try:
+                return httpx.get(f"{self.api_url}/readyz", timeout=5).status_code
+            except httpx.TransportError:
+                return 0
+
+        wait_for_sync(probe, lambda status: status == 200, timeout=timeout, what=f"API ready\n{self.logs()}")
+
+    def wait_workers(self, count: int, timeout: float = 60) -> None:
+        def probe() -> int:
+            return len(httpx.get(f"{self.api_url}/v1/workers", timeout=5).json()["items"])
+
+        wait_for_sync(probe, lambda found: found >= count, timeout=timeout, what=f"{count} live workers\n{self.logs()}")
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.api]:
+            if process is not None:
+                process.stop()
+
+
+class Stack:
+    """One test's async view of a deployment, over HTTP."""
+
+    def __init__(self, deployment: Deployment, client: httpx.AsyncClient) -> None:
+        self.deployment = deployment
+        self.client = client
+
+    def logs(self) -> str:
+        return self.deployment.logs()
 
     async def submit(self, expect: int = 202, **body: Any) -> dict[str, Any]:
         response = await self.client.post("/v1/tasks", json=body)
@@ -71,28 +99,13 @@ class Stack:
             what=f"task {task_id} to reach {sorted(statuses)}\n{self.logs()}",
         )
 
-    async def wait_ready(self, timeout: float = 60) -> None:
-        async def probe() -> int:
-            try:
-                return (await self.client.get("/readyz")).status_code
-            except httpx.TransportError:
-                return 0
-
-        await wait_for(probe, lambda status: status == 200, timeout=timeout, what=f"API ready\n{self.logs()}")
-
     async def wait_workers(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
         async def probe() -> list[dict[str, Any]]:
-            return list((await self.client.get("/v1/workers")).json())
+            return list((await self.client.get("/v1/workers")).json()["items"])
 
         return await wait_for(
             probe, lambda found: len(found) >= count, timeout=timeout, what=f"{count} live workers\n{self.logs()}"
         )
-
-    async def close(self) -> None:
-        for process in [*self.workers, self.api]:
-            if process is not None:
-                process.stop()
-        await self.client.aclose()
 
 
 def stack_env(database_url: str, amqp_url: str, queue_name: str, fake: FakeOpenAI) -> dict[str, str]:

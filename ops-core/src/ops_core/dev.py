@@ -11,6 +11,7 @@ import logging
 import uvicorn
 
 from ops_core.config import Settings
+from ops_core.logs import configure_logging
 from ops_core.db import migrate
 from ops_core.queue.broker import setup_broker
 from ops_core.worker import WorkerProcess
@@ -23,7 +24,7 @@ DEV_THREADS = 4
 def run_dev(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     from ops_core.api.app import create_app
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level)
     migrate.upgrade(settings)
     broker = setup_broker(settings)
     worker = WorkerProcess(settings, threads=DEV_THREADS, concurrency=settings.worker_concurrency, broker=broker)

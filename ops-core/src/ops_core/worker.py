@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 
 from ops_core.config import Settings
+from ops_core.logs import configure_logging
 from ops_core.queue.actors import declare_run_task
 from ops_core.runner import TaskRunner
 from ops_core.runtime import Runtime
@@ -103,7 +104,7 @@ class WorkerProcess:
 
 def run_worker_process(settings: Settings, threads: int, concurrency: int) -> None:
     """Run one worker process until SIGTERM or SIGINT."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -124,7 +125,7 @@ def run_pool(settings: Settings, processes: int, threads: int, concurrency: int 
     if processes == 1:
         run_worker_process(settings, threads, concurrency)
         return
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level)
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 
