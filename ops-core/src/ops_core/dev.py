@@ -11,8 +11,8 @@ import logging
 import uvicorn
 
 from ops_core.config import Settings
-from ops_core.logs import configure_logging
 from ops_core.db import migrate
+from ops_core.logs import configure_logging
 from ops_core.queue.broker import setup_broker
 from ops_core.worker import WorkerProcess
 
