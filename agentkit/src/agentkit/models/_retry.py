@@ -111,3 +111,35 @@ async def call_with_retry(
         reraise=True,
     )
     return await retrying(bounded)
+
+
+async def request_with_retry(
+    *,
+    complete: Callable[[], Awaitable[T]],
+    stream: Callable[[Callable[[str], Awaitable[None]]], Awaitable[T]],
+    on_delta: Callable[[str], Awaitable[None]] | None,
+    policy: RetryPolicy,
+    provider: str,
+    attempt_timeout: float,
+) -> T:
+    """One model request under ``policy``: plain, or streamed to ``on_delta`` when one is given.
+
+    A stream that has already passed text on is never retried: the host would
+    see that text twice.
+    """
+    if on_delta is None:
+        return await call_with_retry(complete, policy, provider=provider, attempt_timeout=attempt_timeout)
+    emitted = False
+
+    async def forward(text: str) -> None:
+        nonlocal emitted
+        emitted = True
+        await on_delta(text)
+
+    return await call_with_retry(
+        lambda: stream(forward),
+        policy,
+        provider=provider,
+        attempt_timeout=attempt_timeout,
+        may_retry=lambda: not emitted,
+    )

@@ -21,9 +21,10 @@ from agentkit.messages import (
     Usage,
 )
 from agentkit.models import _guard
+from agentkit.models._clients import LoopClients
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import connection_error, status_error, timeout_error
-from agentkit.models._retry import RetryPolicy, call_with_retry
+from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._toolcalls import ToolCallAssembler
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
 
@@ -72,6 +73,7 @@ class AnthropicModel(Model):
         self._base_url = resolve_optional(base_url, "ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
         self._default_max_tokens = default_max_tokens
         self._retry = retry or RetryPolicy()
+        self._clients: LoopClients[AsyncAnthropic] = LoopClients(self._build_client, lambda client: client.close())
 
     @property
     def name(self) -> str:
@@ -85,28 +87,19 @@ class AnthropicModel(Model):
         _guard.check_real_request("anthropic", self._base_url)
         kwargs = self._build_kwargs(request)
         timeout = request.settings.timeout
-        # One client per call, built outside the timed attempts, so its setup never eats the timeout.
-        async with self._client(timeout) as client:
-            if on_delta is None:
-                return await call_with_retry(
-                    lambda: self._complete(client, kwargs, timeout),
-                    self._retry,
-                    provider="anthropic",
-                    attempt_timeout=timeout,
-                )
-            emitted = [False]
+        # The loop's client is built outside the timed attempts, so its setup never eats the timeout.
+        client = self._clients.get()
+        return await request_with_retry(
+            complete=lambda: self._complete(client, kwargs, timeout),
+            stream=lambda forward: self._stream(client, kwargs, timeout, forward),
+            on_delta=on_delta,
+            policy=self._retry,
+            provider="anthropic",
+            attempt_timeout=timeout,
+        )
 
-            async def forward(text: str) -> None:
-                emitted[0] = True
-                await on_delta(text)
-
-            return await call_with_retry(
-                lambda: self._stream(client, kwargs, timeout, forward),
-                self._retry,
-                provider="anthropic",
-                attempt_timeout=timeout,
-                may_retry=lambda: not emitted[0],
-            )
+    async def aclose(self) -> None:
+        await self._clients.aclose()
 
     def _build_kwargs(self, request: ModelRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if isinstance(m, SystemMessage))
@@ -126,15 +119,15 @@ class AnthropicModel(Model):
         # sampling-temperature parameter, and an unknown field would be rejected with a 400.
         return kwargs
 
-    def _client(self, limit: float) -> AsyncAnthropic:
+    def _build_client(self) -> AsyncAnthropic:
         from anthropic import AsyncAnthropic
 
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
-        return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, timeout=limit, max_retries=0)
+        return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, max_retries=0)
 
     async def _complete(self, client: AsyncAnthropic, kwargs: dict[str, Any], limit: float) -> ModelResponse:
         async with _translate_errors(limit):
-            message: AnthropicMessage = await client.messages.create(**kwargs)
+            message: AnthropicMessage = await client.messages.create(**kwargs, timeout=limit)
         text: list[str] = []
         calls: list[ToolCall] = []
         for block in message.content:
@@ -161,7 +154,7 @@ class AnthropicModel(Model):
         stop_reason: str | None = None
         tokens = {"input": 0, "cache_creation": 0, "cache_read": 0, "output": 0}
         async with _translate_errors(limit):
-            stream = await client.messages.create(**kwargs, stream=True)
+            stream = await client.messages.create(**kwargs, stream=True, timeout=limit)
             async with stream:
                 async for event in stream:
                     if event.type == "message_start":

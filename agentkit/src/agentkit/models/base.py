@@ -78,3 +78,6 @@ class Model(ABC):
         full response is still returned at the end. Raises
         :class:`agentkit.errors.ModelError` (or a subclass) on failure.
         """
+
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook: most models hold nothing
+        """Release the connections this model holds for the running event loop."""

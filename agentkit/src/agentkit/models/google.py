@@ -24,9 +24,10 @@ from agentkit.messages import (
     Usage,
 )
 from agentkit.models import _guard
+from agentkit.models._clients import LoopClients
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import connection_error, status_error, timeout_error
-from agentkit.models._retry import RetryPolicy, call_with_retry
+from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class GoogleModel(Model):
         self._api_key = resolve_api_key("google", api_key, "GEMINI_API_KEY", "GOOGLE_API_KEY")
         self._base_url = resolve_optional(base_url, "GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         self._retry = retry or RetryPolicy()
+        self._clients: LoopClients[Client] = LoopClients(self._build_client, _close_client)
 
     @property
     def name(self) -> str:
@@ -90,49 +92,32 @@ class GoogleModel(Model):
     async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
         _guard.check_real_request("google", self._base_url)
         contents = _contents(request.messages)
-        config = _config(request)
         timeout = request.settings.timeout
-        # One client per call, built outside the timed attempts, so its setup never eats the timeout.
-        async with self._client(timeout) as client:
-            if on_delta is None:
-                return await call_with_retry(
-                    lambda: self._complete(client, contents, config, timeout),
-                    self._retry,
-                    provider="google",
-                    attempt_timeout=timeout,
-                )
-            emitted = [False]
+        config = _config(request, timeout)
+        # The loop's client is built outside the timed attempts, so its setup never eats the timeout.
+        client = self._clients.get()
+        return await request_with_retry(
+            complete=lambda: self._complete(client, contents, config, timeout),
+            stream=lambda forward: self._stream(client, contents, config, timeout, forward),
+            on_delta=on_delta,
+            policy=self._retry,
+            provider="google",
+            attempt_timeout=timeout,
+        )
 
-            async def forward(text: str) -> None:
-                emitted[0] = True
-                await on_delta(text)
+    async def aclose(self) -> None:
+        await self._clients.aclose()
 
-            return await call_with_retry(
-                lambda: self._stream(client, contents, config, timeout, forward),
-                self._retry,
-                provider="google",
-                attempt_timeout=timeout,
-                may_retry=lambda: not emitted[0],
-            )
-
-    @asynccontextmanager
-    async def _client(self, limit: float) -> AsyncIterator[Client]:
+    def _build_client(self) -> Client:
         from google.genai import Client
         from google.genai import types as genai_types
 
         options = genai_types.HttpOptions(
             base_url=self._base_url,
-            timeout=max(1, round(limit * 1000)),  # milliseconds
             # attempts=1: agentkit's RetryPolicy is the only retry layer.
             retry_options=genai_types.HttpRetryOptions(attempts=1),
         )
-        client = Client(api_key=self._api_key, vertexai=False, http_options=options)
-        try:
-            yield client
-        finally:
-            # The SDK opens a sync and an async HTTP client; close both so no socket leaks.
-            await client.aio.aclose()
-            client.close()
+        return Client(api_key=self._api_key, vertexai=False, http_options=options)
 
     async def _complete(
         self,
@@ -282,7 +267,13 @@ def _parts(message: Message) -> tuple[str, list[genai_types.Part]]:
     return "user", [genai_types.Part(text=message.content)]
 
 
-def _config(request: ModelRequest) -> genai_types.GenerateContentConfig:
+async def _close_client(client: Client) -> None:
+    # The SDK opens a sync and an async HTTP client; close both so no socket leaks.
+    await client.aio.aclose()
+    client.close()
+
+
+def _config(request: ModelRequest, timeout: float) -> genai_types.GenerateContentConfig:
     from google.genai import types as genai_types
 
     system = "\n\n".join(m.content for m in request.messages if isinstance(m, SystemMessage))
@@ -294,6 +285,8 @@ def _config(request: ModelRequest) -> genai_types.GenerateContentConfig:
         ]
         tools = [genai_types.Tool(function_declarations=declarations)]
     return genai_types.GenerateContentConfig(
+        # Per request, merged over the client's options: the timeout is in milliseconds.
+        http_options=genai_types.HttpOptions(timeout=max(1, round(timeout * 1000))),
         system_instruction=system or None,
         tools=tools,
         temperature=request.settings.temperature,

@@ -25,9 +25,10 @@ from agentkit.messages import (
     Usage,
 )
 from agentkit.models import _guard
+from agentkit.models._clients import LoopClients
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import body_message, connection_error, status_error, timeout_error
-from agentkit.models._retry import RetryPolicy, call_with_retry
+from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._toolcalls import ToolCallAssembler, decode_arguments
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
 
@@ -118,6 +119,7 @@ class OpenAIModel(Model):
         self._api_key = key
         self._base_url = resolved_url
         self._retry = retry or RetryPolicy()
+        self._clients: LoopClients[AsyncOpenAI] = LoopClients(self._build_client, lambda client: client.close())
         # Only "openai" itself has deprecated max_tokens; compatible servers mostly know only max_tokens.
         self._max_tokens_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
 
@@ -133,28 +135,19 @@ class OpenAIModel(Model):
         _guard.check_real_request(self._provider, self._base_url)
         kwargs = self._build_kwargs(request)
         timeout = request.settings.timeout
-        # One client per call, built outside the timed attempts, so its setup never eats the timeout.
-        async with self._client(timeout) as client:
-            if on_delta is None:
-                return await call_with_retry(
-                    lambda: self._complete(client, kwargs, timeout),
-                    self._retry,
-                    provider=self._provider,
-                    attempt_timeout=timeout,
-                )
-            emitted = [False]
+        # The loop's client is built outside the timed attempts, so its setup never eats the timeout.
+        client = self._clients.get()
+        return await request_with_retry(
+            complete=lambda: self._complete(client, kwargs, timeout),
+            stream=lambda forward: self._stream(client, kwargs, timeout, forward),
+            on_delta=on_delta,
+            policy=self._retry,
+            provider=self._provider,
+            attempt_timeout=timeout,
+        )
 
-            async def forward(text: str) -> None:
-                emitted[0] = True
-                await on_delta(text)
-
-            return await call_with_retry(
-                lambda: self._stream(client, kwargs, timeout, forward),
-                self._retry,
-                provider=self._provider,
-                attempt_timeout=timeout,
-                may_retry=lambda: not emitted[0],
-            )
+    async def aclose(self) -> None:
+        await self._clients.aclose()
 
     def _build_kwargs(self, request: ModelRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -176,15 +169,15 @@ class OpenAIModel(Model):
             kwargs[self._max_tokens_field] = request.settings.max_tokens
         return kwargs
 
-    def _client(self, timeout: float) -> AsyncOpenAI:
+    def _build_client(self) -> AsyncOpenAI:
         from openai import AsyncOpenAI
 
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
-        return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, timeout=timeout, max_retries=0)
+        return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0)
 
     async def _complete(self, client: AsyncOpenAI, kwargs: dict[str, Any], limit: float) -> ModelResponse:
         async with _translate_errors(self._provider, limit):
-            completion: ChatCompletion = await client.chat.completions.create(**kwargs)
+            completion: ChatCompletion = await client.chat.completions.create(**kwargs, timeout=limit)
         return self._from_completion(completion)
 
     async def _stream(
@@ -195,7 +188,9 @@ class OpenAIModel(Model):
         finish: str | None = None
         usage: CompletionUsage | None = None
         async with _translate_errors(self._provider, limit):
-            stream = await client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+            stream = await client.chat.completions.create(
+                **kwargs, stream=True, stream_options={"include_usage": True}, timeout=limit
+            )
             async with stream:
                 async for chunk in stream:
                     if chunk.usage is not None:
