@@ -116,7 +116,8 @@ class Task(SQLModel, table=True):
 
     @property
     def retries_left(self) -> int:
-        return max(0, self.max_retries - self.attempts)
+        """Retries still allowed: a task may run ``max_retries + 1`` attempts in all, the first not a retry."""
+        return max(0, min(self.max_retries, self.max_retries + 1 - self.attempts))
 
 
 class TaskEvent(SQLModel, table=True):
