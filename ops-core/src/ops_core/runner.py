@@ -11,9 +11,10 @@ database, not an unacked message, so:
 * a crashed worker's runs are found by their stale heartbeat and requeued by
   any live worker (``requeue_orphans``), not by the broker.
 
-The same loop runs the periodic duties: heartbeat, cancel polling, orphan
-recovery and the outbox relay that publishes tasks the API stored while the
-broker was down.
+The same loop runs the periodic duties: heartbeat, cancel polling, recovery
+(orphans of dead workers, runs past their timeout whose worker never ended
+them, pending tasks past their schedule-to-start deadline) and the outbox
+relay that publishes tasks the API stored while the broker was down.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from uuid import UUID, uuid4
 
 from ops_core.db.models import Claim, Task
 from ops_core.db.store import TaskStore
+from ops_core.lease import ReapGuard
 from ops_core.queue.actors import DispatchRefused
 from ops_core.queue.publisher import Publisher
 from ops_core.services.execute import Execution, ExecutionContext
@@ -57,6 +59,7 @@ class TaskRunner:
         *,
         concurrency: int,
         worker_id: str | None = None,
+        reap_guard: ReapGuard | None = None,
     ) -> None:
         self._ctx = ctx
         self._store: TaskStore = ctx.store
@@ -67,6 +70,7 @@ class TaskRunner:
         self._runs: dict[UUID, _Run] = {}
         self._duties: list[asyncio.Task[None]] = []
         self._closing = False
+        self._reap_guard = reap_guard or ReapGuard(ctx.settings.lease_seconds)
 
     @property
     def in_flight(self) -> int:
@@ -173,7 +177,12 @@ class TaskRunner:
             await asyncio.sleep(seconds)
 
     async def _heartbeat(self) -> None:
-        await self._store.heartbeat(self.worker_id)
+        try:
+            await self._store.heartbeat(self.worker_id)
+        except Exception:
+            self._reap_guard.heartbeat_failed()
+            raise
+        self._reap_guard.heartbeat_succeeded()
 
     async def _poll_cancels(self) -> None:
         if not self._runs:
@@ -188,8 +197,13 @@ class TaskRunner:
             await run.execution.recorder.flush()
 
     async def _recover(self) -> None:
-        """Requeue orphans of dead workers, then publish every due, unpublished task."""
-        await self._store.requeue_orphans(stale_after=self._ctx.settings.lease_seconds)
+        """Settle what no live worker will, then publish every due, unpublished task."""
+        lease = self._ctx.settings.lease_seconds
+        if self._reap_guard.may_reap():
+            # Timeouts first: a run far past its timeout is failed, not given another attempt.
+            await self._store.fail_expired(grace_seconds=lease)
+            await self._store.requeue_orphans(stale_after=lease)
+        await self._store.fail_unstarted()
         due = await self._store.due_for_publish(limit=RELAY_BATCH)
         published: list[UUID] = []
         for task in due:

@@ -199,27 +199,7 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
                 await self._add_events(conn, task_id, row.attempts, row.last_event_seq, [event], now)
                 return Claim(to_task(row), row.attempts)
             # Not claimable: fail it if it waited too long, else it simply is not pending.
-            failed = await self._bump(
-                conn,
-                task_id,
-                where=[
-                    TASKS.c.status == PENDING.value,
-                    TASKS.c.attempts == 0,
-                    TASKS.c.start_deadline < now,
-                ],
-                values={
-                    "status": TaskStatus.FAILED.value,
-                    "error_type": ErrorType.SCHEDULE_TO_START_TIMEOUT.value,
-                    "error_message": "the task waited longer than its schedule-to-start timeout",
-                    "finished_at": now,
-                    "updated_at": now,
-                },
-                events=1,
-            )
-            if failed is not None:
-                reason = ErrorType.SCHEDULE_TO_START_TIMEOUT.value
-                event = status_event(PENDING, TaskStatus.FAILED, reason, error_type=reason)
-                await self._add_events(conn, task_id, 0, failed.last_event_seq, [event], now)
+            await self._fail_unstarted(conn, task_id, now)
         return None
 
     async def append_events(self, task_id: uuid.UUID, attempt: int, events: Sequence[NewEvent]) -> None:

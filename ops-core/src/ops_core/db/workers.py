@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ops_core.db._base import TASKS, WORKERS, StoreBase, attempt_error, status_event, utcnow
 from ops_core.db.models import NewEvent, WorkerView
@@ -114,6 +115,49 @@ class WorkerOps(StoreBase):
             if await self._recover(task_id, attempt, ErrorType.TIMEOUT.value, message, True, now):
                 expired.append(task_id)
         return expired
+
+    async def fail_unstarted(self, now: datetime | None = None) -> list[uuid.UUID]:
+        """Fail pending tasks past their schedule-to-start deadline that no worker ever claimed.
+
+        A claim fails such a task when its message arrives; this catches the
+        ones whose message never arrives (no worker consumes, the broker is down).
+        """
+        now = now or utcnow()
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(TASKS.c.id)
+                .where(TASKS.c.status == PENDING.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now)
+                .order_by(TASKS.c.id)
+            )
+            candidates = [task_id for (task_id,) in rows]
+        failed: list[uuid.UUID] = []
+        for task_id in candidates:
+            async with self._write() as conn:
+                if await self._fail_unstarted(conn, task_id, now):
+                    failed.append(task_id)
+        return failed
+
+    async def _fail_unstarted(self, conn: AsyncConnection, task_id: uuid.UUID, now: datetime) -> bool:
+        """pending → failed (schedule_to_start_timeout) if it never started and its deadline passed."""
+        row = await self._bump(
+            conn,
+            task_id,
+            where=[TASKS.c.status == PENDING.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now],
+            values={
+                "status": FAILED.value,
+                "error_type": ErrorType.SCHEDULE_TO_START_TIMEOUT.value,
+                "error_message": "the task waited longer than its schedule-to-start timeout",
+                "finished_at": now,
+                "updated_at": now,
+            },
+            events=1,
+        )
+        if row is None:
+            return False
+        reason = ErrorType.SCHEDULE_TO_START_TIMEOUT.value
+        event = status_event(PENDING, FAILED, reason, error_type=reason)
+        await self._add_events(conn, task_id, 0, row.last_event_seq, [event], now)
+        return True
 
     async def _recover(
         self, task_id: uuid.UUID, attempt: int, error_type: str, message: str, fail: bool, now: datetime

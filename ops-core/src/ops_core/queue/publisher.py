@@ -2,7 +2,9 @@
 
 Dramatiq's brokers are blocking (pika), so sends run in a thread. A failed
 send raises :class:`BrokerUnavailable`; callers leave the task unpublished in
-the database, where the relay finds it again once the broker is back.
+the database, where the relay finds it again once the broker is back. A
+circuit breaker makes sends fail at once while the broker is known to be down,
+so an outage does not make every submit wait for a connect attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dramatiq
 
 from ops_core.errors import BrokerUnavailable
 from ops_core.queue.broker import MAX_PRIORITY, RUN_TASK
+from ops_core.queue.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +27,18 @@ PING_TIMEOUT_SECONDS = 2.0
 
 
 class Publisher:
-    def __init__(self, broker: dramatiq.Broker, queue_name: str, broker_url: str) -> None:
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        queue_name: str,
+        broker_url: str,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._broker = broker
         self._queue_name = queue_name
         self._broker_url = broker_url
+        self.breaker = breaker or CircuitBreaker()
 
     async def publish(self, task_id: UUID, *, priority: int = 0, delay_seconds: float = 0.0) -> None:
         message: dramatiq.Message[None] = dramatiq.Message(
@@ -38,10 +49,20 @@ class Publisher:
             options={"broker_priority": max(0, min(priority, MAX_PRIORITY))},
         )
         delay_ms = int(delay_seconds * 1000) if delay_seconds > 0 else None
+        if not self.breaker.allow():
+            raise BrokerUnavailable(f"could not publish task {task_id}: the broker is unreachable (circuit open)")
+        sent = False
         try:
             await asyncio.to_thread(self._broker.enqueue, message, delay=delay_ms)
+            sent = True
         except Exception as exc:
             raise BrokerUnavailable(f"could not publish task {task_id}: {exc}") from exc
+        finally:
+            # Also on cancellation: a probe that never reports would keep the circuit open for good.
+            if sent:
+                self.breaker.succeeded()
+            else:
+                self.breaker.failed()
 
     async def ping(self) -> None:
         """Check that the broker accepts connections, within a bound."""

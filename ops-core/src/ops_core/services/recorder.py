@@ -18,6 +18,7 @@ from pydantic_core import to_jsonable_python
 from agentkit import RunEvent
 from ops_core.db.models import NewEvent
 from ops_core.db.store import TaskStore
+from ops_core.errors import DatabaseUnavailable
 
 
 def jsonable(value: Any) -> Any:
@@ -49,8 +50,14 @@ class EventRecorder:
             return
         async with self._lock:
             events = self.take()
-            if events:
+            if not events:
+                return
+            try:
                 await self._store.append_events(self._task_id, self._attempt, events)
+            except DatabaseUnavailable:
+                # Keep them (in order, ahead of newer ones) for the next flush or the final write.
+                self._buffer[:0] = events
+                raise
 
     @property
     def lock(self) -> asyncio.Lock:
