@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
 
 import httpx
 import pytest
 
-from ops_core.db import migrate
-from tests.e2e.stack import Deployment, Stack, stack_env
+from tests.e2e.stack import Deployment, Stack, launch
 from tests.support import services
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.processes import free_port
-from tests.support.queues import delete_queues, dramatiq_queue_names
 
 WORKERS = 2
 
@@ -25,23 +22,28 @@ def amqp_url(service_urls: services.ServiceUrls) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(pg_admin_url: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    database_url = services.create_database(pg_admin_url)
-    queue_name = f"opscore.e2e.{uuid.uuid4().hex[:12]}"
-    fake = FakeOpenAI().start(free_port())
-    deployment = Deployment(stack_env(database_url, amqp_url, queue_name, fake), tmp_path_factory.mktemp("logs"), fake)
-    try:
-        migrate.upgrade(database_url)
-        deployment.start_api()
-        for _ in range(WORKERS):
-            deployment.start_worker()
-        deployment.wait_ready()
-        deployment.wait_workers(WORKERS)
+    with launch(pg_admin_url, amqp_url, tmp_path_factory.mktemp("logs"), workers=WORKERS) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
-        fake.stop()
-        delete_queues(amqp_url, dramatiq_queue_names(queue_name))
-        services.drop_database(pg_admin_url, database_url)
+
+
+class DeploymentFactory(Protocol):
+    def __call__(self, *, workers: int = 2, proxied: bool = False, env: dict[str, str] | None = None) -> Deployment: ...
+
+
+@pytest.fixture(scope="module")
+def deployments(
+    pg_admin_url: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeploymentFactory]:
+    """Builds extra deployments of a module's own (e.g. proxied, for fault injection); all stopped at its end."""
+    with contextlib.ExitStack() as opened:
+
+        def make(*, workers: int = 2, proxied: bool = False, env: dict[str, str] | None = None) -> Deployment:
+            log_dir = tmp_path_factory.mktemp("logs")
+            return opened.enter_context(
+                launch(pg_admin_url, amqp_url, log_dir, workers=workers, proxied=proxied, env=env)
+            )
+
+        yield make
 
 
 @pytest.fixture

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ops_core.db import migrate
+from tests.support import services
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.processes import ManagedProcess, free_port
+from tests.support.proxy import TcpProxy
+from tests.support.queues import delete_queues, dramatiq_queue_names
 from tests.support.waiting import wait_for, wait_for_sync
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -18,12 +25,32 @@ TERMINAL = {"completed", "failed", "cancelled"}
 class Deployment:
     """The processes of one deployment; module-scoped, so it holds no event-loop-bound objects."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, fake: FakeOpenAI) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        fake: FakeOpenAI,
+        *,
+        database: TcpProxy | None = None,
+        broker: TcpProxy | None = None,
+        direct_database_url: str | None = None,
+        direct_amqp_url: str | None = None,
+    ) -> None:
         self.env = env
         self.log_dir = log_dir
         self.fake = fake
         self.api: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
+        # The proxies every process of this deployment goes through, when it was launched with them.
+        self.database = database
+        self.broker = broker
+        # The services themselves, for the test's own checks, which must not go through a cut proxy.
+        self.direct_database_url = direct_database_url or env["OPSCORE_DATABASE_URL"]
+        self.direct_amqp_url = direct_amqp_url or env["OPSCORE_BROKER_URL"]
+
+    @property
+    def queue_name(self) -> str:
+        return self.env["OPSCORE_QUEUE_NAME"]
 
     @property
     def api_url(self) -> str:
@@ -34,10 +61,13 @@ class Deployment:
         self.api = ManagedProcess("api", ["api", "--port", port], self.env, self.log_dir).start()
         return self.api
 
-    def start_worker(self, *, threads: int = 4, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    def start_worker(
+        self, *, threads: int = 4, processes: int = 1, extra_env: dict[str, str] | None = None
+    ) -> ManagedProcess:
         name = f"worker-{len(self.workers) + 1}"
         env = {**self.env, **(extra_env or {})}
-        worker = ManagedProcess(name, ["worker", "--processes", "1", "--threads", str(threads)], env, self.log_dir)
+        args = ["worker", "--processes", str(processes), "--threads", str(threads)]
+        worker = ManagedProcess(name, args, env, self.log_dir)
         self.workers.append(worker.start())
         return worker
 
@@ -54,9 +84,12 @@ class Deployment:
 
         wait_for_sync(probe, lambda status: status == 200, timeout=timeout, what=f"API ready\n{self.logs()}")
 
+    def live_workers(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.api_url}/v1/workers", timeout=10).json()["items"])
+
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         def probe() -> int:
-            return len(httpx.get(f"{self.api_url}/v1/workers", timeout=5).json()["items"])
+            return len(self.live_workers())
 
         wait_for_sync(probe, lambda found: found >= count, timeout=timeout, what=f"{count} live workers\n{self.logs()}")
 
@@ -106,6 +139,57 @@ class Stack:
         return await wait_for(
             probe, lambda found: len(found) >= count, timeout=timeout, what=f"{count} live workers\n{self.logs()}"
         )
+
+
+@contextlib.contextmanager
+def launch(
+    pg_admin_url: str,
+    amqp_url: str,
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    proxied: bool = False,
+    env: dict[str, str] | None = None,
+) -> Iterator[Deployment]:
+    """A fresh database and queue, a fake model server, the API and ``workers`` worker processes.
+
+    With ``proxied`` every process reaches PostgreSQL and RabbitMQ through a
+    :class:`TcpProxy` of this deployment's own (``deployment.database`` /
+    ``deployment.broker``), so a test can cut either without touching the shared
+    services. Everything is removed on exit, also when setup fails half-way.
+    """
+    with contextlib.ExitStack() as cleanup:
+        database_url = services.create_database(pg_admin_url)
+        cleanup.callback(services.drop_database, pg_admin_url, database_url)
+        queue_name = f"opscore.e2e.{uuid.uuid4().hex[:12]}"
+        cleanup.callback(delete_queues, amqp_url, dramatiq_queue_names(queue_name))
+        fake = FakeOpenAI().start(free_port())
+        cleanup.callback(fake.stop)
+        database = broker = None
+        process_db, process_amqp = database_url, amqp_url
+        if proxied:
+            database = TcpProxy.to(database_url).start()
+            cleanup.callback(database.stop)
+            broker = TcpProxy.to(amqp_url).start()
+            cleanup.callback(broker.stop)
+            process_db, process_amqp = database.via(database_url), broker.via(amqp_url)
+        deployment = Deployment(
+            {**stack_env(process_db, process_amqp, queue_name, fake), **(env or {})},
+            log_dir,
+            fake,
+            database=database,
+            broker=broker,
+            direct_database_url=database_url,
+            direct_amqp_url=amqp_url,
+        )
+        cleanup.callback(deployment.stop)
+        migrate.upgrade(database_url)
+        deployment.start_api()
+        for _ in range(workers):
+            deployment.start_worker()
+        deployment.wait_ready()
+        deployment.wait_workers(workers)
+        yield deployment
 
 
 def stack_env(database_url: str, amqp_url: str, queue_name: str, fake: FakeOpenAI) -> dict[str, str]:

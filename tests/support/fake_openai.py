@@ -5,14 +5,20 @@ client. What it does is chosen by directives in the latest user message:
 
 * ``[[delay=S]]``: wait S seconds before answering (a slow model);
 * ``[[status=N]]``: answer with HTTP status N and an OpenAI-style error body;
-* ``[[fail_first=K]]``: answer 500 to the first K requests for this goal, then normally.
+* ``[[fail_first=K]]``: answer 500 to the first K requests for this goal, then normally;
+* ``[[tool_stall=S]]``: a two-step run. Step 1 (no tool result in the conversation yet) answers
+  with a ``calculator`` tool call; the first step-2 request (after the tool result) stalls S
+  seconds before answering, later ones answer at once. Made for killing a worker mid-step-2.
 
 Otherwise it answers ``"done: <goal>"`` with usage of 10 input and 5 output tokens.
+``calls[(goal, step)]`` counts the requests per goal and step (step = tool results seen + 1),
+so a test can tell whether a resumed run asked for a finished step again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -39,6 +45,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests = 0
         self._seen: Counter[str] = Counter()
+        self.calls: Counter[tuple[str, int]] = Counter()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -60,6 +67,13 @@ class FakeOpenAI:
             return _error(status, "invalid_request_error", f"injected status {status}")
         if "delay" in directives:
             await asyncio.sleep(directives["delay"])
+        step = 1 + sum(1 for m in body.get("messages", []) if m.get("role") == "tool")
+        self.calls[(text, step)] += 1
+        if "tool_stall" in directives:
+            if step == 1:
+                return _tool_call(self.requests, body, "calculator", {"expression": "6 * 7"})
+            if self.calls[(text, step)] == 1:
+                await asyncio.sleep(directives["tool_stall"])
         return JSONResponse(
             {
                 "id": f"chatcmpl-{self.requests}",
@@ -100,3 +114,23 @@ class FakeOpenAI:
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status_code=status)
+
+
+def _tool_call(number: int, body: dict[str, Any], name: str, arguments: dict[str, Any]) -> JSONResponse:
+    call = {"id": f"call_{number}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+    )
