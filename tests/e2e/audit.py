@@ -104,7 +104,7 @@ async def open_stack(deployment: Deployment) -> AsyncIterator[Stack]:
 
 async def submit_many(stack: Stack, count: int, goal: str, **body: Any) -> list[str]:
     """Submit ``count`` tasks (goal formatted with ``{i}``), a bounded number at a time."""
-    gate = asyncio.Semaphore(50)
+    gate = asyncio.Semaphore(16)
 
     async def one(i: int) -> str:
         async with gate:
