@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pika
+from pika.exceptions import ChannelClosedByBroker
 from sqlalchemy.engine import make_url
 from tests.support import services as test_services
 
@@ -44,7 +45,7 @@ def delete_queues(name: str) -> None:
         for queue in (name, f"{name}.DQ", f"{name}.XQ"):
             # A failed delete closes the channel, so each one gets its own.
             channel = connection.channel()
-            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+            with contextlib.suppress(ChannelClosedByBroker):
                 channel.queue_delete(queue=queue)
                 channel.close()
     finally:
@@ -56,7 +57,7 @@ def delete_exchange(name: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
-        with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+        with contextlib.suppress(ChannelClosedByBroker):
             channel.exchange_delete(exchange=name)
             channel.close()
     finally:
@@ -78,7 +79,7 @@ def rabbitmq_version() -> str:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         # pika exposes the server's handshake properties only on the underlying connection.
-        properties = getattr(connection._impl, "server_properties", {}) or {}
+        properties = getattr(getattr(connection, "_impl", None), "server_properties", None) or {}
         version = properties.get("version", b"?")
         return version.decode() if isinstance(version, bytes) else str(version)
     finally:

@@ -48,7 +48,7 @@ def make_app(config: WorkerConfig) -> Celery:
         broker_connection_retry_on_startup=True,
     )
 
-    @app.task(name=TASK)
+    @app.task(name=TASK)  # type: ignore[untyped-decorator]  # celery ships no type hints
     def two_updates(row_id: int) -> None:
         conn = _conn(config.dsn)
         conn.execute(table.MARK_RUNNING, (row_id,))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,13 @@ THREADS = 8  # `opscore worker`'s default, so every Dramatiq worker has the same
 def make_broker(amqp_url: str, *, confirm_delivery: bool = False) -> RabbitmqBroker:
     """Dramatiq's RabbitMQ broker with its default middleware: raw Dramatiq as most people run it."""
     return RabbitmqBroker(url=amqp_url, confirm_delivery=confirm_delivery)
+
+
+def declare_actor(broker: dramatiq.Broker, fn: Callable[..., Any], name: str, queue: str) -> None:
+    """Install ``broker`` for the ``dramatiq`` CLI and register ``fn`` on it, without retries (a failure must
+    show as a stalled drain, not as a slower one)."""
+    dramatiq.set_broker(broker)
+    dramatiq.Actor(fn, broker=broker, actor_name=name, queue_name=queue, priority=0, options={"max_retries": 0})
 
 
 def message(queue: str, actor_name: str, args: tuple[Any, ...]) -> dramatiq.Message[Any]:

@@ -11,12 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import psycopg
 from dramatiq import Middleware
 
 from bench.baselines import table
-from bench.baselines.dramatiq_base import enqueue_backlog, make_broker, time_drain
+from bench.baselines.dramatiq_base import declare_actor, enqueue_backlog, make_broker, time_drain
 from bench.baselines.env import WorkerConfig
 from bench.progress import Drain
 
@@ -68,8 +67,7 @@ def setup() -> None:
     config = WorkerConfig.from_env()
     broker = make_broker(config.amqp_url)
     broker.add_middleware(CompletionCounter(config.dsn))
-    dramatiq.set_broker(broker)
-    dramatiq.actor(noop, broker=broker, actor_name=ACTOR, queue_name=config.queue, max_retries=0)
+    declare_actor(broker, noop, ACTOR, config.queue)
 
 
 SETUP = f"{__name__}:setup"

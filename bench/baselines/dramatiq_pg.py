@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import dramatiq
 from dramatiq import Middleware
-from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.asyncio import EventLoopThread, get_event_loop_thread
 from dramatiq.middleware import AsyncIO
 
 from bench.baselines import table
-from bench.baselines.dramatiq_base import enqueue_backlog, make_broker, time_drain
+from bench.baselines.dramatiq_base import declare_actor, enqueue_backlog, make_broker, time_drain
 from bench.baselines.env import WorkerConfig
 from bench.progress import Drain
 
@@ -30,22 +29,26 @@ class AsyncpgPool(Middleware):
     """Opens the process's pool on the AsyncIO middleware's loop, where the actors will use it.
 
     ``before_worker_boot`` runs after AsyncIO's (which starts the loop) and before
-    the worker threads consume, so no message can find the pool missing.
+    the worker threads consume, so no message can find the pool missing. The pool
+    is not closed at shutdown: its connections end with the process, and an
+    awaited close there held worker exit up until it was killed.
     """
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
 
     def before_worker_boot(self, broker: Any, worker: Any) -> None:
-        get_event_loop_thread().run_coroutine(self._open())
-
-    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
-        if _pool is not None:
-            get_event_loop_thread().run_coroutine(_pool.close())
+        _loop_thread().run_coroutine(self._open())
 
     async def _open(self) -> None:
         global _pool
         _pool = await asyncpg.create_pool(self._dsn, min_size=POOL_SIZE, max_size=POOL_SIZE)
+
+
+def _loop_thread() -> EventLoopThread:
+    thread = get_event_loop_thread()
+    assert thread is not None, "the AsyncIO middleware is installed before AsyncpgPool"
+    return thread
 
 
 async def two_updates(row_id: int) -> None:
@@ -60,8 +63,7 @@ def setup() -> None:
     broker = make_broker(config.amqp_url)
     broker.add_middleware(AsyncIO())
     broker.add_middleware(AsyncpgPool(config.dsn))  # after AsyncIO, whose loop it needs
-    dramatiq.set_broker(broker)
-    dramatiq.actor(two_updates, broker=broker, actor_name=ACTOR, queue_name=config.queue, max_retries=0)
+    declare_actor(broker, two_updates, ACTOR, config.queue)
 
 
 SETUP = f"{__name__}:setup"

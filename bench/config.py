@@ -1,0 +1,65 @@
+"""The run's parameters: ``--quick`` for a smoke run, or sizes chosen on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+FULL_RATES = (25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000, 1300, 1600)
+QUICK_RATES = (25, 50, 100, 200, 400, 800)
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    n: int  # drain backlog per system and process count
+    processes: tuple[int, ...]
+    submit_rate: float  # the offered rate both submit endpoints are compared at
+    submit_seconds: float
+    max_rates: tuple[float, ...]
+    step_seconds: float
+    e2e_rate: float
+    e2e_seconds: float
+    e2e_processes: int
+    io_n: int
+    io_concurrency: int
+    io_delay: float
+    docs: Path
+
+    @property
+    def command(self) -> str:
+        if self.quick:
+            return "uv run python -m bench --quick"
+        return f"uv run python -m bench --n {self.n} --io-n {self.io_n} --io-concurrency {self.io_concurrency}"
+
+
+def parse(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="ops-core benchmark suite")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every scenario")
+    parser.add_argument("--n", type=int, help="drain backlog size (default 10000; quick 1000)")
+    parser.add_argument("--io-n", type=int, help="I/O-bound tasks (default 2000; quick 200)")
+    parser.add_argument("--io-concurrency", type=int, help="OPSCORE_WORKER_CONCURRENCY for the I/O-bound run")
+    parser.add_argument("--submit-rate", type=float, default=50.0, help="offered req/s for the submit comparison")
+    parser.add_argument("--e2e-rate", type=float, default=100.0, help="offered tasks/s for end-to-end latency")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where benchmarks.md and the plots go")
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+    io_n = args.io_n or (200 if quick else 2000)
+    return Config(
+        quick=quick,
+        n=args.n or (1000 if quick else 10_000),
+        processes=(1, 2),
+        submit_rate=args.submit_rate,
+        submit_seconds=3 if quick else 10,
+        max_rates=QUICK_RATES if quick else FULL_RATES,
+        step_seconds=2 if quick else 5,
+        e2e_rate=args.e2e_rate,
+        e2e_seconds=5 if quick else 20,
+        e2e_processes=2,
+        io_n=io_n,
+        io_concurrency=args.io_concurrency or io_n,
+        io_delay=5.0,
+        docs=args.docs,
+    )

@@ -1,0 +1,1 @@
+"""ops-core's own pipeline, driven as real ``opscore api`` / ``opscore worker`` processes, and its bare twin."""
