@@ -8,6 +8,7 @@ die, and passes SIGTERM on so each one hands back its unfinished runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
@@ -21,7 +22,7 @@ from dramatiq.asyncio import get_event_loop_thread
 
 from ops_core.config import Settings
 from ops_core.logs import configure_logging
-from ops_core.queue.actors import declare_run_task
+from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.runner import TaskRunner
 from ops_core.runtime import Runtime
 from ops_core.services.execute import ExecutionContext
@@ -30,6 +31,7 @@ from ops_core.services.models import ModelCache
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_SECONDS = 1.0
+RUNNER_READY_SECONDS = 30.0
 
 
 class WorkerProcess:
@@ -79,7 +81,15 @@ class WorkerProcess:
         )
 
     async def _dispatch(self, task_id: str) -> None:
-        await self.runner.dispatch(task_id)
+        # Dramatiq's threads consume as soon as the worker starts, which is before the runner exists
+        # (the runner needs the loop the worker's AsyncIO middleware starts). Wait for it briefly,
+        # then hand the message back for a retry: a failure here must never dead-letter the task.
+        deadline = time.monotonic() + RUNNER_READY_SECONDS
+        while self._runner is None:
+            if time.monotonic() > deadline:
+                raise DispatchRefused("the worker's runner is not ready yet")
+            await asyncio.sleep(0.05)
+        await self._runner.dispatch(task_id)
 
     def stop(self) -> None:
         loop_thread = self._loop_thread()
@@ -90,8 +100,6 @@ class WorkerProcess:
         if self._runtime is not None:
             runtime = self._runtime
             # The loop thread stops with the worker, so the pool is disposed on a fresh loop.
-            import asyncio
-
             asyncio.run(runtime.engine.dispose())
 
     @staticmethod
