@@ -50,12 +50,32 @@ def available() -> bool:
 
 
 @contextmanager
-def private_rabbitmq(base: Path, *, advanced: str) -> Iterator[PrivateNode]:
-    """Start a node configured by ``advanced`` (an Erlang-term advanced.config); stop and delete it on exit."""
+def private_rabbitmq(base: Path, *, advanced: str, tries: int = 3) -> Iterator[PrivateNode]:
+    """Start a node configured by ``advanced`` (an Erlang-term advanced.config); stop and delete it on exit.
+
+    A port picked as free can be taken before the node binds it (busy machines open many outgoing
+    connections), so a start that fails is tried again on other ports.
+    """
+    for attempt in range(tries):
+        try:
+            server, node = _start(base / f"try-{attempt}", advanced)
+        except RuntimeError:
+            if attempt == tries - 1:
+                raise
+            continue
+        try:
+            yield node
+        finally:
+            _stop(server)
+            shutil.rmtree(base, ignore_errors=True)
+        return
+
+
+def _start(base: Path, advanced: str) -> tuple[subprocess.Popen[bytes], PrivateNode]:
     base.mkdir(parents=True, exist_ok=True)
     port, dist_port = free_port(), free_port()
     node_name = f"opscore-test-{uuid.uuid4().hex[:8]}@localhost"
-    (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = {port}\nloopback_users = none\n")
+    (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n")
     (base / "advanced.config").write_text(advanced)
     (base / "enabled_plugins").write_text("[].")
     env = {
@@ -77,10 +97,10 @@ def private_rabbitmq(base: Path, *, advanced: str) -> Iterator[PrivateNode]:
     url = f"amqp://guest:guest@127.0.0.1:{port}/%2F"
     try:
         _wait_connectable(url, server, base)
-        yield PrivateNode(url, node_name, env)
-    finally:
+    except BaseException:
         _stop(server)
-        shutil.rmtree(base, ignore_errors=True)
+        raise
+    return server, PrivateNode(url, node_name, env)
 
 
 def _wait_connectable(url: str, server: subprocess.Popen[bytes], base: Path) -> None:
