@@ -307,6 +307,16 @@ METHOD = """\
 """
 
 
+FINDINGS = """\
+- **Worker start-up race (ops-core bug).** `WorkerProcess.start` starts the Dramatiq worker before the
+  `TaskRunner` exists, so messages delivered in that window fail with `AssertionError: start() first`; the
+  dispatch retry policy does not retry an AssertionError, so Dramatiq dead-letters them (`Retries exceeded`)
+  and their tasks stay `pending` for good (they are marked published, so the relay never republishes them).
+  Any worker (re)start while a backlog is queued loses up to threads × prefetch messages per process (30 of
+  300 in a first attempt at this benchmark). The bench works around it (see *Method*).
+"""
+
+
 def write(r: Results, path: Path, images: list[Path]) -> Path:
     cfg = r.config
     verdicts = targets(r)
@@ -336,6 +346,8 @@ def write(r: Results, path: Path, images: list[Path]) -> Path:
         _e2e_section(r),
         "## I/O-bound concurrency",
         _io_section(r),
+        "## Findings",
+        FINDINGS,
         "## Method and conditions",
         METHOD.format(
             max_in_flight=MAX_IN_FLIGHT,
