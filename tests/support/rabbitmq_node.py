@@ -35,6 +35,11 @@ class PrivateNode:
     node_name: str
     env: dict[str, str]
 
+    def log_text(self) -> str:
+        """Everything the node has logged so far."""
+        logs = Path(self.env["RABBITMQ_LOG_BASE"]).glob("*.log")
+        return "".join(path.read_text(errors="replace") for path in sorted(logs))
+
     def ctl(self, *args: str) -> str:
         """``rabbitmqctl`` against this node only."""
         done = subprocess.run(
