@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: Seconds = 300.0
     shutdown_grace_seconds: Seconds = 30.0
     relay_interval_seconds: Seconds = 2.0
+    republish_after_seconds: Seconds = Field(
+        default=300.0, description="A pending task published this long ago and never claimed is published again."
+    )
     db_pool_size: int = Field(default=10, ge=1, le=1000)
     db_timeout_seconds: Seconds = 5.0
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")

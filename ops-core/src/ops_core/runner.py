@@ -26,6 +26,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from ops_core.db.models import Claim, Task
@@ -204,7 +205,11 @@ class TaskRunner:
             await self._store.fail_expired(grace_seconds=lease)
             await self._store.requeue_orphans(stale_after=lease)
         await self._store.fail_unstarted()
-        due = await self._store.due_for_publish(limit=RELAY_BATCH)
+        # A message can still be lost after a successful publish (dead-lettered, a queue deleted by
+        # hand): a task published long ago and never claimed is published again. A duplicate is
+        # harmless, the claim is conditional.
+        republish_before = datetime.now(UTC) - timedelta(seconds=self._ctx.settings.republish_after_seconds)
+        due = await self._store.due_for_publish(limit=RELAY_BATCH, republish_before=republish_before)
         published: list[UUID] = []
         for task in due:
             try:
@@ -214,4 +219,4 @@ class TaskRunner:
                 break
             published.append(task.id)
         if published:
-            await self._store.mark_published(published)
+            await self._store.mark_published(published, republished_before=republish_before)

@@ -96,6 +96,25 @@ async def test_outbox_due_and_mark_published(store: TaskStore) -> None:
     assert (await store.get(due.id)).published_at is not None
 
 
+async def test_a_task_published_long_ago_and_never_claimed_is_due_again(store: TaskStore) -> None:
+    task = await make_task(store)
+    await store.mark_published([task.id])
+    published_at = (await store.get(task.id)).published_at
+    assert published_at is not None
+    before = published_at - timedelta(seconds=1)
+    after = published_at + timedelta(seconds=1)
+
+    assert await store.due_for_publish(limit=10, republish_before=before) == []
+    assert [t.id for t in await store.due_for_publish(limit=10, republish_before=after)] == [task.id]
+
+    await store.mark_published([task.id], republished_before=after)
+    assert (await store.get(task.id)).published_at > published_at  # type: ignore[operator]
+    # Without the window a published task is never republished, and a claimed one never is.
+    await store.mark_published([task.id])
+    assert await store.claim(task.id, "w1") is not None
+    assert await store.due_for_publish(limit=10, republish_before=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
 async def test_claim_once_then_none(store: TaskStore) -> None:
     task = await make_task(store)
     claim = await store.claim(task.id, "w1")

@@ -136,13 +136,17 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
 
     # ---- the outbox -------------------------------------------------------------
 
-    async def due_for_publish(self, *, limit: int, now: datetime | None = None) -> builtins.list[Task]:
+    async def due_for_publish(
+        self, *, limit: int, now: datetime | None = None, republish_before: datetime | None = None
+    ) -> builtins.list[Task]:
+        """Pending tasks whose message must be sent: never published, or (with ``republish_before``)
+        last published before then and still not claimed, in case that message was lost."""
         now = now or utcnow()
         stmt = (
             select(TASKS)
             .where(
                 TASKS.c.status == PENDING.value,
-                TASKS.c.published_at.is_(None),
+                _published_before(republish_before),
                 or_(TASKS.c.run_after.is_(None), TASKS.c.run_after <= now),
             )
             .order_by(TASKS.c.created_at)
@@ -151,7 +155,9 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         async with self._read() as conn:
             return [to_task(r) for r in (await conn.execute(stmt)).all()]
 
-    async def mark_published(self, task_ids: Sequence[uuid.UUID]) -> None:
+    async def mark_published(
+        self, task_ids: Sequence[uuid.UUID], *, republished_before: datetime | None = None
+    ) -> None:
         if not task_ids:
             return
         stmt = (
@@ -159,7 +165,7 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
             .where(
                 TASKS.c.id.in_(list(task_ids)),
                 TASKS.c.status == PENDING.value,
-                TASKS.c.published_at.is_(None),
+                _published_before(republished_before),
             )
             .values(published_at=utcnow())
         )
@@ -356,6 +362,11 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
     @staticmethod
     def _fence(attempt: int) -> builtins.list[Any]:
         return [TASKS.c.status == RUNNING.value, TASKS.c.attempts == attempt]
+
+
+def _published_before(when: datetime | None) -> Any:
+    unpublished = TASKS.c.published_at.is_(None)
+    return unpublished if when is None else or_(unpublished, TASKS.c.published_at < when)
 
 
 def _usage(input_tokens: int, output_tokens: int, reused_tokens: int) -> dict[str, Any]:
