@@ -54,7 +54,9 @@ def _postgres_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         # db_pool_size is a hard cap so operators can size max_connections as processes × pool size.
         max_overflow=0,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout, i.e. per statement on the hot path. A
+        # connection broken by a restart fails its statement instead; that surfaces as
+        # DatabaseUnavailable, which every caller already retries, and the pool discards it.
         pool_recycle=1800,
         connect_args={
             "timeout": timeout,  # connecting to a dead host fails after this, not after the OS's minutes

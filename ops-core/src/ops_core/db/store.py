@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import bindparam, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from ops_core.db._base import (
     EVENTS,
@@ -31,6 +32,7 @@ from ops_core.db._base import (
     utcnow,
 )
 from ops_core.db.cancel import CancelOps
+from ops_core.db.engine import database_errors
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
 from ops_core.db.workers import WorkerOps
 from ops_core.domain import ErrorType, EventType, TaskStatus
@@ -77,16 +79,40 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
             # Concurrent creates with one key: the loser's INSERT waits for the
             # winner's commit, inserts nothing, and then reads the winner's row.
             stmt = stmt.on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
-        async with self._write() as conn:
-            row = (await conn.execute(stmt.returning(*TASKS.c))).first()
-            if row is not None:
-                event = NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
-                await self._add_events(conn, row.id, 0, 1, [event], now)
-                return to_task(row), True
+        event = NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
+        row = await self._insert_with_event(stmt, event, now)
+        if row is not None:
+            return to_task(row), True
+        async with self._read() as conn:
             existing = (await conn.execute(select(TASKS).where(TASKS.c.idempotency_key == new.idempotency_key))).first()
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish: tasks are never deleted
             raise RuntimeError("idempotency conflict without a conflicting row")
         return to_task(existing), False
+
+    async def _insert_with_event(self, insert: Any, event: NewEvent, now: datetime) -> Any:
+        """Insert a task row with its first event; the row, or None if the INSERT did nothing (a conflict).
+
+        One statement on PostgreSQL (a data-modifying CTE), so a submit costs one round trip.
+        """
+        if self._dialect != "postgresql":
+            async with self._write() as conn:
+                row = (await conn.execute(insert.returning(*TASKS.c))).first()
+                if row is not None:
+                    await self._add_events(conn, row.id, 0, 1, [event], now)
+                return row
+        created = insert.returning(*TASKS.c).cte("created")
+        first_event = select(
+            created.c.id,
+            literal(1),
+            literal(0),
+            literal(event.type),
+            bindparam("payload", event.payload, type_=JSONB),
+            literal(now, TASKS.c.created_at.type),
+        )
+        columns = ["task_id", "seq", "attempt", "type", "payload", "created_at"]
+        added = EVENTS.insert().from_select(columns, first_event).returning(EVENTS.c.id).cte("added")
+        async with database_errors(), self._autocommit.connect() as conn:
+            return (await conn.execute(select(created).add_cte(added))).first()
 
     async def get(self, task_id: uuid.UUID) -> Task:
         async with self._read() as conn:
@@ -177,34 +203,33 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
     async def claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
         """pending → running for one attempt; None if it is not pending (duplicate delivery, cancelled…)."""
         now = utcnow()
+        row = await self._transition(
+            task_id,
+            where=[
+                TASKS.c.status == PENDING.value,
+                or_(
+                    TASKS.c.start_deadline.is_(None),
+                    TASKS.c.attempts > 0,
+                    TASKS.c.start_deadline >= now,
+                ),
+            ],
+            values={
+                "status": RUNNING.value,
+                "attempts": TASKS.c.attempts + 1,
+                "started_at": func.coalesce(TASKS.c.started_at, now),
+                "claimed_at": now,
+                "worker_id": worker_id,
+                "updated_at": now,
+            },
+            events=[status_event(PENDING, RUNNING, "claimed", worker_id=worker_id)],
+            attempt=None,
+            now=now,
+            returning=OTHER_TASK_COLUMNS,
+        )
+        if row is not None:
+            return Claim(to_task(row), row.attempts)
+        # Not claimable: fail it if it waited too long, else it simply is not pending.
         async with self._write() as conn:
-            row = await self._bump(
-                conn,
-                task_id,
-                where=[
-                    TASKS.c.status == PENDING.value,
-                    or_(
-                        TASKS.c.start_deadline.is_(None),
-                        TASKS.c.attempts > 0,
-                        TASKS.c.start_deadline >= now,
-                    ),
-                ],
-                values={
-                    "status": RUNNING.value,
-                    "attempts": TASKS.c.attempts + 1,
-                    "started_at": func.coalesce(TASKS.c.started_at, now),
-                    "claimed_at": now,
-                    "worker_id": worker_id,
-                    "updated_at": now,
-                },
-                events=1,
-                returning=OTHER_TASK_COLUMNS,
-            )
-            if row is not None:
-                event = status_event(PENDING, RUNNING, "claimed", worker_id=worker_id, attempt=row.attempts)
-                await self._add_events(conn, task_id, row.attempts, row.last_event_seq, [event], now)
-                return Claim(to_task(row), row.attempts)
-            # Not claimable: fail it if it waited too long, else it simply is not pending.
             await self._fail_unstarted(conn, task_id, now)
         return None
 
@@ -212,11 +237,11 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         """Append the run's events; raises :class:`LeaseLost` unless ``attempt`` still owns the task."""
         if not events:
             return
-        async with self._write() as conn:
-            row = await self._bump(conn, task_id, where=self._fence(attempt), values={}, events=len(events))
-            if row is None:
-                raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
-            await self._add_events(conn, task_id, attempt, row.last_event_seq, events, utcnow())
+        row = await self._transition(
+            task_id, where=self._fence(attempt), values={}, events=events, attempt=attempt, now=utcnow()
+        )
+        if row is None:
+            raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def save_checkpoint(
         self,
@@ -234,11 +259,11 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
             **_usage(input_tokens, output_tokens, 0),
             "updated_at": now,
         }
-        async with self._write() as conn:
-            row = await self._bump(conn, task_id, where=self._fence(attempt), values=values, events=len(events))
-            if row is None:
-                raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
-            await self._add_events(conn, task_id, attempt, row.last_event_seq, events, now)
+        row = await self._transition(
+            task_id, where=self._fence(attempt), values=values, events=events, attempt=attempt, now=now
+        )
+        if row is None:
+            raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def complete(
         self,
@@ -352,12 +377,10 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         if to.is_terminal:
             values["finished_at"] = now
         all_events = [*events, status_event(RUNNING, to, reason, attempt=attempt, **extra)]
-        async with self._write() as conn:
-            row = await self._bump(conn, task_id, where=self._fence(attempt), values=values, events=len(all_events))
-            if row is None:
-                return False
-            await self._add_events(conn, task_id, attempt, row.last_event_seq, all_events, now)
-        return True
+        row = await self._transition(
+            task_id, where=self._fence(attempt), values=values, events=all_events, attempt=attempt, now=now
+        )
+        return row is not None
 
     @staticmethod
     def _fence(attempt: int) -> builtins.list[Any]:

@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from agentkit import Agent, Checkpoint, RunFailure, RunHooks, RunSuccess
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
-from agentkit.messages import Usage
+from agentkit.messages import AssistantMessage, Usage
 from agentkit.registry import AgentRegistry
 from ops_core.config import Settings
 from ops_core.db.models import Claim, Task
@@ -126,6 +126,10 @@ class Execution:
         return self._cancelled.is_set()
 
     async def _save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if _is_final(checkpoint):
+            # The final answer's step: the completion write follows at once and stores the same
+            # response and events, so a separate checkpoint write would shorten no crash window.
+            return
         async with self.recorder.lock:
             used = checkpoint.usage
             delta = Usage(
@@ -221,3 +225,9 @@ class Execution:
             with attempt:
                 return await write()
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_final(checkpoint: Checkpoint) -> bool:
+    """The step ended with an answer (no tool calls, and no correction asked for after it)."""
+    last = checkpoint.messages[-1] if checkpoint.messages else None
+    return isinstance(last, AssistantMessage) and not last.tool_calls

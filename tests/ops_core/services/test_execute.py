@@ -1,0 +1,73 @@
+"""Running one claimed attempt: what it writes, and how often."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agentkit.registry import default_registry
+from ops_core.config import Settings
+from ops_core.db.engine import create_engine
+from ops_core.db.models import Task
+from ops_core.db.store import TaskStore
+from ops_core.domain import TaskStatus
+from ops_core.services.execute import Execution, ExecutionContext
+from ops_core.services.models import ModelCache
+from tests.ops_core.db.helpers import make_task
+
+
+class CountingStore(TaskStore):
+    """The real store, counting checkpoint writes."""
+
+    checkpoints = 0
+
+    async def save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        self.checkpoints += 1
+        await super().save_checkpoint(*args, **kwargs)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[CountingStore]:
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    engine = create_engine(Settings(database_url=url))
+    try:
+        yield CountingStore(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _run(store: TaskStore, goal: str) -> Task:
+    async def republish(task: Task, delay: float) -> None:
+        raise AssertionError("nothing here is retried")
+
+    task = await make_task(store, agent="default", goal=goal, model="offline:default")
+    claim = await store.claim(task.id, "w1")
+    assert claim is not None
+    ctx = ExecutionContext(store, default_registry(), ModelCache(), Settings(), republish)
+    await Execution(ctx, claim, cancelled=asyncio.Event()).run()
+    return await store.get(task.id)
+
+
+async def test_a_tool_step_is_checkpointed_but_the_final_answer_is_written_once(store: CountingStore) -> None:
+    # The offline model calls the calculator (step 1), then answers (step 2).
+    done = await _run(store, "What is 6 * 7?")
+
+    assert done.status is TaskStatus.COMPLETED and "42" in str(done.result)
+    assert store.checkpoints == 1
+    assert done.checkpoint is not None and done.checkpoint["steps_completed"] == 1
+    types = [e.type for e in await store.list_events(done.id)]
+    assert types.count("model_response") == 2 and types.count("final_answer") == 1
+    assert types[-1] == "status"
+    # Tokens of the checkpointed step and of the final step are both counted, once.
+    assert done.input_tokens > 0 and done.output_tokens > 0
+
+
+async def test_a_one_step_answer_writes_no_checkpoint(store: CountingStore) -> None:
+    done = await _run(store, "say hello")
+
+    assert done.status is TaskStatus.COMPLETED
+    assert store.checkpoints == 0
+    assert [e.type for e in await store.list_events(done.id)].count("final_answer") == 1
