@@ -33,7 +33,8 @@ def utcnow() -> datetime:
 
 
 def to_task(row: Any) -> Task:
-    values = dict(row._mapping)
+    """A Task from a SQLAlchemy row or an asyncpg record (the fast path's)."""
+    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     values["status"] = TaskStatus(values["status"])
     return Task(**values)
 
@@ -62,6 +63,8 @@ class StoreBase:
         self._dialect = engine.dialect.name
         # A single statement needs no BEGIN/COMMIT round trips around it.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL runs the per-task statements as hand-written SQL (see fastpath.py).
+        self._fast = self._dialect == "postgresql"
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:

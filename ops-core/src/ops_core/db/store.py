@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from ops_core.db import fastpath
 from ops_core.db._base import (
     EVENTS,
     OTHER_TASK_COLUMNS,
@@ -32,7 +33,7 @@ from ops_core.db._base import (
     utcnow,
 )
 from ops_core.db.cancel import CancelOps
-from ops_core.db.engine import database_errors
+from ops_core.db.engine import database_errors, json_dumps
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
 from ops_core.db.workers import WorkerOps
 from ops_core.domain import ErrorType, EventType, TaskStatus
@@ -80,7 +81,26 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
             # winner's commit, inserts nothing, and then reads the winner's row.
             stmt = stmt.on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
         event = NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
-        row = await self._insert_with_event(stmt, event, now)
+        if self._fast:
+            async with fastpath.driver(self.engine) as db:
+                row = await db.fetchrow(
+                    fastpath.INSERT_TASK,
+                    values["id"],
+                    new.agent,
+                    new.goal,
+                    json_dumps(new.input),
+                    new.model,
+                    new.max_retries,
+                    new.timeout_seconds,
+                    new.schedule_to_start_seconds,
+                    deadline,
+                    new.priority,
+                    new.idempotency_key,
+                    now,
+                    fastpath.events_json([event], now),
+                )
+        else:
+            row = await self._insert_with_event(stmt, event, now)
         if row is not None:
             return to_task(row), True
         async with self._read() as conn:
@@ -203,6 +223,15 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
     async def claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
         """pending → running for one attempt; None if it is not pending (duplicate delivery, cancelled…)."""
         now = utcnow()
+        if self._fast:
+            async with fastpath.driver(self.engine) as db:
+                payload = json_dumps(status_event(PENDING, RUNNING, "claimed", worker_id=worker_id).payload)
+                record = await db.fetchrow(fastpath.CLAIM, task_id, now, worker_id, payload)
+            if record is not None:
+                return Claim(to_task(record), record["attempts"])
+            async with self._write() as conn:
+                await self._fail_unstarted(conn, task_id, now)
+            return None
         row = await self._transition(
             task_id,
             where=[
@@ -237,10 +266,14 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         """Append the run's events; raises :class:`LeaseLost` unless ``attempt`` still owns the task."""
         if not events:
             return
-        row = await self._transition(
-            task_id, where=self._fence(attempt), values={}, events=events, attempt=attempt, now=utcnow()
-        )
-        if row is None:
+        now = utcnow()
+        if self._fast:
+            owned = await self._fenced(fastpath.APPEND, task_id, attempt, events, now)
+        else:
+            owned = await self._transition(
+                task_id, where=self._fence(attempt), values={}, events=events, attempt=attempt, now=now
+            )
+        if owned is None:
             raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def save_checkpoint(
@@ -259,10 +292,14 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
             **_usage(input_tokens, output_tokens, 0),
             "updated_at": now,
         }
-        row = await self._transition(
-            task_id, where=self._fence(attempt), values=values, events=events, attempt=attempt, now=now
-        )
-        if row is None:
+        if self._fast:
+            args = (json_dumps(checkpoint), input_tokens, output_tokens)
+            owned = await self._fenced(fastpath.CHECKPOINT, task_id, attempt, events, now, *args)
+        else:
+            owned = await self._transition(
+                task_id, where=self._fence(attempt), values=values, events=events, attempt=attempt, now=now
+            )
+        if owned is None:
             raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def complete(
@@ -276,6 +313,11 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         reused_tokens: int,
         events: Sequence[NewEvent] = (),
     ) -> bool:
+        if self._fast:
+            now = utcnow()
+            closing = [*events, status_event(RUNNING, TaskStatus.COMPLETED, "completed", attempt=attempt)]
+            args = (json_dumps(result), input_tokens, output_tokens, reused_tokens)
+            return await self._fenced(fastpath.COMPLETE, task_id, attempt, closing, now, *args) is not None
         usage = _usage(input_tokens, output_tokens, reused_tokens)
         return await self._close(
             task_id, attempt, TaskStatus.COMPLETED, "completed", {"result": result, **usage}, events
@@ -381,6 +423,16 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
             task_id, where=self._fence(attempt), values=values, events=all_events, attempt=attempt, now=now
         )
         return row is not None
+
+    async def _fenced(
+        self, sql: str, task_id: uuid.UUID, attempt: int, events: Sequence[NewEvent], now: datetime, *args: Any
+    ) -> int | None:
+        """Run one of the fast path's fenced statements; the new last seq, or None if fenced out."""
+        async with fastpath.driver(self.engine) as db:
+            seq: int | None = await db.fetchval(
+                sql, task_id, attempt, len(events), fastpath.events_json(events, now), now, *args
+            )
+        return seq
 
     @staticmethod
     def _fence(attempt: int) -> builtins.list[Any]:

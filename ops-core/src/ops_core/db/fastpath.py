@@ -1,0 +1,124 @@
+"""Hand-written SQL for the statements every task runs, on PostgreSQL.
+
+Each task is created, claimed and completed (with checkpoints between steps of
+a longer run). Building those statements with SQLAlchemy Core and computing
+their cache keys cost more CPU than PostgreSQL spends running them (see the
+profile in docs/benchmarks.md), and a worker's event loop is one core. So
+these few statements are plain SQL, prepared once per connection by asyncpg
+and run on the driver connection under SQLAlchemy's pool; everything else, and
+all of SQLite, goes through SQLAlchemy.
+
+Each statement is one round trip: a conditional UPDATE (or the INSERT) whose
+RETURNING feeds a data-modifying CTE that inserts the events, numbered from
+the seq the UPDATE reserved. JSONB parameters are JSON text: the dialect
+installs a codec on these connections that encodes text and decodes values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ops_core.db.engine import json_dumps
+from ops_core.db.models import NewEvent
+from ops_core.errors import DatabaseUnavailable
+
+_EVENTS = """
+added AS (
+    INSERT INTO task_events (task_id, seq, attempt, type, payload, created_at)
+    SELECT bumped.id, bumped.last_event_seq - {count} + item.ord, {attempt},
+           item.value->>'type', item.value->'payload', (item.value->>'created_at')::timestamptz
+    FROM bumped, jsonb_array_elements({events}::jsonb) WITH ORDINALITY AS item(value, ord)
+)"""
+
+INSERT_TASK = (
+    """
+WITH bumped AS (
+    INSERT INTO tasks (id, agent, goal, input, model, status, attempts, max_retries, retry_base, timeout_seconds,
+                       schedule_to_start_seconds, start_deadline, priority, idempotency_key, input_tokens,
+                       output_tokens, reused_tokens, attempt_errors, cancel_requested, last_event_seq,
+                       created_at, updated_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5, 'pending', 0, $6, 0, $7, $8, $9, $10, $11, 0, 0, 0, '[]'::jsonb, false,
+            1, $12, $12)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+),"""
+    + _EVENTS.format(count="1", attempt="0", events="$13")
+    + """
+SELECT * FROM bumped"""
+)
+
+CLAIM = """
+WITH bumped AS (
+    UPDATE tasks SET status = 'running', attempts = attempts + 1, last_event_seq = last_event_seq + 1,
+                     started_at = COALESCE(started_at, $2), claimed_at = $2, worker_id = $3, updated_at = $2
+    WHERE id = $1 AND status = 'pending' AND (start_deadline IS NULL OR attempts > 0 OR start_deadline >= $2)
+    RETURNING *
+),
+added AS (
+    INSERT INTO task_events (task_id, seq, attempt, type, payload, created_at)
+    SELECT id, last_event_seq, attempts, 'status', $4::jsonb || jsonb_build_object('attempt', attempts), $2
+    FROM bumped
+)
+SELECT * FROM bumped"""
+
+# While the attempt still owns the task: events, plus what a step or the end changes.
+_FENCED = (
+    """
+WITH bumped AS (
+    UPDATE tasks SET last_event_seq = last_event_seq + $3, updated_at = $5{assignments}
+    WHERE id = $1 AND status = 'running' AND attempts = $2
+    RETURNING id, last_event_seq
+),"""
+    + _EVENTS.format(count="$3", attempt="$2", events="$4")
+    + """
+SELECT last_event_seq FROM bumped"""
+)
+
+APPEND = _FENCED.format(assignments="")
+CHECKPOINT = _FENCED.format(
+    assignments=", checkpoint = $6::jsonb, input_tokens = input_tokens + $7, output_tokens = output_tokens + $8"
+)
+COMPLETE = _FENCED.format(
+    assignments=", status = 'completed', worker_id = NULL, finished_at = $5, result = $6::jsonb,"
+    " input_tokens = input_tokens + $7, output_tokens = output_tokens + $8, reused_tokens = reused_tokens + $9"
+)
+
+# What tells a dead or unreachable database apart from a bug in a statement.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def events_json(events: Sequence[NewEvent], now: datetime) -> str:
+    return json_dumps(
+        [{"type": e.type, "payload": e.payload, "created_at": (e.created_at or now).isoformat()} for e in events]
+    )
+
+
+@asynccontextmanager
+async def driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The asyncpg connection under a pooled SQLAlchemy connection, in autocommit (no BEGIN/COMMIT)."""
+    from ops_core.db.engine import database_errors
+
+    async with database_errors(), engine.connect() as conn:
+        fairy = await conn.get_raw_connection()
+        try:
+            yield fairy.driver_connection
+        except _UNAVAILABLE as error:
+            # The pool cannot see a failure on the driver connection: drop it so it is not reused.
+            await conn.invalidate()
+            raise DatabaseUnavailable(f"database unavailable: {type(error).__name__}: {error}") from error
