@@ -3,6 +3,9 @@
 Routes never reach for globals: everything hangs off ``app.state``, so two
 apps in one process (tests, dev mode) stay independent, and tests can swap
 any piece with ``app.dependency_overrides``.
+
+Every dependency is ``async def`` although none awaits: FastAPI runs a plain
+``def`` dependency in the threadpool, a thread hop per dependency per request.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from ops_core.runtime import Runtime
 from ops_core.services.tasks import TaskService
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None:
         # Only reachable if requests arrive outside the lifespan (starting up, or shut down).
@@ -36,19 +39,19 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskStore:
+async def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskStore:
     return runtime.store
 
 
-def get_publisher(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Publisher:
+async def get_publisher(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Publisher:
     return runtime.publisher
 
 
-def get_task_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskService:
+async def get_task_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskService:
     return runtime.tasks
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 

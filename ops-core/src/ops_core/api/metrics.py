@@ -3,7 +3,9 @@
 Each app gets its own ``CollectorRegistry`` so that two apps in one process
 (tests, or an embedded dev server) never share or double-register series.
 Requests are labelled by route *template* (``/v1/tasks/{task_id}``), never by
-raw path, so the label set stays bounded whatever clients send.
+raw path, so the label set stays bounded whatever clients send. Because it
+is bounded, the labelled children are cached: ``labels()`` takes a lock and
+builds a key on every call, which the request path need not pay.
 """
 
 from __future__ import annotations
@@ -39,6 +41,24 @@ class ApiMetrics:
             ["agent"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._submitted_children: dict[str, Counter] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def task_submitted(self, agent: str) -> None:
+        # Agents come from the registry (unknown ones are rejected first), so this stays bounded too.
+        child = self._submitted_children.get(agent)
+        if child is None:
+            child = self._submitted_children[agent] = self.tasks_submitted.labels(agent)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -69,8 +89,7 @@ class MetricsMiddleware:
         finally:
             route = _route_template(scope.get("route"))
             method = str(scope.get("method", ""))
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, method, status, time.perf_counter() - started)
 
 
 def _route_template(route: BaseRoute | None) -> str:
