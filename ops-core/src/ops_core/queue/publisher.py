@@ -1,6 +1,10 @@
 """Puts task messages on the broker from async code.
 
-Dramatiq's brokers are blocking (pika), so sends run in a thread. A failed
+Dramatiq's brokers are blocking (pika), so sends run in a thread: a small
+pool owned by the publisher, not the loop's default executor. Dramatiq's
+RabbitmqBroker keeps one pika connection (and channel) per thread, so a fixed
+set of threads reuses a fixed set of connections, and publishing never queues
+behind (or starves) other ``to_thread`` work. A failed
 send raises :class:`BrokerUnavailable`; callers leave the task unpublished in
 the database, where the relay finds it again once the broker is back. A
 circuit breaker makes sends fail at once while the broker is known to be down,
@@ -10,8 +14,10 @@ so an outage does not make every submit wait for a connect attempt.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -24,6 +30,9 @@ from ops_core.queue.circuit import CircuitBreaker
 log = logging.getLogger(__name__)
 
 PING_TIMEOUT_SECONDS = 2.0
+# Each send waits for RabbitMQ's confirm (about a round trip), so a few threads cover
+# hundreds of sends per second; each one is a broker connection.
+PUBLISH_THREADS = 4
 
 
 class Publisher:
@@ -34,11 +43,19 @@ class Publisher:
         broker_url: str,
         *,
         breaker: CircuitBreaker | None = None,
+        threads: int = PUBLISH_THREADS,
     ) -> None:
         self._broker = broker
         self._queue_name = queue_name
         self._broker_url = broker_url
         self.breaker = breaker or CircuitBreaker()
+        # Threads start on the first send, not here: building a publisher has no side effects.
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="opscore-publish")
+
+    async def close(self) -> None:
+        """Stop the publishing threads once queued sends are done; later publishes fail as unavailable."""
+        # Joining threads blocks, and sends in flight may wait for a confirm: not on the loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def publish(self, task_id: UUID, *, priority: int = 0, delay_seconds: float = 0.0) -> None:
         message: dramatiq.Message[None] = dramatiq.Message(
@@ -53,7 +70,8 @@ class Publisher:
             raise BrokerUnavailable(f"could not publish task {task_id}: the broker is unreachable (circuit open)")
         sent = False
         try:
-            await asyncio.to_thread(self._broker.enqueue, message, delay=delay_ms)
+            send = functools.partial(self._broker.enqueue, message, delay=delay_ms)
+            await asyncio.get_running_loop().run_in_executor(self._executor, send)
             sent = True
         except Exception as exc:
             raise BrokerUnavailable(f"could not publish task {task_id}: {exc}") from exc
