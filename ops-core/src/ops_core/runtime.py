@@ -50,4 +50,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        # Publish marks are flushed through the engine, so they go before it.
+        await self.tasks.close()
+        await self.publisher.close()
         await self.engine.dispose()

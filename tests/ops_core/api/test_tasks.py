@@ -10,6 +10,7 @@ import pytest
 
 from ops_core.domain import ErrorType, TaskStatus
 from ops_core.runtime import Runtime
+from tests.support.waiting import wait_for
 
 
 async def submit(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
@@ -50,8 +51,13 @@ async def test_submit_publishes_the_task_to_the_broker(client: httpx.AsyncClient
 
     queue = runtime.broker.queues[runtime.settings.queue_name]  # StubBroker: an in-process queue
     assert queue.qsize() == 1
-    stored = await runtime.store.get(uuid.UUID(task["id"]))
-    assert stored.published_at is not None
+    # published_at is written by the batched flush, shortly after the response.
+    await wait_for(
+        lambda: runtime.store.get(uuid.UUID(task["id"])),
+        lambda stored: stored.published_at is not None,
+        timeout=5,
+        what="the task marked published",
+    )
 
 
 async def test_repeated_idempotency_key_returns_200_and_the_same_task(

@@ -1,4 +1,8 @@
-"""Submitting, cancelling and retrying tasks: the API's side of the state machine."""
+"""Submitting, cancelling and retrying tasks: the API's side of the state machine.
+
+A submit is one statement (the insert) plus one confirmed publish; marking the
+task published is batched off the request path (see :mod:`ops_core.services.publish_marks`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from ops_core.db.store import TaskStore
 from ops_core.domain import TaskStatus
 from ops_core.errors import BrokerUnavailable, InvalidModel, UnknownAgent
 from ops_core.queue.publisher import Publisher
+from ops_core.services.publish_marks import PublishMarks
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,11 @@ class TaskService:
         self._publisher = publisher
         self._registry = registry
         self._settings = settings
+        self.publish_marks = PublishMarks(store.mark_published)
+
+    async def close(self) -> None:
+        """Write the publish marks still buffered; call before the engine is disposed."""
+        await self.publish_marks.close()
 
     async def submit(
         self,
@@ -87,5 +97,5 @@ class TaskService:
         except BrokerUnavailable as exc:
             log.warning("task %s stored but not yet published (the relay will retry): %s", task.id, exc)
             return False
-        await self._store.mark_published([task.id])
+        self.publish_marks.add(task.id)
         return True
