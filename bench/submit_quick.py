@@ -3,6 +3,8 @@
 The full suite takes the better part of an hour; tuning the submit path wants
 an answer in about a minute. Same deployments, warm-up and open-loop load as
 the suite's submit scenario, so the figures are comparable with the report's.
+It also prints the API's CPU time per request, which (unlike req/s on a
+shared machine) hardly moves when other work competes for the cores.
 """
 
 from __future__ import annotations
@@ -12,10 +14,21 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import psutil
+
 from bench.load import Load, burst, fixed_rate, max_sustained
 from bench.pipeline import deploy, submit
 
 SYSTEMS = {"bare": deploy.bare, "ops-core": deploy.opscore}
+
+
+def cpu_seconds(pid: int) -> float:
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def line(name: str, load: Load) -> str:
@@ -35,7 +48,11 @@ async def run(names: list[str], rate: float, seconds: float, rates: list[float],
             system.start_api()
             await system.ready()
             await burst(system.submit_url, [deploy.HELLO] * submit.WARMUP)
-            print(line(name, await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds)), flush=True)
+            assert system.api is not None
+            before = cpu_seconds(system.api.pid)
+            load = await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds)
+            per_request = (cpu_seconds(system.api.pid) - before) / max(1, load.ok) * 1000
+            print(f"{line(name, load)}  api cpu {per_request:.2f} ms/req", flush=True)
             if rates:
                 best, steps = await max_sustained(system.submit_url, deploy.HELLO, rates, step_seconds)
                 for step in steps:
