@@ -38,6 +38,7 @@ INTERVAL_SECONDS = 0.05
 MAX_BATCH = 200
 MAX_PENDING = 50_000
 FLUSH_TIMEOUT_SECONDS = 10.0
+MAX_RETRY_SECONDS = 2.0
 
 
 class PublishMarks:
@@ -62,6 +63,7 @@ class PublishMarks:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._failures = 0  # consecutive failed flushes: paces retries and logging during an outage
 
     @property
     def pending(self) -> int:
@@ -78,7 +80,7 @@ class PublishMarks:
         self._has_ids.set()
         if len(self._pending) >= self._max_batch:
             self._full.set()
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="opscore-publish-marks")
 
     async def close(self) -> None:
@@ -103,8 +105,8 @@ class PublishMarks:
                     async with asyncio.timeout(self._interval):
                         await self._full.wait()
             if not await self._flush_batch():
-                # The database is down: retry at the same pace rather than in a tight loop.
-                await asyncio.sleep(self._interval)
+                # The database is down: back off rather than retry in a tight loop.
+                await asyncio.sleep(min(self._interval * 2**self._failures, MAX_RETRY_SECONDS))
 
     async def _flush_batch(self) -> bool:
         count = min(len(self._pending), self._max_batch)
@@ -125,6 +127,11 @@ class PublishMarks:
             self._has_ids.set()
             if not isinstance(exc, Exception):
                 raise
-            log.warning("could not mark %d tasks published, will retry: %s", len(batch), exc)
+            if self._failures == 0:
+                log.warning("could not mark %d tasks published, will retry: %s", len(batch), exc)
+            self._failures = min(self._failures + 1, 16)
             return False
+        if self._failures:
+            log.info("marking tasks published again after %d failed attempts", self._failures)
+            self._failures = 0
         return True
