@@ -233,6 +233,32 @@ async def test_cancellation_during_a_model_request() -> None:
     assert isinstance(outcome, RunFailure) and outcome.error.kind == "cancelled"
 
 
+async def test_a_cancelled_event_stops_a_model_request_without_polling() -> None:
+    cancelled, never = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: ModelRequest) -> ModelResponse:
+        cancelled.set()  # the host cancels while the model call is in flight
+        await never.wait()
+        return ModelResponse(text="unreachable")
+
+    # A poll interval of an hour: only waiting on the event can end this run within the deadline.
+    hooks = RunHooks(cancelled=cancelled, cancel_poll_interval=3600)
+    outcome = await asyncio.wait_for(make_agent(FunctionModel(hang)).run("x", hooks=hooks), DEADLINE)
+    assert isinstance(outcome, RunFailure) and outcome.error.kind == "cancelled"
+
+
+async def test_a_cancelled_event_set_between_steps_ends_the_run_before_the_next() -> None:
+    cancelled = asyncio.Event()
+
+    async def on_checkpoint(checkpoint: Checkpoint) -> None:
+        cancelled.set()
+
+    model = ScriptedModel([calls(call("add", a=1, b=1)), answer("never asked")])
+    outcome = await make_agent(model, add).run("x", hooks=RunHooks(cancelled=cancelled, on_checkpoint=on_checkpoint))
+    assert isinstance(outcome, RunFailure) and isinstance(outcome.error, RunCancelled)
+    assert len(model.requests) == 1
+
+
 async def test_event_sequence_and_payloads() -> None:
     log = EventLog()
     deltas: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ class RunHooks:
     """Optional host callbacks; every field may be left out.
 
     * ``on_event``: receives every :class:`RunEvent` in order, awaited before the run goes on.
+    * ``cancelled``: an event the host sets to cancel the run. It is waited on,
+      not polled, so a host holding many runs at once should prefer it.
     * ``is_cancelled``: checked before each step and polled every
       ``cancel_poll_interval`` seconds while a model call or tools run; when it
       answers ``True`` the in-flight work is cancelled and the run ends with
@@ -29,6 +32,7 @@ class RunHooks:
     """
 
     on_event: Callable[[RunEvent], Awaitable[None]] | None = None
+    cancelled: asyncio.Event | None = None
     is_cancelled: Callable[[], Awaitable[bool] | bool] | None = None
     on_checkpoint: Callable[[Checkpoint], Awaitable[None]] | None = None
     on_delta: DeltaCallback | None = None

@@ -395,6 +395,8 @@ class AgentRun:
             await self.hooks.on_event(RunEvent.build(type_, self.run_id, step, **payload))
 
     async def _is_cancelled(self) -> bool:
+        if self.hooks.cancelled is not None and self.hooks.cancelled.is_set():
+            return True
         check = self.hooks.is_cancelled
         if check is None:
             return False
@@ -410,9 +412,9 @@ class AgentRun:
     async def _cancellable(self, work: Awaitable[T]) -> T:
         """Await ``work`` while polling the host's cancellation check; cancel ``work`` promptly on True."""
         task: asyncio.Future[T] = asyncio.ensure_future(work)
-        if self.hooks.is_cancelled is None:
+        if self.hooks.cancelled is None and self.hooks.is_cancelled is None:
             return await task
-        poller = asyncio.ensure_future(self._poll_cancelled())
+        poller = asyncio.ensure_future(self._wait_cancelled())
         try:
             racers: set[asyncio.Future[Any]] = {task, poller}
             done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
@@ -425,7 +427,10 @@ class AgentRun:
             # Let cancelled tools unwind (run their finally blocks) before the run reports.
             await asyncio.gather(task, poller, return_exceptions=True)
 
-    async def _poll_cancelled(self) -> None:
+    async def _wait_cancelled(self) -> None:
+        if self.hooks.cancelled is not None and self.hooks.is_cancelled is None:
+            await self.hooks.cancelled.wait()
+            return
         # The host's check is a function, not an event, so polling is the only option.
         while not await self._is_cancelled():  # noqa: ASYNC110
             await asyncio.sleep(self.hooks.cancel_poll_interval)

@@ -25,7 +25,7 @@ async def _close(client: _Client) -> None:
     await client.close()
 
 
-async def test_one_client_per_running_loop_is_reused() -> None:
+async def test_sequential_requests_share_one_client() -> None:
     built: list[_Client] = []
 
     def build() -> _Client:
@@ -33,27 +33,44 @@ async def test_one_client_per_running_loop_is_reused() -> None:
         return built[-1]
 
     clients = LoopClients(build, _close)
-    assert clients.get() is clients.get()
-    assert len(built) == 1
+    with clients.lease() as first:
+        pass
+    with clients.lease() as second:
+        pass
+    assert first is second and len(built) == 1
+
+
+async def test_a_new_client_only_when_every_client_is_full() -> None:
+    clients = LoopClients(_Client, _close, per_client=2)
+    with clients.lease() as a, clients.lease() as b:
+        assert a is b and clients.count() == 1
+        with clients.lease() as c:
+            assert c is not a and clients.count() == 2
+            with clients.lease() as d:
+                # The least busy client: the new one has one request, the first has two.
+                assert d is c
+    with clients.lease() as e:
+        assert e in (a, c) and clients.count() == 2
 
 
 def test_each_event_loop_gets_its_own_client() -> None:
     clients = LoopClients(_Client, _close)
 
     async def current() -> _Client:
-        return clients.get()
+        with clients.lease() as client:
+            return client
 
-    first = asyncio.run(current())
-    second = asyncio.run(current())
-    assert first is not second
+    assert asyncio.run(current()) is not asyncio.run(current())
 
 
-async def test_aclose_closes_the_running_loops_client_and_a_new_one_is_built_after() -> None:
-    clients = LoopClients(_Client, _close)
-    client = clients.get()
+async def test_aclose_closes_the_running_loops_clients_and_new_ones_are_built_after() -> None:
+    clients = LoopClients(_Client, _close, per_client=1)
+    with clients.lease() as a, clients.lease() as b:
+        pass
     await clients.aclose()
-    assert client.closed
-    assert clients.get() is not client
+    assert a.closed and b.closed
+    with clients.lease() as fresh:
+        assert fresh is not a and fresh is not b
 
 
 async def test_openai_model_reuses_one_sdk_client_across_requests(server: FakeServer, retry: RetryPolicy) -> None:
@@ -62,8 +79,7 @@ async def test_openai_model_reuses_one_sdk_client_across_requests(server: FakeSe
     request = ModelRequest(messages=[UserMessage(content="hello")])
 
     assert (await model.request(request)).text == "first"
-    client = model._clients.get()
     assert (await model.request(request)).text == "second"
 
-    assert model._clients.get() is client
+    assert model._clients.count() == 1
     await model.aclose()

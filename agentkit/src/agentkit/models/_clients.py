@@ -1,39 +1,69 @@
-"""One SDK client per model and event loop.
+"""SDK clients per model and event loop, shared by concurrent requests.
 
 Building an SDK client is costly: each one builds an HTTP client and a TLS
-context (about a quarter of a second of CPU each on a small machine), and
-building one per request also throws away its pooled keep-alive connections.
-A client's connection pool belongs to the event loop that first used it, so a
-model keeps one client per running loop and passes each request's timeout on
-the call rather than on the client.
+context (about a quarter of a second of CPU on a small machine), and building
+one per request also throws away its pooled keep-alive connections. A
+client's connection pool belongs to the event loop that first used it, so a
+model keeps its clients per running loop and passes each request's timeout
+on the call rather than on the client.
+
+One client is not enough for a host with a thousand requests in flight:
+httpcore scans every connection of its pool on each request, so the cost of
+a request grows with the pool. A request therefore leases the least busy
+client, and a new client is built only when every existing one already
+carries ``per_client`` requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 C = TypeVar("C")
 
+PER_CLIENT = 100
+"""Requests in flight per client before another is built (httpx keeps 100 idle connections per pool)."""
+
+
+class _Slot(Generic[C]):
+    __slots__ = ("client", "in_flight")
+
+    def __init__(self, client: C) -> None:
+        self.client = client
+        self.in_flight = 0
+
 
 class LoopClients(Generic[C]):
-    def __init__(self, build: Callable[[], C], close: Callable[[C], Awaitable[None]]) -> None:
+    def __init__(
+        self, build: Callable[[], C], close: Callable[[C], Awaitable[None]], *, per_client: int = PER_CLIENT
+    ) -> None:
         self._build = build
         self._close = close
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = weakref.WeakKeyDictionary()
+        self._per_client = per_client
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Slot[C]]] = weakref.WeakKeyDictionary()
 
-    def get(self) -> C:
-        """The running loop's client, built on first use."""
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = self._build()
-        return client
+    @contextmanager
+    def lease(self) -> Iterator[C]:
+        """A client of the running loop for one request: the least busy, or a new one when all are full."""
+        slots = self._slots.setdefault(asyncio.get_running_loop(), [])
+        slot = min(slots, key=lambda s: s.in_flight, default=None)
+        if slot is None or slot.in_flight >= self._per_client:
+            slot = _Slot(self._build())
+            slots.append(slot)
+        slot.in_flight += 1
+        try:
+            yield slot.client
+        finally:
+            slot.in_flight -= 1
+
+    def count(self) -> int:
+        """Clients built for the running loop."""
+        return len(self._slots.get(asyncio.get_running_loop(), []))
 
     async def aclose(self) -> None:
-        """Close the running loop's client; clients of other loops go with their loops."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await self._close(client)
+        """Close the running loop's clients; clients of other loops go with their loops."""
+        for slot in self._slots.pop(asyncio.get_running_loop(), []):
+            await self._close(slot.client)

@@ -94,16 +94,16 @@ class GoogleModel(Model):
         contents = _contents(request.messages)
         timeout = request.settings.timeout
         config = _config(request, timeout)
-        # The loop's client is built outside the timed attempts, so its setup never eats the timeout.
-        client = self._clients.get()
-        return await request_with_retry(
-            complete=lambda: self._complete(client, contents, config, timeout),
-            stream=lambda forward: self._stream(client, contents, config, timeout, forward),
-            on_delta=on_delta,
-            policy=self._retry,
-            provider="google",
-            attempt_timeout=timeout,
-        )
+        # The client is leased outside the timed attempts, so building one never eats the timeout.
+        with self._clients.lease() as client:
+            return await request_with_retry(
+                complete=lambda: self._complete(client, contents, config, timeout),
+                stream=lambda forward: self._stream(client, contents, config, timeout, forward),
+                on_delta=on_delta,
+                policy=self._retry,
+                provider="google",
+                attempt_timeout=timeout,
+            )
 
     async def aclose(self) -> None:
         await self._clients.aclose()

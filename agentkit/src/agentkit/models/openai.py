@@ -135,16 +135,16 @@ class OpenAIModel(Model):
         _guard.check_real_request(self._provider, self._base_url)
         kwargs = self._build_kwargs(request)
         timeout = request.settings.timeout
-        # The loop's client is built outside the timed attempts, so its setup never eats the timeout.
-        client = self._clients.get()
-        return await request_with_retry(
-            complete=lambda: self._complete(client, kwargs, timeout),
-            stream=lambda forward: self._stream(client, kwargs, timeout, forward),
-            on_delta=on_delta,
-            policy=self._retry,
-            provider=self._provider,
-            attempt_timeout=timeout,
-        )
+        # The client is leased outside the timed attempts, so building one never eats the timeout.
+        with self._clients.lease() as client:
+            return await request_with_retry(
+                complete=lambda: self._complete(client, kwargs, timeout),
+                stream=lambda forward: self._stream(client, kwargs, timeout, forward),
+                on_delta=on_delta,
+                policy=self._retry,
+                provider=self._provider,
+                attempt_timeout=timeout,
+            )
 
     async def aclose(self) -> None:
         await self._clients.aclose()

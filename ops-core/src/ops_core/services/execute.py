@@ -94,7 +94,7 @@ class Execution:
             return
         hooks = RunHooks(
             on_event=self.recorder.on_run_event,
-            is_cancelled=self._is_cancelled,
+            cancelled=self._cancelled,
             on_checkpoint=self._save_checkpoint,
         )
         try:
@@ -121,9 +121,6 @@ class Execution:
                 await self._schedule_retry(error, outcome.usage, outcome.reused_usage)
             case RunFailure(error=error):
                 await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
-
-    async def _is_cancelled(self) -> bool:
-        return self._cancelled.is_set()
 
     async def _save_checkpoint(self, checkpoint: Checkpoint) -> None:
         if _is_final(checkpoint):
