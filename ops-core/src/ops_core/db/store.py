@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, or_, select, tuple_, update
+from sqlalchemy import bindparam, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ops_core.db import fastpath
@@ -35,6 +35,7 @@ from ops_core.db._base import (
 from ops_core.db.cancel import CancelOps
 from ops_core.db.engine import database_errors, json_dumps
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
+from ops_core.db.outbox import OutboxOps
 from ops_core.db.workers import WorkerOps
 from ops_core.domain import ErrorType, EventType, TaskStatus
 from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
@@ -42,7 +43,7 @@ from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 
 
-class TaskStore(CancelOps, WorkerOps, StoreBase):
+class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
     # ---- submission and reads -------------------------------------------------
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
@@ -181,42 +182,6 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
         return [to_event(r) for r in rows]
 
     # ---- the outbox -------------------------------------------------------------
-
-    async def due_for_publish(
-        self, *, limit: int, now: datetime | None = None, republish_before: datetime | None = None
-    ) -> builtins.list[Task]:
-        """Pending tasks whose message must be sent: never published, or (with ``republish_before``)
-        last published before then and still not claimed, in case that message was lost."""
-        now = now or utcnow()
-        stmt = (
-            select(TASKS)
-            .where(
-                TASKS.c.status == PENDING.value,
-                _published_before(republish_before),
-                or_(TASKS.c.run_after.is_(None), TASKS.c.run_after <= now),
-            )
-            .order_by(TASKS.c.created_at)
-            .limit(limit)
-        )
-        async with self._read() as conn:
-            return [to_task(r) for r in (await conn.execute(stmt)).all()]
-
-    async def mark_published(
-        self, task_ids: Sequence[uuid.UUID], *, republished_before: datetime | None = None
-    ) -> None:
-        if not task_ids:
-            return
-        stmt = (
-            update(TASKS)
-            .where(
-                TASKS.c.id.in_(list(task_ids)),
-                TASKS.c.status == PENDING.value,
-                _published_before(republished_before),
-            )
-            .values(published_at=utcnow())
-        )
-        async with self._write() as conn:
-            await conn.execute(stmt)
 
     # ---- the worker's side --------------------------------------------------------
 
@@ -437,11 +402,6 @@ class TaskStore(CancelOps, WorkerOps, StoreBase):
     @staticmethod
     def _fence(attempt: int) -> builtins.list[Any]:
         return [TASKS.c.status == RUNNING.value, TASKS.c.attempts == attempt]
-
-
-def _published_before(when: datetime | None) -> Any:
-    unpublished = TASKS.c.published_at.is_(None)
-    return unpublished if when is None else or_(unpublished, TASKS.c.published_at < when)
 
 
 def _usage(input_tokens: int, output_tokens: int, reused_tokens: int) -> dict[str, Any]:
