@@ -307,14 +307,7 @@ METHOD = """\
 """
 
 
-FINDINGS = """\
-- **Worker start-up race (ops-core bug).** `WorkerProcess.start` starts the Dramatiq worker before the
-  `TaskRunner` exists, so messages delivered in that window fail with `AssertionError: start() first`; the
-  dispatch retry policy does not retry an AssertionError, so Dramatiq dead-letters them (`Retries exceeded`)
-  and their tasks stay `pending` for good (they are marked published, so the relay never republishes them).
-  Any worker (re)start while a backlog is queued loses up to threads × prefetch messages per process (30 of
-  300 in a first attempt at this benchmark). The bench works around it (see *Method*).
-"""
+FINDINGS = Path(__file__).with_name("findings.md")
 
 
 def write(r: Results, path: Path, images: list[Path]) -> Path:
@@ -347,7 +340,7 @@ def write(r: Results, path: Path, images: list[Path]) -> Path:
         "## I/O-bound concurrency",
         _io_section(r),
         "## Findings",
-        FINDINGS,
+        FINDINGS.read_text().strip(),
         "## Method and conditions",
         METHOD.format(
             max_in_flight=MAX_IN_FLIGHT,
