@@ -76,11 +76,6 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
             "created_at": now,
             "updated_at": now,
         }
-        stmt = self._insert(TASKS).values(values)
-        if new.idempotency_key is not None:
-            # Concurrent creates with one key: the loser's INSERT waits for the
-            # winner's commit, inserts nothing, and then reads the winner's row.
-            stmt = stmt.on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
         event = NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
         if self._fast:
             async with fastpath.driver(self.engine) as db:
@@ -101,6 +96,11 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
                     fastpath.events_json([event], now),
                 )
         else:
+            stmt = self._insert(TASKS).values(values)
+            if new.idempotency_key is not None:
+                # Concurrent creates with one key: the loser's INSERT waits for the
+                # winner's commit, inserts nothing, and then reads the winner's row.
+                stmt = stmt.on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
             row = await self._insert_with_event(stmt, event, now)
         if row is not None:
             return to_task(row), True
