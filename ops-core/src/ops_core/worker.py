@@ -47,6 +47,7 @@ class WorkerProcess:
         self._runtime: Runtime | None = None
         self._runner: TaskRunner | None = None
         self._worker: dramatiq.Worker | None = None
+        self._models = ModelCache()
 
     @property
     def runner(self) -> TaskRunner:
@@ -66,7 +67,7 @@ class WorkerProcess:
         ctx = ExecutionContext(
             store=runtime.store,
             registry=runtime.registry,
-            models=ModelCache(),
+            models=self._models,
             settings=self._settings,
             republish=lambda task, delay: self.runner.republish(task, delay),
         )
@@ -95,6 +96,7 @@ class WorkerProcess:
         loop_thread = self._loop_thread()
         if self._runner is not None:
             loop_thread.run_coroutine(self._runner.shutdown(self._settings.shutdown_grace_seconds))
+            loop_thread.run_coroutine(self._models.aclose())
         if self._worker is not None:
             self._worker.stop()
         if self._runtime is not None:

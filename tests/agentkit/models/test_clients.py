@@ -63,6 +63,17 @@ def test_each_event_loop_gets_its_own_client() -> None:
     assert asyncio.run(current()) is not asyncio.run(current())
 
 
+def test_clients_are_closed_when_asyncio_run_ends_without_aclose() -> None:
+    clients = LoopClients(_Client, _close)
+
+    async def lease() -> _Client:
+        with clients.lease() as client:
+            return client
+
+    client = asyncio.run(lease())
+    assert client.closed
+
+
 async def test_aclose_closes_the_running_loops_clients_and_new_ones_are_built_after() -> None:
     clients = LoopClients(_Client, _close, per_client=1)
     with clients.lease() as a, clients.lease() as b:
@@ -83,3 +94,18 @@ async def test_openai_model_reuses_one_sdk_client_across_requests(server: FakeSe
 
     assert model._clients.count() == 1
     await model.aclose()
+
+
+async def test_openai_and_anthropic_use_the_sdks_aiohttp_transport() -> None:
+    # The provider extras install aiohttp; the SDKs' httpx transport costs twice the CPU per request.
+    from openai import DefaultAioHttpClient as OpenAIAioHttp
+
+    from agentkit.models.anthropic import AnthropicModel
+
+    openai_model = OpenAIModel("gpt-4o-mini", api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    anthropic_model = AnthropicModel("claude-test", api_key="sk-test", base_url="http://127.0.0.1:9")
+    with openai_model._clients.lease() as openai_client, anthropic_model._clients.lease() as anthropic_client:
+        assert isinstance(openai_client._client, OpenAIAioHttp)
+        assert type(anthropic_client._client).__name__ == "_DefaultAioHttpClient"
+    await openai_model.aclose()
+    await anthropic_model.aclose()

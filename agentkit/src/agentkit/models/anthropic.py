@@ -21,7 +21,7 @@ from agentkit.messages import (
     Usage,
 )
 from agentkit.models import _guard
-from agentkit.models._clients import LoopClients
+from agentkit.models._clients import LoopClients, aiohttp_installed
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import connection_error, status_error, timeout_error
 from agentkit.models._retry import RetryPolicy, request_with_retry
@@ -120,10 +120,11 @@ class AnthropicModel(Model):
         return kwargs
 
     def _build_client(self) -> AsyncAnthropic:
-        from anthropic import AsyncAnthropic
+        from anthropic import AsyncAnthropic, DefaultAioHttpClient
 
+        http_client = DefaultAioHttpClient() if aiohttp_installed() else None
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
-        return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, max_retries=0)
+        return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, max_retries=0, http_client=http_client)
 
     async def _complete(self, client: AsyncAnthropic, kwargs: dict[str, Any], limit: float) -> ModelResponse:
         async with _translate_errors(limit):

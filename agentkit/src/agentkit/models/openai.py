@@ -25,7 +25,7 @@ from agentkit.messages import (
     Usage,
 )
 from agentkit.models import _guard
-from agentkit.models._clients import LoopClients
+from agentkit.models._clients import LoopClients, aiohttp_installed
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import body_message, connection_error, status_error, timeout_error
 from agentkit.models._retry import RetryPolicy, request_with_retry
@@ -170,10 +170,11 @@ class OpenAIModel(Model):
         return kwargs
 
     def _build_client(self) -> AsyncOpenAI:
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, DefaultAioHttpClient
 
+        http_client = DefaultAioHttpClient() if aiohttp_installed() else None
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
-        return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0)
+        return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0, http_client=http_client)
 
     async def _complete(self, client: AsyncOpenAI, kwargs: dict[str, Any], limit: float) -> ModelResponse:
         async with _translate_errors(self._provider, limit):

@@ -15,3 +15,8 @@ class ModelCache:
         if found is None:
             found = self._models[model] = infer_model(model)
         return found
+
+    async def aclose(self) -> None:
+        """Close the models' connections on the running loop (the worker's, at shutdown)."""
+        for model in self._models.values():
+            await model.aclose()
