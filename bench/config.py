@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+SCENARIOS = ("baselines", "drain", "submit", "e2e", "io")
 FULL_RATES = (25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000, 1300, 1600)
 QUICK_RATES = (25, 50, 100, 200, 400, 800)
 
@@ -27,6 +28,11 @@ class Config:
     io_concurrency: int
     io_delay: float
     docs: Path
+    only: tuple[str, ...] = SCENARIOS  # fewer: a tuning run that prints its figures and writes no report
+
+    @property
+    def complete(self) -> bool:
+        return set(self.only) == set(SCENARIOS)
 
     @property
     def command(self) -> str:
@@ -44,6 +50,12 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--submit-rate", type=float, default=50.0, help="offered req/s for the submit comparison")
     parser.add_argument("--e2e-rate", type=float, default=100.0, help="offered tasks/s for end-to-end latency")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where benchmarks.md and the plots go")
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        action="append",
+        help="run only this scenario (repeatable); prints the figures and writes no report",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     io_n = args.io_n or (200 if quick else 2000)
@@ -62,4 +74,5 @@ def parse(argv: list[str] | None = None) -> Config:
         io_concurrency=args.io_concurrency or io_n,
         io_delay=5.0,
         docs=args.docs,
+        only=tuple(args.only or SCENARIOS),
     )

@@ -60,9 +60,9 @@ async def opscore_drains(results: Results, cfg: bench_config.Config, log_dir: Pa
 
 async def submits_and_latency(results: Results, cfg: bench_config.Config, log_dir: Path) -> None:
     for key, system in (("bare", deploy.bare), ("ops-core", deploy.opscore)):
-        if (found := await attempt(results, f"submit {key}", _submit(system, cfg, log_dir))) is not None:
+        if "submit" in cfg.only and (found := await attempt(results, f"submit {key}", _submit(system, cfg, log_dir))):
             results.submits[key] = found
-        if (e2e := await attempt(results, f"end-to-end {key}", _e2e(system, cfg, log_dir))) is not None:
+        if "e2e" in cfg.only and (e2e := await attempt(results, f"end-to-end {key}", _e2e(system, cfg, log_dir))):
             results.e2e[key] = e2e
 
 
@@ -80,14 +80,17 @@ async def _e2e(system: Deploy, cfg: bench_config.Config, log_dir: Path) -> laten
 async def run_all(cfg: bench_config.Config, log_dir: Path) -> Results:
     results = Results(config=cfg, machine=await asyncio.to_thread(machine.describe))
     started = time.monotonic()
-    await baseline_drains(results, cfg, log_dir)
-    await opscore_drains(results, cfg, log_dir)
+    if "baselines" in cfg.only:
+        await baseline_drains(results, cfg, log_dir)
+    if "drain" in cfg.only:
+        await opscore_drains(results, cfg, log_dir)
     await submits_and_latency(results, cfg, log_dir)
-    results.io_bound = await attempt(
-        results,
-        "I/O-bound",
-        io_bound.measure(cfg.io_n, cfg.io_concurrency, cfg.io_delay, log_dir),
-    )
+    if "io" in cfg.only:
+        results.io_bound = await attempt(
+            results,
+            "I/O-bound",
+            io_bound.measure(cfg.io_n, cfg.io_concurrency, cfg.io_delay, log_dir),
+        )
     results.seconds = time.monotonic() - started
     return results
 
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="opscore-bench-"))
     print(f"process logs: {log_dir}", flush=True)
     results = asyncio.run(run_all(cfg, log_dir))
+    if not cfg.complete:
+        return 1 if results.errors else 0
     cfg.docs.mkdir(parents=True, exist_ok=True)
     images = plots.draw(results, cfg.docs)
     path = report.write(results, cfg.docs / "benchmarks.md", images)
