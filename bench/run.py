@@ -74,7 +74,9 @@ async def _submit(system: Deploy, cfg: bench_config.Config, log_dir: Path) -> su
 
 async def _e2e(system: Deploy, cfg: bench_config.Config, log_dir: Path) -> latency.EndToEnd:
     with system(log_dir) as deployed:
-        return await latency.measure(deployed, cfg.e2e_rate, cfg.e2e_seconds, cfg.e2e_processes)
+        found = await latency.measure(deployed, cfg.e2e_rate, cfg.e2e_seconds, cfg.e2e_processes)
+    print(f"  {found.name}: submit → running {found.dispatch}; submit → completed {found.total}", flush=True)
+    return found
 
 
 async def run_all(cfg: bench_config.Config, log_dir: Path) -> Results:

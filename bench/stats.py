@@ -32,6 +32,10 @@ class Latency:
             max=ordered[-1],
         )
 
+    def __str__(self) -> str:
+        ms = [round(v * 1000, 1) for v in (self.p50, self.p95, self.p99, self.max)]
+        return f"n={self.n} p50 {ms[0]} p95 {ms[1]} p99 {ms[2]} max {ms[3]} ms"
+
 
 def percentile(ordered: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of already sorted values: always a value that was observed."""
