@@ -8,7 +8,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCENARIOS = ("baselines", "drain", "submit", "e2e", "io")
-FULL_RATES = (25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000, 1300, 1600)
+FULL_RATES = (25, 50, 75, 100, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000, 1300, 1600)
 QUICK_RATES = (25, 50, 100, 200, 400, 800)
 
 

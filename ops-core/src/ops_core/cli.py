@@ -8,6 +8,7 @@ loads uvicorn, SQLAlchemy or Dramatiq.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -65,7 +66,9 @@ def build_cli(
         from ops_core.api.app import create_app
 
         settings = _settings(**_given(host=host, port=port))
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+        app = create_app(settings)
+        gc.freeze()  # the app and every module it imported live as long as the process (see worker.py)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
     @cli.command()
     def worker(

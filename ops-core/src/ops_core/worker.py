@@ -9,6 +9,7 @@ die, and passes SIGTERM on so each one hands back its unfinished runs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import signal
@@ -124,6 +125,9 @@ def run_worker_process(settings: Settings, threads: int, concurrency: int) -> No
     signal.signal(signal.SIGINT, on_signal)
     worker = WorkerProcess(settings, threads=threads, concurrency=concurrency)
     worker.start()
+    # What start-up built lives as long as the process: keep it out of the cyclic GC. A full
+    # collection over it (~275k objects) pauses every run on the loop for ~180 ms on a small machine.
+    gc.freeze()
     stop.wait()
     log.info("shutting down")
     worker.stop()
