@@ -16,6 +16,7 @@ QUICK_RATES = (25, 50, 100, 200, 400, 800)
 class Config:
     quick: bool
     n: int  # drain backlog per system and process count
+    rounds: int  # drain rounds, every system in turn each round; the report takes each one's median
     processes: tuple[int, ...]
     submit_rate: float  # the offered rate both submit endpoints are compared at
     submit_seconds: float
@@ -38,13 +39,17 @@ class Config:
     def command(self) -> str:
         if self.quick:
             return "uv run python -m bench --quick"
-        return f"uv run python -m bench --n {self.n} --io-n {self.io_n} --io-concurrency {self.io_concurrency}"
+        return (
+            f"uv run python -m bench --n {self.n} --rounds {self.rounds} --io-n {self.io_n}"
+            f" --io-concurrency {self.io_concurrency}"
+        )
 
 
 def parse(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ops-core benchmark suite")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every scenario")
     parser.add_argument("--n", type=int, help="drain backlog size (default 10000; quick 1000)")
+    parser.add_argument("--rounds", type=int, help="interleaved drain rounds (default 3; quick 1)")
     parser.add_argument("--io-n", type=int, help="I/O-bound tasks (default 2000; quick 200)")
     parser.add_argument("--io-concurrency", type=int, help="OPSCORE_WORKER_CONCURRENCY for the I/O-bound run")
     parser.add_argument("--submit-rate", type=float, default=50.0, help="offered req/s for the submit comparison")
@@ -62,6 +67,7 @@ def parse(argv: list[str] | None = None) -> Config:
     return Config(
         quick=quick,
         n=args.n or (1000 if quick else 10_000),
+        rounds=args.rounds or (1 if quick else 3),
         processes=(1, 2),
         submit_rate=args.submit_rate,
         submit_seconds=3 if quick else 10,

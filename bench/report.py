@@ -143,6 +143,7 @@ def _drain_section(r: Results) -> str:
                 f"{d.rate:.0f}",
                 f"{d.steady_rate:.0f}",
                 _x(ratio(d.steady_rate, base.steady_rate)) if base else "—",
+                ", ".join(f"{round_.steady_rate:.0f}" for round_ in r.drain_rounds.get((name, p), [])),
                 f"{max(rss.values()):.0f}" if rss else "",
             ]
         )
@@ -155,6 +156,7 @@ def _drain_section(r: Results) -> str:
             "tasks/s from start",
             "tasks/s steady",
             "steady vs (b)",
+            "every round, steady tasks/s",
             "peak worker RSS (MB)",
         ],
         rows,
@@ -278,6 +280,9 @@ METHOD = """\
   middleware adds to every 20 ms), never from the broker. *From start* includes process start-up
   (imports, connections); *steady* runs from the first observed completion to the last, which is the rate
   the ratios use, because start-up is not throughput and (below) ops-core's is measured differently.
+- **Rounds.** This machine's speed drifts by up to 2× over minutes (other tenants), so one measurement
+  per system, minutes apart, compares the drift more than the systems. Each round drains every system in
+  turn, for 1 then 2 processes; each row is that system's median round, and every round is listed.
 - **ops-core's backlog** is submitted through `POST /v1/tasks` while no worker consumes it. Because of the
   start-up race described under *Findings*, the API publishes to a holding queue; once the workers have
   registered, the bench publishes the stored task ids to the real queue with ops-core's own `Publisher`
@@ -330,7 +335,8 @@ def write(r: Results, path: Path, images: list[Path]) -> Path:
             ],
         ),
         "## Drain throughput",
-        f"Backlog of N={cfg.n} tasks per row; 8 Dramatiq threads per process where Dramatiq is used.",
+        f"Backlog of N={cfg.n} tasks per row, median of {cfg.rounds} interleaved rounds; 8 Dramatiq threads per"
+        " process where Dramatiq is used.",
         _drain_section(r),
         *(f"![{image.stem}]({image.name})" for image in images),
         "## Submit (`POST /v1/tasks`, no workers running)",

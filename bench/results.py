@@ -22,7 +22,8 @@ OPSCORE = "ops-core (offline agent)"
 class Results:
     config: Config
     machine: dict[str, str]
-    drains: dict[tuple[str, int], Drain] = field(default_factory=dict)  # (system, processes)
+    drains: dict[tuple[str, int], Drain] = field(default_factory=dict)  # (system, processes): the median round
+    drain_rounds: dict[tuple[str, int], list[Drain]] = field(default_factory=dict)  # every round, in run order
     opscore_drains: dict[int, OpsCoreDrain] = field(default_factory=dict)
     submits: dict[str, Submit] = field(default_factory=dict)  # "ops-core" / "bare"
     e2e: dict[str, EndToEnd] = field(default_factory=dict)
