@@ -283,10 +283,8 @@ METHOD = """\
 - **Rounds.** This machine's speed drifts by up to 2× over minutes (other tenants), so one measurement
   per system, minutes apart, compares the drift more than the systems. Each round drains every system in
   turn, for 1 then 2 processes; each row is that system's median round, and every round is listed.
-- **ops-core's backlog** is submitted through `POST /v1/tasks` while no worker consumes it. Because of the
-  start-up race described under *Findings*, the API publishes to a holding queue; once the workers have
-  registered, the bench publishes the stored task ids to the real queue with ops-core's own `Publisher`
-  and times from the first publish. The API is stopped while workers drain, as in the baselines.
+- **ops-core's backlog** is submitted through `POST /v1/tasks` while no worker runs, so its messages are in
+  RabbitMQ before the workers start, as in the baselines; the API is stopped while the workers drain.
 - **ops-core tasks** run the built-in `default` agent on the offline model with the goal "say hello":
   one model call, no tool call; every status change, model call and usage is recorded as in production.
 - **Celery (c)** uses the prefork pool with concurrency = processes, so "2 processes" means two processes

@@ -88,9 +88,7 @@ def stop(*processes: ManagedProcess | None) -> None:
 class OpsCore:
     table = "tasks"
 
-    def __init__(
-        self, database_url: str, queue: str, log_dir: Path, extra_env: dict[str, str], hold_queue: str | None = None
-    ) -> None:
+    def __init__(self, database_url: str, queue: str, log_dir: Path, extra_env: dict[str, str]) -> None:
         self.name = "ops-core"
         self.database_url = database_url
         self.queue = queue
@@ -110,13 +108,11 @@ class OpsCore:
                 **extra_env,
             }
         )
-        # See backlog.py: with a hold queue the API's messages wait where no worker consumes them.
-        self._api_env = {**self.env, "OPSCORE_QUEUE_NAME": hold_queue} if hold_queue else self.env
         self.api: ManagedProcess | None = None
         self.workers: ManagedProcess | None = None
 
     def start_api(self) -> None:
-        self.api = ManagedProcess("opscore-api", ["api"], self._api_env, self._log_dir).start()
+        self.api = ManagedProcess("opscore-api", ["api"], self.env, self._log_dir).start()
 
     def start_workers(self, processes: int) -> ManagedProcess:
         args = ["worker", "--processes", str(processes), "--threads", str(WORKER_THREADS)]
@@ -127,7 +123,7 @@ class OpsCore:
         await wait_ready(self, "/readyz")
 
     async def workers_ready(self, processes: int) -> None:
-        """Registered workers: only then is it safe to publish to them (see backlog.py)."""
+        """Every worker process has registered (its runner is up)."""
         conn = await asyncpg.connect(self.dsn)
         try:
             await wait_for(
@@ -141,14 +137,10 @@ class OpsCore:
 
 
 @contextlib.contextmanager
-def opscore(log_dir: Path, extra_env: dict[str, str] | None = None, *, hold: bool = False) -> Iterator[OpsCore]:
-    with (
-        services.scratch_database() as url,
-        services.scratch_queue("opscore") as queue,
-        services.scratch_queue("opscore-hold") as hold_queue,
-    ):
+def opscore(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[OpsCore]:
+    with services.scratch_database() as url, services.scratch_queue("opscore") as queue:
         migrate.upgrade(url)
-        deployment = OpsCore(url, queue, log_dir, extra_env or {}, hold_queue if hold else None)
+        deployment = OpsCore(url, queue, log_dir, extra_env or {})
         try:
             yield deployment
         finally:

@@ -1,17 +1,18 @@
 """ops-core drain throughput: a backlog of N tasks submitted through the API, then the workers started.
 
 The API is stopped before the workers start so they have the machine to
-themselves, as the baselines' workers do. The backlog reaches the workers
-through :mod:`bench.pipeline.backlog` (see there for why).
+themselves, and timing starts as the workers are started, as for the
+baselines: the whole backlog is in RabbitMQ before anything consumes it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load import burst
-from bench.pipeline import backlog, deploy
+from bench.pipeline import deploy
 from bench.progress import Drain, wait_drained
 from bench.rss import RssSampler
 
@@ -23,16 +24,15 @@ class OpsCoreDrain:
 
 
 async def measure(n: int, processes: int, log_dir: Path) -> OpsCoreDrain:
-    with deploy.opscore(log_dir, hold=True) as system:
+    with deploy.opscore(log_dir) as system:
         system.start_api()
         await system.ready()
         await burst(system.submit_url, [deploy.HELLO] * n)
         deploy.stop(system.api)
+        started = time.monotonic()
         workers = system.start_workers(processes)
         try:
-            await system.workers_ready(processes)
             with RssSampler([workers.pid]) as rss:
-                started = await backlog.release(system)
                 drain = await wait_drained(
                     system.dsn,
                     deploy.completed_sql(system),

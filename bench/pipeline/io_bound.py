@@ -17,7 +17,7 @@ from tests.support.fake_openai import FakeOpenAI
 from tests.support.processes import free_port
 
 from bench.load import burst
-from bench.pipeline import backlog, deploy
+from bench.pipeline import deploy
 from bench.rss import RssSampler, largest
 
 SAMPLE_SECONDS = 0.2
@@ -59,14 +59,12 @@ async def measure(n: int, concurrency: int, delay: float, log_dir: Path) -> IoBo
     }
     body = {"goal": f"wait for the model [[delay={delay:g}]]", "agent": "default", "model": "openai:fake"}
     try:
-        with deploy.opscore(log_dir, env, hold=True) as system:
+        with deploy.opscore(log_dir, env) as system:
             system.start_api()
             await system.ready()
             await burst(system.submit_url, [body] * n)
             deploy.stop(system.api)
             workers = system.start_workers(1)
-            await system.workers_ready(1)
-            await backlog.release(system)
             conn = await asyncpg.connect(system.dsn)
             try:
                 with RssSampler([workers.pid]) as rss:
