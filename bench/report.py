@@ -295,7 +295,8 @@ METHOD = """\
   server does, with at most {max_in_flight} requests in flight; latency is from the actual send to the
   response; sends more than 5 ms behind schedule are counted as late. Bare FastAPI (d) inserts a row with
   asyncpg and publishes a Dramatiq message with publisher confirms from a thread, as ops-core does; both run
-  one uvicorn process at its defaults (access log on).
+  one uvicorn process at its defaults (access log on). Both APIs run side by side and take turns: the
+  fixed-rate run and every step of the rate search are measured for (d), then at once for ops-core.
 - **End-to-end.** The same generator at {e2e_rate:g} tasks/s for {e2e_seconds:g} s against a running
   system with {e2e_processes} worker processes, after 50 warm-up tasks that are left out. Latencies come
   from the task rows: created_at (API insert) → started_at (claim) → finished_at. The raw-Dramatiq figure

@@ -5,10 +5,12 @@ No workers run, so the API (and PostgreSQL and RabbitMQ behind it) is all that i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.load import Load, burst, fixed_rate, max_sustained
+from bench.load import Load, burst, fixed_rate
 from bench.pipeline import deploy
 from bench.rss import RssSampler, largest, tree_rss
 
@@ -26,14 +28,33 @@ class Submit:
 
 
 async def measure(
-    system: deploy.Deployment, rate: float, seconds: float, rates: Sequence[float], step_seconds: float
-) -> Submit:
-    system.start_api()
-    await system.ready()
-    assert system.api is not None
-    await burst(system.submit_url, [deploy.HELLO] * WARMUP)  # connections, pools, lazy imports
-    idle = sum(tree_rss(system.api.pid).values())
-    with RssSampler([system.api.pid]) as rss:
-        at_rate = await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds)
-        best, steps = await max_sustained(system.submit_url, deploy.HELLO, rates, step_seconds)
-    return Submit(system.name, at_rate, best, steps, idle, largest(rss.peaks()))
+    systems: Sequence[deploy.Deployment], rate: float, seconds: float, rates: Sequence[float], step_seconds: float
+) -> list[Submit]:
+    """Both APIs run side by side and take turns: each fixed-rate run and each step of the search is
+    measured for one system right after the other, so the machine's drift hits both alike."""
+    for system in systems:
+        system.start_api()
+    for system in systems:
+        await system.ready()
+        await burst(system.submit_url, [deploy.HELLO] * WARMUP)  # connections, pools, lazy imports
+    pids = [system.api.pid for system in systems if system.api is not None]
+    idle = [sum(tree_rss(pid).values()) for pid in pids]
+    with contextlib.ExitStack() as stack:
+        samplers = [stack.enter_context(RssSampler([pid])) for pid in pids]
+        at_rate = [await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds) for system in systems]
+        steps: list[list[Load]] = [[] for _ in systems]
+        best = [0.0 for _ in systems]
+        for step_rate in rates:
+            going = [i for i, taken in enumerate(steps) if not taken or taken[-1].sustained]
+            if not going:
+                break
+            for i in going:
+                step = await fixed_rate(systems[i].submit_url, deploy.HELLO, step_rate, step_seconds)
+                steps[i].append(step)
+                if step.sustained:
+                    best[i] = step.achieved
+                await asyncio.sleep(1.0)  # let the server settle between steps
+    return [
+        Submit(system.name, at_rate[i], best[i], steps[i], idle[i], largest(samplers[i].peaks()))
+        for i, system in enumerate(systems)
+    ]
