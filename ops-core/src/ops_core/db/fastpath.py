@@ -1,9 +1,9 @@
 """Hand-written SQL for the statements every task runs, on PostgreSQL.
 
-Each task is created, claimed and completed (with checkpoints between steps of
-a longer run). Building those statements with SQLAlchemy Core and computing
-their cache keys cost more CPU than PostgreSQL spends running them (see the
-profile in docs/benchmarks.md), and a worker's event loop is one core. So
+Each task is created, marked published, claimed and completed (with checkpoints
+between steps of a longer run). Building those statements with SQLAlchemy Core
+and computing their cache keys cost more CPU than PostgreSQL spends running
+them (see the profile in docs/benchmarks.md), and a worker's event loop is one core. So
 these few statements are plain SQL, prepared once per connection by asyncpg
 and run on the driver connection under SQLAlchemy's pool; everything else, and
 all of SQLite, goes through SQLAlchemy.
@@ -89,6 +89,11 @@ COMPLETE = _FENCED.format(
     assignments=", status = 'completed', worker_id = NULL, finished_at = $5, result = $6::jsonb,"
     " input_tokens = input_tokens + $7, output_tokens = output_tokens + $8, reused_tokens = reused_tokens + $9"
 )
+
+# The outbox: sent, unless a worker claimed it meanwhile. With $3 NULL only never-published rows match.
+MARK_PUBLISHED = """
+UPDATE tasks SET published_at = $2
+WHERE id = ANY($1::uuid[]) AND status = 'pending' AND (published_at IS NULL OR published_at < $3)"""
 
 # What tells a dead or unreachable database apart from a bug in a statement.
 _UNAVAILABLE = (

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from ops_core.db import fastpath
 from ops_core.db._base import TASKS, StoreBase, to_task, utcnow
 from ops_core.db.models import Task
 from ops_core.domain import TaskStatus
@@ -46,6 +47,10 @@ class OutboxOps(StoreBase):
         self, task_ids: Sequence[uuid.UUID], *, republished_before: datetime | None = None
     ) -> None:
         if not task_ids:
+            return
+        if self._fast:
+            async with fastpath.driver(self.engine) as db:
+                await db.execute(fastpath.MARK_PUBLISHED, list(task_ids), utcnow(), republished_before)
             return
         stmt = (
             update(TASKS)
