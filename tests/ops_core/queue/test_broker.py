@@ -31,3 +31,24 @@ def test_dispatch_is_retried_only_for_infrastructure_errors() -> None:
     assert _retry_dispatch(5, DispatchRefused("shutting down"))
     assert not _retry_dispatch(0, ValueError("a bug"))
     assert not _retry_dispatch(0, RuntimeError("a bug"))
+
+
+def test_the_worker_loop_thread_runs_uvloop() -> None:
+    import dramatiq
+    import uvloop
+    from dramatiq.asyncio import get_event_loop_thread
+
+    broker = setup_broker(Settings(broker_url="memory://", queue_name="q"))
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        thread = get_event_loop_thread()
+        assert thread is not None and isinstance(thread.loop, uvloop.Loop)
+        assert thread.run_coroutine(_answer()) == 42
+    finally:
+        worker.stop()
+    assert get_event_loop_thread() is None
+
+
+async def _answer() -> int:
+    return 42

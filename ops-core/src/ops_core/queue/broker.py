@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
+from dramatiq.asyncio import EventLoopThread, set_event_loop_thread
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, Retries
@@ -45,10 +46,31 @@ def amqp_url_with_timeouts(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+class UvloopAsyncIO(AsyncIO):
+    """Dramatiq's AsyncIO middleware, with the loop thread running uvloop when it is installed.
+
+    Every agent run of a worker process lives on this one loop, so its
+    per-callback and per-socket overhead is paid per model call and per
+    database statement (see docs/benchmarks.md for the effect).
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        thread = EventLoopThread(self.logger)
+        try:
+            import uvloop
+        except ImportError:  # Windows has no uvloop: keep the stock loop
+            pass
+        else:
+            thread.loop.close()  # the stock loop the thread made, never run
+            thread.loop = uvloop.new_event_loop()
+        thread.start(timeout=1.0)
+        set_event_loop_thread(thread)
+
+
 def setup_broker(settings: Settings) -> dramatiq.Broker:
     """Build (but do not install globally) the broker ``settings`` describe."""
     middleware: list[dramatiq.Middleware] = [
-        AsyncIO(),
+        UvloopAsyncIO(),
         Retries(
             max_retries=DISPATCH_MAX_RETRIES,
             min_backoff=DISPATCH_MIN_BACKOFF_MS,
