@@ -7,14 +7,21 @@ baselines: the whole backlog is in RabbitMQ before anything consumes it.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.processes import ManagedProcess
 
 from bench.load import burst
 from bench.pipeline import deploy
 from bench.progress import Drain, wait_drained
 from bench.rss import RssSampler
+
+# Runs beside a scenario once its workers are started (bench.profile attaches py-spy with it).
+Observer = Callable[[deploy.OpsCore, ManagedProcess], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class OpsCoreDrain:
     rss_mb: dict[int, float]  # peak per worker-tree process
 
 
-async def measure(n: int, processes: int, log_dir: Path) -> OpsCoreDrain:
+async def measure(n: int, processes: int, log_dir: Path, observer: Observer | None = None) -> OpsCoreDrain:
     with deploy.opscore(log_dir) as system:
         system.start_api()
         await system.ready()
@@ -31,6 +38,7 @@ async def measure(n: int, processes: int, log_dir: Path) -> OpsCoreDrain:
         deploy.stop(system.api)
         started = time.monotonic()
         workers = system.start_workers(processes)
+        observing = asyncio.create_task(observer(system, workers)) if observer else None
         try:
             with RssSampler([workers.pid]) as rss:
                 drain = await wait_drained(
@@ -44,4 +52,6 @@ async def measure(n: int, processes: int, log_dir: Path) -> OpsCoreDrain:
                 )
         except Exception as exc:
             raise RuntimeError(f"{exc}\n--- worker log ---\n{workers.log_tail(40)}") from exc
+        if observing:
+            await observing
         return OpsCoreDrain(drain, rss.peaks())

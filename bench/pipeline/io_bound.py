@@ -18,6 +18,7 @@ from tests.support.processes import free_port
 
 from bench.load import burst
 from bench.pipeline import deploy
+from bench.pipeline.drain import Observer
 from bench.rss import RssSampler, largest
 
 SAMPLE_SECONDS = 0.2
@@ -50,7 +51,7 @@ class IoBound:
         return self.concurrency / self.delay
 
 
-async def measure(n: int, concurrency: int, delay: float, log_dir: Path) -> IoBound:
+async def measure(n: int, concurrency: int, delay: float, log_dir: Path, observer: Observer | None = None) -> IoBound:
     fake = FakeOpenAI().start(free_port())
     env = {
         "OPENAI_BASE_URL": fake.base_url,
@@ -65,6 +66,7 @@ async def measure(n: int, concurrency: int, delay: float, log_dir: Path) -> IoBo
             await burst(system.submit_url, [body] * n)
             deploy.stop(system.api)
             workers = system.start_workers(1)
+            observing = asyncio.create_task(observer(system, workers)) if observer else None
             conn = await asyncpg.connect(system.dsn)
             try:
                 with RssSampler([workers.pid]) as rss:
@@ -72,6 +74,8 @@ async def measure(n: int, concurrency: int, delay: float, log_dir: Path) -> IoBo
                         conn, n, deadline=time.monotonic() + 120 + 3 * delay * n / concurrency
                     )
                 span = await conn.fetchval(SPAN) or 0.0
+                if observing:
+                    await observing
             finally:
                 await conn.close()
             return IoBound(n, concurrency, delay, finished - failed, failed, max_running, span, largest(rss.peaks()))
