@@ -130,6 +130,19 @@ async def requeued_from(deployment: Deployment, ids: Sequence[str], worker_id: s
     return int(count)
 
 
+async def registered_worker_id(deployment: Deployment, pid: int) -> str:
+    """The id the running worker process ``pid`` registered under, however fresh its last heartbeat."""
+    conn = await asyncpg.connect(_dsn(deployment.direct_database_url), timeout=10)
+    try:
+        found = await conn.fetchval(
+            "SELECT id FROM workers WHERE pid = $1 AND stopped_at IS NULL ORDER BY started_at DESC LIMIT 1", pid
+        )
+    finally:
+        await conn.close()
+    assert found is not None, f"no worker registered with pid {pid}"
+    return str(found)
+
+
 async def wait_running(deployment: Deployment, ids: Sequence[str], at_least: int, *, timeout: float = 60) -> Audit:
     return await wait_for(
         lambda: audit(deployment.direct_database_url, ids),

@@ -21,6 +21,7 @@ from tests.e2e.audit import (
     Audit,
     audit,
     open_stack,
+    registered_worker_id,
     requeued_from,
     submit_many,
     wait_all_terminal,
@@ -72,7 +73,9 @@ async def test_worker_sigkilled_mid_run(stack: Stack, faulty: Deployment) -> Non
     ids = await submit_many(stack, IN_FLIGHT, "[[delay=1.5]] kill {i}", model=MODEL)
     await wait_running(faulty, ids, 40)
     victim = next(w for w in faulty.workers if w.alive())
-    victim_id = next(w["id"] for w in faulty.live_workers() if w["pid"] == victim.pid)
+    # From its registration, not /v1/workers: with 200 runs just claimed, a heartbeat may be a few
+    # seconds late, which drops a worker from that list (3 missed beats) but not from its lease.
+    victim_id = await registered_worker_id(faulty, victim.pid)
 
     victim.kill()
     faulty.start_worker()  # as a supervisor would

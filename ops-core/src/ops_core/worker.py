@@ -98,12 +98,13 @@ class WorkerProcess:
         if self._runner is not None:
             loop_thread.run_coroutine(self._runner.shutdown(self._settings.shutdown_grace_seconds))
             loop_thread.run_coroutine(self._models.aclose())
+        if self._runtime is not None:
+            # On the loop its connections belong to, before the worker stops that loop: closed from
+            # another loop, every pooled connection fails to close and is logged as an error. The
+            # runner is shut down, so no dispatch touches the database any more.
+            loop_thread.run_coroutine(self._runtime.engine.dispose())
         if self._worker is not None:
             self._worker.stop()
-        if self._runtime is not None:
-            runtime = self._runtime
-            # The loop thread stops with the worker, so the pool is disposed on a fresh loop.
-            asyncio.run(runtime.engine.dispose())
 
     @staticmethod
     def _loop_thread() -> dramatiq.asyncio.EventLoopThread:
