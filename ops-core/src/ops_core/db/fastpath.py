@@ -3,7 +3,8 @@
 Each task is created, marked published, claimed and completed (with checkpoints
 between steps of a longer run). Building those statements with SQLAlchemy Core
 and computing their cache keys cost more CPU than PostgreSQL spends running
-them (see the profile in docs/benchmarks.md), and a worker's event loop is one core. So
+them (see the profile in docs/benchmarks.md), and a worker's event loop is one
+core. So
 these few statements are plain SQL, prepared once per connection by asyncpg
 and run on the driver connection under SQLAlchemy's pool; everything else, and
 all of SQLite, goes through SQLAlchemy.
@@ -25,7 +26,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from ops_core.db.engine import json_dumps
+from ops_core.db.engine import database_errors, json_dumps
 from ops_core.db.models import NewEvent
 from ops_core.errors import DatabaseUnavailable
 
@@ -122,8 +123,6 @@ async def driver(engine: AsyncEngine) -> AsyncIterator[Any]:
     A raw pool checkout, without SQLAlchemy's ``Connection`` around it: that
     wrapper and its events cost about as much CPU as the statement itself.
     """
-    from ops_core.db.engine import database_errors
-
     async with database_errors():
         pooled = await engine.raw_connection()
     try:
