@@ -84,6 +84,18 @@ async def test_attempts_are_bounded(sleeps: SleepRecorder) -> None:
     assert attempt.calls == 3
 
 
+@pytest.mark.parametrize("max_attempts", [1, 2])
+async def test_first_failure_counts_as_attempt_one(sleeps: SleepRecorder, max_attempts: int) -> None:
+    # The first attempt runs outside tenacity; its failure must still use up attempt 1.
+    errors = [ModelServerError(str(i)) for i in range(3)]
+    attempt = Flaky(*errors)
+    with pytest.raises(ModelServerError) as raised:
+        await _run(attempt, _policy(sleeps, max_attempts=max_attempts))
+    assert raised.value is errors[max_attempts - 1]
+    assert attempt.calls == max_attempts
+    assert sleeps.waits == [1.0][: max_attempts - 1]
+
+
 async def test_total_wait_is_capped(sleeps: SleepRecorder) -> None:
     attempt = Flaky(*(ModelRateLimitError("busy", retry_after=30.0) for _ in range(10)))
     with pytest.raises(ModelRateLimitError):

@@ -103,6 +103,22 @@ async def call_with_retry(
     def retryable(error: BaseException) -> bool:
         return isinstance(error, ModelError) and error.retryable and may_retry()
 
+    # Setting up tenacity costs real CPU on every model call and nearly every call succeeds
+    # at once, so the first attempt runs bare. Tenacity takes over only after a retryable
+    # failure, and replays that failure as its own attempt 1: attempts, waits (a 429's
+    # Retry-After included) and the total wait budget come out exactly as if it had run it.
+    try:
+        return await bounded()
+    except Exception as error:
+        if policy.max_attempts == 1 or not retryable(error):
+            raise
+        replay = [error]
+
+    async def attempt_after_first() -> T:
+        if replay:
+            raise replay.pop()
+        return await bounded()
+
     retrying = AsyncRetrying(
         sleep=policy.sleep,
         stop=_AttemptsOrTotalWait(policy),
@@ -110,7 +126,7 @@ async def call_with_retry(
         retry=retry_if_exception(retryable),
         reraise=True,
     )
-    return await retrying(bounded)
+    return await retrying(attempt_after_first)
 
 
 async def request_with_retry(
