@@ -6,8 +6,11 @@ import logging
 
 FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 
-# pika logs every connection step at INFO; only its warnings are worth a line.
-QUIET = ("pika",)
+# These log routine work at INFO; only their warnings are worth a line. pika logs every
+# connection step. httpx2 (the HTTP client under the OpenAI and Anthropic SDKs, and
+# google-genai's when installed) and httpx (google-genai's otherwise) log "HTTP Request: ..."
+# for every model request, which costs CPU and floods the log on a busy worker.
+QUIET = ("pika", "httpx2", "httpx")
 
 
 def configure_logging(level: str) -> None:
