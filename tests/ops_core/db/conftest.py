@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ops_core.config import Settings
 from ops_core.db.engine import create_engine
@@ -21,8 +22,18 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[TaskStore]:
             await conn.execute(text("TRUNCATE tasks, task_events, workers, memories RESTART IDENTITY CASCADE"))
     try:
         yield TaskStore(engine)
+        await assert_active_index_invariant(engine)
     finally:
         await engine.dispose()
+
+
+async def assert_active_index_invariant(engine: AsyncEngine) -> None:
+    """ix_tasks_active finds pending and running tasks as ``finished_at IS NULL``: every transition must keep that."""
+    async with engine.connect() as conn:
+        broken = await conn.scalar(
+            text("SELECT count(*) FROM tasks WHERE (status IN ('pending', 'running')) <> (finished_at IS NULL)")
+        )
+    assert broken == 0, f"{broken} tasks whose finished_at disagrees with their status"
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ TASKS: Table = SQLModel.metadata.tables["tasks"]
 EVENTS: Table = SQLModel.metadata.tables["task_events"]
 WORKERS: Table = SQLModel.metadata.tables["workers"]
 MEMORIES: Table = SQLModel.metadata.tables["memories"]
+# Implied by status pending or running; spelled out in their scans so the planner can use ix_tasks_active.
+UNFINISHED = TASKS.c.finished_at.is_(None)
 # What a RETURNING needs besides the two columns StoreBase._bump always returns.
 OTHER_TASK_COLUMNS = [c for c in TASKS.c if c.name not in ("last_event_seq", "attempts")]
 

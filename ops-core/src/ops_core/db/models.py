@@ -38,7 +38,8 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-OUTBOX_WHERE = "status = 'pending' AND published_at IS NULL"
+# Pending or running: every terminal transition sets finished_at, and a manual retry clears it.
+ACTIVE_WHERE = "finished_at IS NULL"
 
 
 def _ts(*, nullable: bool = True, index: bool = False) -> Any:
@@ -68,13 +69,14 @@ class TaskTable(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_created_at_id", text("created_at DESC"), text("id DESC")),
-        Index("ix_tasks_status_created_at", "status", "created_at"),
-        # The outbox relay scans this on every tick; partial so it stays tiny.
+        # The relay and recovery scan unfinished tasks on every tick. No index mentions status or any
+        # other column a claim changes, so claims are HOT updates (see migration 0002).
         Index(
-            "ix_tasks_outbox",
+            "ix_tasks_active",
             "created_at",
-            postgresql_where=text(OUTBOX_WHERE),
-            sqlite_where=text(OUTBOX_WHERE),
+            "id",
+            postgresql_where=text(ACTIVE_WHERE),
+            sqlite_where=text(ACTIVE_WHERE),
         ),
     )
 
@@ -83,7 +85,7 @@ class TaskTable(SQLModel, table=True):
     goal: str = Field(sa_column=Column(Text(), nullable=False))
     input: dict[str, Any] = _json(nullable=False)
     model: str = Field(sa_column=Column(String(200), nullable=False))
-    # Indexed by ix_tasks_status_created_at (status is its leading column).
+    # Deliberately in no index: see ix_tasks_active.
     status: TaskStatus = Field(sa_column=Column(String(20), nullable=False))
     result: Any = _json(nullable=True)
     error_type: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from ops_core.db import fastpath
-from ops_core.db._base import TASKS, StoreBase, to_task, utcnow
+from ops_core.db._base import TASKS, UNFINISHED, StoreBase, to_task, utcnow
 from ops_core.db.models import Task
 from ops_core.domain import TaskStatus
 
@@ -33,6 +33,7 @@ class OutboxOps(StoreBase):
         stmt = (
             select(TASKS)
             .where(
+                UNFINISHED,
                 TASKS.c.status == PENDING.value,
                 _published_before(republish_before),
                 or_(TASKS.c.run_after.is_(None), TASKS.c.run_after <= now),

@@ -25,6 +25,7 @@ from ops_core.db._base import (
     EVENTS,
     OTHER_TASK_COLUMNS,
     TASKS,
+    UNFINISHED,
     StoreBase,
     attempt_error,
     status_event,
@@ -154,6 +155,8 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         stmt = select(TASKS).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit + 1)
         if status is not None:
             stmt = stmt.where(TASKS.c.status == TaskStatus(status).value)
+            if not TaskStatus(status).is_terminal:
+                stmt = stmt.where(UNFINISHED)
         if agent is not None:
             stmt = stmt.where(TASKS.c.agent == agent)
         if cursor is not None:

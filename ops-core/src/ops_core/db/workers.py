@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ops_core.db._base import TASKS, WORKERS, StoreBase, attempt_error, status_event, utcnow
+from ops_core.db._base import TASKS, UNFINISHED, WORKERS, StoreBase, attempt_error, status_event, utcnow
 from ops_core.db.models import NewEvent, WorkerView
 from ops_core.domain import ErrorType, EventType, TaskStatus
 from ops_core.errors import DatabaseUnavailable
@@ -53,7 +53,7 @@ class WorkerOps(StoreBase):
             if running:
                 rows = await conn.execute(
                     select(TASKS.c.worker_id, TASKS.c.id).where(
-                        TASKS.c.status == RUNNING.value, TASKS.c.worker_id.in_(list(running))
+                        UNFINISHED, TASKS.c.status == RUNNING.value, TASKS.c.worker_id.in_(list(running))
                     )
                 )
                 for worker_id, task_id in rows:
@@ -76,6 +76,7 @@ class WorkerOps(StoreBase):
             select(TASKS.c.id, TASKS.c.attempts, TASKS.c.max_retries, TASKS.c.worker_id)
             .select_from(TASKS.outerjoin(WORKERS, WORKERS.c.id == TASKS.c.worker_id))
             .where(
+                UNFINISHED,
                 TASKS.c.status == RUNNING.value,
                 or_(
                     WORKERS.c.stopped_at.is_not(None),
@@ -103,7 +104,7 @@ class WorkerOps(StoreBase):
             rows = (
                 await conn.execute(
                     select(TASKS.c.id, TASKS.c.attempts, TASKS.c.claimed_at, TASKS.c.timeout_seconds)
-                    .where(TASKS.c.status == RUNNING.value, TASKS.c.claimed_at.is_not(None))
+                    .where(UNFINISHED, TASKS.c.status == RUNNING.value, TASKS.c.claimed_at.is_not(None))
                     .order_by(TASKS.c.id)
                 )
             ).all()
@@ -126,7 +127,12 @@ class WorkerOps(StoreBase):
         async with self._read() as conn:
             rows = await conn.execute(
                 select(TASKS.c.id)
-                .where(TASKS.c.status == PENDING.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now)
+                .where(
+                    UNFINISHED,
+                    TASKS.c.status == PENDING.value,
+                    TASKS.c.attempts == 0,
+                    TASKS.c.start_deadline < now,
+                )
                 .order_by(TASKS.c.id)
             )
             candidates = [task_id for (task_id,) in rows]
