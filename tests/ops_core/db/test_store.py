@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from ops_core.db import fastpath
 from ops_core.db._base import TASKS
 from ops_core.db.models import NewEvent
 from ops_core.db.store import TaskStore
@@ -135,6 +139,46 @@ async def test_concurrent_claims_one_winner(store: TaskStore) -> None:
     assert (await store.get(task.id)).attempts == 1
     statuses = [e.payload for e in await store.list_events(task.id) if e.type == "status"]
     assert [p["to"] for p in statuses] == ["pending", "running"]
+
+
+async def test_a_duplicate_delivery_to_one_worker_is_claimed_once(store: TaskStore) -> None:
+    # On PostgreSQL the requests share one batched statement, which must still give the task to one of them.
+    task = await make_task(store)
+    claims = await asyncio.gather(*(store.claim(task.id, "w1") for _ in range(5)))
+    assert [c is not None for c in claims] == [True, False, False, False, False]
+    assert (await store.get(task.id)).attempts == 1
+    assert [e.seq for e in await store.list_events(task.id)] == [1, 2]
+
+
+async def test_claims_and_completions_made_together_each_get_their_own_outcome(store: TaskStore) -> None:
+    tasks = [await make_task(store) for _ in range(12)]
+    stale = await running_task(store)
+    assert await store.schedule_retry(
+        stale.task.id, 1, error_type="model_error", error_message="x", run_after=datetime.now(UTC), **USAGE
+    )
+    claims = await asyncio.gather(
+        *(store.claim(t.id, f"w{i % 2}") for i, t in enumerate(tasks)), store.claim(stale.task.id, "w0")
+    )
+    assert [c.attempt if c else None for c in claims] == [1] * 12 + [2]
+    assert all(c.task.worker_id == f"w{i % 2}" for i, c in enumerate(claims[:12]) if c)
+
+    def complete(i: int, task_id: Any, attempt: int) -> Any:
+        events = [NewEvent("final_answer", {"text": f"answer {i}"})] * (i % 3)
+        return store.complete(
+            task_id, attempt, result={"i": i}, input_tokens=i, output_tokens=2 * i, reused_tokens=1, events=events
+        )
+
+    done = await asyncio.gather(*(complete(i, t.id, 1) for i, t in enumerate(tasks)), complete(99, stale.task.id, 1))
+    assert done == [True] * 12 + [False]  # the stale attempt is fenced out of the batch it shared
+    for i, t in enumerate(tasks):
+        task = await store.get(t.id)
+        assert task.status is TaskStatus.COMPLETED and task.result == {"i": i} and task.worker_id is None
+        assert (task.input_tokens, task.output_tokens, task.reused_tokens) == (i, 2 * i, 1)
+        events = await store.list_events(t.id)
+        assert [e.type for e in events] == ["status", "status", *["final_answer"] * (i % 3), "status"]
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[-1].payload == {"from": "running", "to": "completed", "reason": "completed", "attempt": 1}
+    assert (await store.get(stale.task.id)).status is TaskStatus.RUNNING
 
 
 async def test_stale_attempt_is_fenced_out(store: TaskStore) -> None:
@@ -277,3 +321,33 @@ async def test_naive_datetime_is_rejected(store: TaskStore) -> None:
             run_after=datetime(2030, 1, 1),  # noqa: DTZ001 - naive on purpose
             **USAGE,
         )
+
+
+@pytest.mark.integration
+async def test_claims_and_completions_made_together_share_a_statement(
+    pg_store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    driver = fastpath.driver
+
+    class Counted:
+        def __init__(self, db: Any) -> None:
+            self._db = db
+
+        async def fetch(self, sql: str, *args: Any) -> Any:
+            statements.append(sql)
+            return await self._db.fetch(sql, *args)
+
+    @asynccontextmanager
+    async def counting(engine: Any) -> AsyncIterator[Any]:
+        async with driver(engine) as db:
+            yield Counted(db)
+
+    tasks = [await make_task(pg_store) for _ in range(20)]
+    monkeypatch.setattr(fastpath, "driver", counting)
+    claims = await asyncio.gather(*(pg_store.claim(t.id, "w1") for t in tasks))
+    assert all(claims)
+    done = await asyncio.gather(*(pg_store.complete(t.id, 1, result=None, **USAGE) for t in tasks))
+    assert all(done)
+    # Each batch goes out as soon as it is asked for, and all 20 were asked for in one loop iteration.
+    assert statements == [fastpath.CLAIM, fastpath.COMPLETE]

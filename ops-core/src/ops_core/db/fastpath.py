@@ -11,7 +11,9 @@ all of SQLite, goes through SQLAlchemy.
 
 Each statement is one round trip: a conditional UPDATE (or the INSERT) whose
 RETURNING feeds a data-modifying CTE that inserts the events, numbered from
-the seq the UPDATE reserved. JSONB parameters are JSON text: the dialect
+the seq the UPDATE reserved. The claim and the completion, which every task
+runs, take arrays: the store sends the ones that arrive together as one
+statement (see batch.py). JSONB parameters are JSON text: the dialect
 installs a codec on these connections that encodes text and decodes values.
 """
 
@@ -55,11 +57,14 @@ WITH bumped AS (
 SELECT * FROM bumped"""
 )
 
+# Both statements every task runs take a batch (see batch.py); one id per element, in id order so
+# concurrent batches lock rows in one order.
 CLAIM = """
 WITH bumped AS (
     UPDATE tasks SET status = 'running', attempts = attempts + 1, last_event_seq = last_event_seq + 1,
                      started_at = COALESCE(started_at, $2), claimed_at = $2, worker_id = $3, updated_at = $2
-    WHERE id = $1 AND status = 'pending' AND (start_deadline IS NULL OR attempts > 0 OR start_deadline >= $2)
+    WHERE id = ANY($1::uuid[]) AND status = 'pending'
+      AND (start_deadline IS NULL OR attempts > 0 OR start_deadline >= $2)
     RETURNING *
 ),
 added AS (
@@ -68,6 +73,27 @@ added AS (
     FROM bumped
 )
 SELECT * FROM bumped"""
+
+COMPLETE = (
+    """
+WITH done AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $6::text[], $7::int[], $8::int[], $9::int[])
+        AS d(id, attempt, n, events, result, input_tokens, output_tokens, reused_tokens)
+),
+bumped AS (
+    UPDATE tasks SET last_event_seq = tasks.last_event_seq + done.n, updated_at = $5, status = 'completed',
+                     worker_id = NULL, finished_at = $5, result = done.result::jsonb,
+                     input_tokens = tasks.input_tokens + done.input_tokens,
+                     output_tokens = tasks.output_tokens + done.output_tokens,
+                     reused_tokens = tasks.reused_tokens + done.reused_tokens
+    FROM done
+    WHERE tasks.id = done.id AND tasks.status = 'running' AND tasks.attempts = done.attempt
+    RETURNING tasks.id, tasks.last_event_seq, done.n, done.attempt, done.events
+),"""
+    + _EVENTS.format(count="bumped.n", attempt="bumped.attempt", events="bumped.events")
+    + """
+SELECT id, attempt FROM bumped"""
+)
 
 # While the attempt still owns the task: events, plus what a step or the end changes.
 _FENCED = (
@@ -85,10 +111,6 @@ SELECT last_event_seq FROM bumped"""
 APPEND = _FENCED.format(assignments="")
 CHECKPOINT = _FENCED.format(
     assignments=", checkpoint = $6::jsonb, input_tokens = input_tokens + $7, output_tokens = output_tokens + $8"
-)
-COMPLETE = _FENCED.format(
-    assignments=", status = 'completed', worker_id = NULL, finished_at = $5, result = $6::jsonb,"
-    " input_tokens = input_tokens + $7, output_tokens = output_tokens + $8, reused_tokens = reused_tokens + $9"
 )
 
 # The outbox: sent, unless a worker claimed it meanwhile. With $3 NULL only never-published rows match.

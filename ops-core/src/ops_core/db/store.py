@@ -15,10 +15,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ops_core.db import fastpath
 from ops_core.db._base import (
@@ -33,6 +34,7 @@ from ops_core.db._base import (
     to_task,
     utcnow,
 )
+from ops_core.db.batch import Batcher
 from ops_core.db.cancel import CancelOps
 from ops_core.db.engine import database_errors, json_dumps
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
@@ -44,7 +46,26 @@ from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 
 
+class Completion(NamedTuple):
+    """One run's completion, in the column order of ``fastpath.COMPLETE``'s arrays."""
+
+    task_id: uuid.UUID
+    attempt: int
+    event_count: int
+    events: str
+    result: str
+    input_tokens: int
+    output_tokens: int
+    reused_tokens: int
+
+
 class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        # The two statements every task runs go out in batches under load (PostgreSQL only).
+        self._claims = Batcher(self._claim_batch)
+        self._completions = Batcher(self._complete_batch)
+
     # ---- submission and reads -------------------------------------------------
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
@@ -192,13 +213,11 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         """pending → running for one attempt; None if it is not pending (duplicate delivery, cancelled…)."""
         now = utcnow()
         if self._fast:
-            async with fastpath.driver(self.engine) as db:
-                payload = json_dumps(status_event(PENDING, RUNNING, "claimed", worker_id=worker_id).payload)
-                record = await db.fetchrow(fastpath.CLAIM, task_id, now, worker_id, payload)
-            if record is not None:
-                return Claim(to_task(record), record["attempts"])
+            claim = await self._claims.submit((task_id, worker_id))
+            if claim is not None:
+                return claim
             async with self._write() as conn:
-                await self._fail_unstarted(conn, task_id, now)
+                await self._fail_unstarted(conn, task_id, utcnow())
             return None
         row = await self._transition(
             task_id,
@@ -282,10 +301,18 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         events: Sequence[NewEvent] = (),
     ) -> bool:
         if self._fast:
-            now = utcnow()
             closing = [*events, status_event(RUNNING, TaskStatus.COMPLETED, "completed", attempt=attempt)]
-            args = (json_dumps(result), input_tokens, output_tokens, reused_tokens)
-            return await self._fenced(fastpath.COMPLETE, task_id, attempt, closing, now, *args) is not None
+            done = Completion(
+                task_id,
+                attempt,
+                len(closing),
+                fastpath.events_json(closing, utcnow()),
+                json_dumps(result),
+                input_tokens,
+                output_tokens,
+                reused_tokens,
+            )
+            return await self._completions.submit(done)
         usage = _usage(input_tokens, output_tokens, reused_tokens)
         return await self._close(
             task_id, attempt, TaskStatus.COMPLETED, "completed", {"result": result, **usage}, events
@@ -368,6 +395,41 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         """running → pending without consuming the attempt (a graceful shutdown is not the task's fault)."""
         values = {"published_at": None, "run_after": None, "attempts": TASKS.c.attempts - 1}
         return await self._close(task_id, attempt, PENDING, reason, values, ())
+
+    async def _claim_batch(self, requests: builtins.list[tuple[uuid.UUID, str]]) -> builtins.list[Claim | None]:
+        """Claim the tasks asked for together in one statement per worker id (there is one per process)."""
+        now = utcnow()
+        wanted: dict[str, set[uuid.UUID]] = {}
+        for task_id, worker_id in requests:
+            wanted.setdefault(worker_id, set()).add(task_id)
+        claimed: dict[tuple[uuid.UUID, str], Claim] = {}
+        async with fastpath.driver(self.engine) as db:
+            for worker_id, ids in wanted.items():
+                payload = json_dumps(status_event(PENDING, RUNNING, "claimed", worker_id=worker_id).payload)
+                for record in await db.fetch(fastpath.CLAIM, sorted(ids), now, worker_id, payload):
+                    claimed[(record["id"], worker_id)] = Claim(to_task(record), record["attempts"])
+        # A task asked for twice in one batch (a duplicate delivery) is claimed once, by the first asker.
+        return [claimed.pop(request, None) for request in requests]
+
+    async def _complete_batch(self, batch: builtins.list[Completion]) -> builtins.list[bool]:
+        """Complete the runs that finished together in one statement; False for an attempt fenced out."""
+        columns = list(zip(*sorted(batch, key=lambda done: done.task_id), strict=True))
+        ids, attempts, counts, events, results, input_tokens, output_tokens, reused_tokens = columns
+        async with fastpath.driver(self.engine) as db:
+            rows = await db.fetch(
+                fastpath.COMPLETE,
+                ids,
+                attempts,
+                counts,
+                events,
+                utcnow(),
+                results,
+                input_tokens,
+                output_tokens,
+                reused_tokens,
+            )
+        completed = {(row["id"], row["attempt"]) for row in rows}
+        return [(done.task_id, done.attempt) in completed for done in batch]
 
     async def _close(
         self,
