@@ -347,7 +347,10 @@ async def test_claims_and_completions_made_together_share_a_statement(
     monkeypatch.setattr(fastpath, "driver", counting)
     claims = await asyncio.gather(*(pg_store.claim(t.id, "w1") for t in tasks))
     assert all(claims)
+    await asyncio.gather(*(pg_store.append_events(t.id, 1, [NewEvent("step", {})]) for t in tasks))
+    await asyncio.gather(*(pg_store.save_checkpoint(t.id, 1, {"step": 1}, 1, 1) for t in tasks))
     done = await asyncio.gather(*(pg_store.complete(t.id, 1, result=None, **USAGE) for t in tasks))
     assert all(done)
     # Each batch goes out as soon as it is asked for, and all 20 were asked for in one loop iteration.
-    assert statements == [fastpath.CLAIM, fastpath.COMPLETE]
+    assert statements == [fastpath.CLAIM, fastpath.APPEND, fastpath.CHECKPOINT, fastpath.COMPLETE]
+    assert [e.seq for e in await pg_store.list_events(tasks[7].id)] == [1, 2, 3, 4]

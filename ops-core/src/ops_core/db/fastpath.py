@@ -11,14 +11,15 @@ all of SQLite, goes through SQLAlchemy.
 
 Each statement is one round trip: a conditional UPDATE (or the INSERT) whose
 RETURNING feeds a data-modifying CTE that inserts the events, numbered from
-the seq the UPDATE reserved. The claim and the completion, which every task
-runs, take arrays: the store sends the ones that arrive together as one
-statement (see batch.py). JSONB parameters are JSON text: the dialect
+the seq the UPDATE reserved. The claim and the writes fenced by an attempt
+(events, checkpoints, completion) take arrays: the store sends the ones that
+arrive together as one statement (see batch.py). JSONB parameters are JSON text: the dialect
 installs a codec on these connections that encodes text and decodes values.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -28,8 +29,10 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from ops_core.db._base import status_event, to_task, utcnow
 from ops_core.db.engine import database_errors, json_dumps
-from ops_core.db.models import NewEvent
+from ops_core.db.models import Claim, NewEvent
+from ops_core.domain import TaskStatus
 from ops_core.errors import DatabaseUnavailable
 
 _EVENTS = """
@@ -57,8 +60,8 @@ WITH bumped AS (
 SELECT * FROM bumped"""
 )
 
-# Both statements every task runs take a batch (see batch.py); one id per element, in id order so
-# concurrent batches lock rows in one order.
+# The claim and the fenced writes take a batch (see batch.py), in id order so that concurrent
+# batches lock rows in one order.
 CLAIM = """
 WITH bumped AS (
     UPDATE tasks SET status = 'running', attempts = attempts + 1, last_event_seq = last_event_seq + 1,
@@ -74,49 +77,46 @@ added AS (
 )
 SELECT * FROM bumped"""
 
-COMPLETE = (
+# While each attempt still owns its task: its events, plus what a step or the end changes.
+_FENCED = (
     """
-WITH done AS (
-    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $6::text[], $7::int[], $8::int[], $9::int[])
-        AS d(id, attempt, n, events, result, input_tokens, output_tokens, reused_tokens)
+WITH batch AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[]{types}) AS b(id, attempt, n, events{names})
 ),
 bumped AS (
-    UPDATE tasks SET last_event_seq = tasks.last_event_seq + done.n, updated_at = $5, status = 'completed',
-                     worker_id = NULL, finished_at = $5, result = done.result::jsonb,
-                     input_tokens = tasks.input_tokens + done.input_tokens,
-                     output_tokens = tasks.output_tokens + done.output_tokens,
-                     reused_tokens = tasks.reused_tokens + done.reused_tokens
-    FROM done
-    WHERE tasks.id = done.id AND tasks.status = 'running' AND tasks.attempts = done.attempt
-    RETURNING tasks.id, tasks.last_event_seq, done.n, done.attempt, done.events
+    UPDATE tasks SET last_event_seq = tasks.last_event_seq + batch.n, updated_at = $5{assignments}
+    FROM batch
+    WHERE tasks.id = batch.id AND tasks.status = 'running' AND tasks.attempts = batch.attempt
+    RETURNING tasks.id, tasks.last_event_seq, batch.n, batch.attempt, batch.events
 ),"""
     + _EVENTS.format(count="bumped.n", attempt="bumped.attempt", events="bumped.events")
     + """
 SELECT id, attempt FROM bumped"""
 )
 
-# While the attempt still owns the task: events, plus what a step or the end changes.
-_FENCED = (
-    """
-WITH bumped AS (
-    UPDATE tasks SET last_event_seq = last_event_seq + $3, updated_at = $5{assignments}
-    WHERE id = $1 AND status = 'running' AND attempts = $2
-    RETURNING id, last_event_seq
-),"""
-    + _EVENTS.format(count="$3", attempt="$2", events="$4")
-    + """
-SELECT last_event_seq FROM bumped"""
-)
-
-APPEND = _FENCED.format(assignments="")
+APPEND = _FENCED.format(types="", names="", assignments="")
 CHECKPOINT = _FENCED.format(
-    assignments=", checkpoint = $6::jsonb, input_tokens = input_tokens + $7, output_tokens = output_tokens + $8"
+    types=", $6::text[], $7::int[], $8::int[]",
+    names=", checkpoint, input_tokens, output_tokens",
+    assignments=", checkpoint = batch.checkpoint::jsonb, input_tokens = tasks.input_tokens + batch.input_tokens,"
+    " output_tokens = tasks.output_tokens + batch.output_tokens",
+)
+COMPLETE = _FENCED.format(
+    types=", $6::text[], $7::int[], $8::int[], $9::int[]",
+    names=", result, input_tokens, output_tokens, reused_tokens",
+    assignments=", status = 'completed', worker_id = NULL, finished_at = $5, result = batch.result::jsonb,"
+    " input_tokens = tasks.input_tokens + batch.input_tokens, output_tokens = tasks.output_tokens"
+    " + batch.output_tokens, reused_tokens = tasks.reused_tokens + batch.reused_tokens",
 )
 
 # The outbox: sent, unless a worker claimed it meanwhile. With $3 NULL only never-published rows match.
 MARK_PUBLISHED = """
 UPDATE tasks SET published_at = $2
 WHERE id = ANY($1::uuid[]) AND status = 'pending' AND (published_at IS NULL OR published_at < $3)"""
+
+# Which of a worker's runs have a cancel request.
+CANCEL_REQUESTED = """
+SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'running' AND cancel_requested"""
 
 # What tells a dead or unreachable database apart from a bug in a statement.
 _UNAVAILABLE = (
@@ -157,3 +157,42 @@ async def driver(engine: AsyncEngine) -> AsyncIterator[Any]:
         if pooled.dbapi_connection is not None:  # an invalidated connection is already back in the pool
             # Returning it may run the pool's reset, which awaits on the driver: that needs SQLAlchemy's greenlet.
             await greenlet_spawn(pooled.close)
+
+
+async def claim(engine: AsyncEngine, requests: Sequence[tuple[uuid.UUID, str]]) -> list[Claim | None]:
+    """Claim (task id, worker id) pairs in one statement per worker id (a worker process has one)."""
+    now = utcnow()
+    wanted: dict[str, set[uuid.UUID]] = {}
+    for task_id, worker_id in requests:
+        wanted.setdefault(worker_id, set()).add(task_id)
+    claimed: dict[tuple[uuid.UUID, str], Claim] = {}
+    async with driver(engine) as db:
+        for worker_id, ids in wanted.items():
+            event = status_event(TaskStatus.PENDING, TaskStatus.RUNNING, "claimed", worker_id=worker_id)
+            for record in await db.fetch(CLAIM, sorted(ids), now, worker_id, json_dumps(event.payload)):
+                claimed[(record["id"], worker_id)] = Claim(to_task(record), record["attempts"])
+    # A task asked for twice in one batch (a duplicate delivery) is claimed once, by the first asker.
+    return [claimed.pop(request, None) for request in requests]
+
+
+async def fenced(engine: AsyncEngine, sql: str, rows: Sequence[tuple[Any, ...]]) -> list[bool]:
+    """Run one of the fenced statements over ``rows`` of (task id, attempt, event count, events JSON,
+    then the statement's own columns); for each row, whether its attempt still owned the task.
+
+    An UPDATE applies one row per task, so a task named twice goes in a later statement, in order.
+    """
+    statements: list[dict[uuid.UUID, int]] = []  # per statement: task id -> its row's index
+    for index, row in enumerate(rows):
+        for statement in statements:
+            if row[0] not in statement:
+                statement[row[0]] = index
+                break
+        else:
+            statements.append({row[0]: index})
+    owned = [False] * len(rows)
+    async with driver(engine) as db:
+        for statement in statements:
+            columns = list(zip(*(rows[statement[task_id]] for task_id in sorted(statement)), strict=True))
+            for record in await db.fetch(sql, *columns[:4], utcnow(), *columns[4:]):
+                owned[statement[record["id"]]] = True
+    return owned

@@ -1,7 +1,8 @@
 """The task store: every task state change is one conditional UPDATE plus its events, in one transaction.
 
-Hot-path cost per task: ``claim`` (UPDATE … RETURNING + event INSERT) and a
-closing transition (UPDATE + executemany of the run's remaining events).
+Hot-path cost per task: ``claim`` and ``complete``, each one statement (the
+UPDATE and its event INSERT in a CTE). On PostgreSQL the claims, event
+appends, checkpoints and completions that arrive together share a statement.
 Worker-owned writes are fenced by ``status = 'running' AND attempts =
 <attempt>``, so a zombie from an earlier attempt can never write.
 """
@@ -15,7 +16,8 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any
 
 from sqlalchemy import bindparam, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
@@ -46,25 +48,14 @@ from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 
 
-class Completion(NamedTuple):
-    """One run's completion, in the column order of ``fastpath.COMPLETE``'s arrays."""
-
-    task_id: uuid.UUID
-    attempt: int
-    event_count: int
-    events: str
-    result: str
-    input_tokens: int
-    output_tokens: int
-    reused_tokens: int
-
-
 class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine)
-        # The two statements every task runs go out in batches under load (PostgreSQL only).
-        self._claims = Batcher(self._claim_batch)
-        self._completions = Batcher(self._complete_batch)
+        # The statements every task runs go out in batches under load (PostgreSQL only).
+        self._claims = Batcher(partial(fastpath.claim, engine))
+        self._appends = Batcher(partial(fastpath.fenced, engine, fastpath.APPEND))
+        self._checkpoints = Batcher(partial(fastpath.fenced, engine, fastpath.CHECKPOINT))
+        self._completions = Batcher(partial(fastpath.fenced, engine, fastpath.COMPLETE))
 
     # ---- submission and reads -------------------------------------------------
 
@@ -255,12 +246,13 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
             return
         now = utcnow()
         if self._fast:
-            owned = await self._fenced(fastpath.APPEND, task_id, attempt, events, now)
+            owned = await self._appends.submit((task_id, attempt, len(events), fastpath.events_json(events, now)))
         else:
-            owned = await self._transition(
+            row = await self._transition(
                 task_id, where=self._fence(attempt), values={}, events=events, attempt=attempt, now=now
             )
-        if owned is None:
+            owned = row is not None
+        if not owned:
             raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def save_checkpoint(
@@ -280,13 +272,14 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
             "updated_at": now,
         }
         if self._fast:
-            args = (json_dumps(checkpoint), input_tokens, output_tokens)
-            owned = await self._fenced(fastpath.CHECKPOINT, task_id, attempt, events, now, *args)
+            fields = (task_id, attempt, len(events), fastpath.events_json(events, now), json_dumps(checkpoint))
+            owned = await self._checkpoints.submit((*fields, input_tokens, output_tokens))
         else:
-            owned = await self._transition(
+            row = await self._transition(
                 task_id, where=self._fence(attempt), values=values, events=events, attempt=attempt, now=now
             )
-        if owned is None:
+            owned = row is not None
+        if not owned:
             raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def complete(
@@ -302,17 +295,8 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
     ) -> bool:
         if self._fast:
             closing = [*events, status_event(RUNNING, TaskStatus.COMPLETED, "completed", attempt=attempt)]
-            done = Completion(
-                task_id,
-                attempt,
-                len(closing),
-                fastpath.events_json(closing, utcnow()),
-                json_dumps(result),
-                input_tokens,
-                output_tokens,
-                reused_tokens,
-            )
-            return await self._completions.submit(done)
+            fields = (task_id, attempt, len(closing), fastpath.events_json(closing, utcnow()), json_dumps(result))
+            return await self._completions.submit((*fields, input_tokens, output_tokens, reused_tokens))
         usage = _usage(input_tokens, output_tokens, reused_tokens)
         return await self._close(
             task_id, attempt, TaskStatus.COMPLETED, "completed", {"result": result, **usage}, events
@@ -396,41 +380,6 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         values = {"published_at": None, "run_after": None, "attempts": TASKS.c.attempts - 1}
         return await self._close(task_id, attempt, PENDING, reason, values, ())
 
-    async def _claim_batch(self, requests: builtins.list[tuple[uuid.UUID, str]]) -> builtins.list[Claim | None]:
-        """Claim the tasks asked for together in one statement per worker id (there is one per process)."""
-        now = utcnow()
-        wanted: dict[str, set[uuid.UUID]] = {}
-        for task_id, worker_id in requests:
-            wanted.setdefault(worker_id, set()).add(task_id)
-        claimed: dict[tuple[uuid.UUID, str], Claim] = {}
-        async with fastpath.driver(self.engine) as db:
-            for worker_id, ids in wanted.items():
-                payload = json_dumps(status_event(PENDING, RUNNING, "claimed", worker_id=worker_id).payload)
-                for record in await db.fetch(fastpath.CLAIM, sorted(ids), now, worker_id, payload):
-                    claimed[(record["id"], worker_id)] = Claim(to_task(record), record["attempts"])
-        # A task asked for twice in one batch (a duplicate delivery) is claimed once, by the first asker.
-        return [claimed.pop(request, None) for request in requests]
-
-    async def _complete_batch(self, batch: builtins.list[Completion]) -> builtins.list[bool]:
-        """Complete the runs that finished together in one statement; False for an attempt fenced out."""
-        columns = list(zip(*sorted(batch, key=lambda done: done.task_id), strict=True))
-        ids, attempts, counts, events, results, input_tokens, output_tokens, reused_tokens = columns
-        async with fastpath.driver(self.engine) as db:
-            rows = await db.fetch(
-                fastpath.COMPLETE,
-                ids,
-                attempts,
-                counts,
-                events,
-                utcnow(),
-                results,
-                input_tokens,
-                output_tokens,
-                reused_tokens,
-            )
-        completed = {(row["id"], row["attempt"]) for row in rows}
-        return [(done.task_id, done.attempt) in completed for done in batch]
-
     async def _close(
         self,
         task_id: uuid.UUID,
@@ -453,16 +402,6 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
             task_id, where=self._fence(attempt), values=values, events=all_events, attempt=attempt, now=now
         )
         return row is not None
-
-    async def _fenced(
-        self, sql: str, task_id: uuid.UUID, attempt: int, events: Sequence[NewEvent], now: datetime, *args: Any
-    ) -> int | None:
-        """Run one of the fast path's fenced statements; the new last seq, or None if fenced out."""
-        async with fastpath.driver(self.engine) as db:
-            seq: int | None = await db.fetchval(
-                sql, task_id, attempt, len(events), fastpath.events_json(events, now), now, *args
-            )
-        return seq
 
     @staticmethod
     def _fence(attempt: int) -> builtins.list[Any]:
