@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ops_core.db import fastpath
 from ops_core.db._base import OTHER_TASK_COLUMNS, TASKS, StoreBase, status_event, to_task, utcnow
 from ops_core.db.models import NewEvent, Task
 from ops_core.domain import ErrorType, EventType, TaskStatus
@@ -62,6 +63,11 @@ class CancelOps(StoreBase):
         """Which of these running tasks have a cancel request (one query for all of a worker's runs)."""
         if not task_ids:
             return set()
+        if self._fast:
+            # A worker asks every half second for all its runs: rendering a thousand IN parameters each time
+            # cost more CPU than the query.
+            async with fastpath.driver(self.engine) as db:
+                return {row["id"] for row in await db.fetch(fastpath.CANCEL_REQUESTED, list(task_ids))}
         stmt = select(TASKS.c.id).where(
             TASKS.c.id.in_(list(task_ids)),
             TASKS.c.status == RUNNING.value,
