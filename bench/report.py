@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.baselines.dramatiq_base import THREADS
 from bench.load import MAX_IN_FLIGHT, MAX_P99_SECONDS, MIN_ACHIEVED_FRACTION, Load
 from bench.results import CELERY_PG, DRAMATIQ_PG, OPSCORE, Results
 from bench.stats import Latency, ratio
@@ -272,8 +273,8 @@ METHOD = """\
 - **Same run, same servers.** Every system uses the same PostgreSQL and RabbitMQ, each scenario with its own
   scratch database and queue (deleted afterwards), one after another so no two compete.
 - **Workers are real processes** started by each framework's own CLI: `dramatiq bench.baselines.…:setup
-  --processes P --threads 8`, `celery worker --pool prefork --concurrency P`, `opscore worker --processes P
-  --threads 8` (production defaults otherwise: `OPSCORE_WORKER_CONCURRENCY=100`, `OPSCORE_DB_POOL_SIZE=10`,
+  --processes P --threads {threads}`, `celery worker --pool prefork --concurrency P`, `opscore worker --processes P
+  --threads {threads}` (production defaults otherwise: `OPSCORE_WORKER_CONCURRENCY=100`, `OPSCORE_DB_POOL_SIZE=10`,
   log level INFO). The baselines' asyncpg pools have 10 connections, like ops-core's.
 - **Drain.** A backlog of N messages is in RabbitMQ before the workers consume; completion is read from
   PostgreSQL (a COUNT of completed rows polled every 50 ms; for the no-op actor, a counter row its
@@ -334,7 +335,7 @@ def write(r: Results, path: Path, images: list[Path]) -> Path:
             ],
         ),
         "## Drain throughput",
-        f"Backlog of N={cfg.n} tasks per row, median of {cfg.rounds} interleaved rounds; 8 Dramatiq threads per"
+        f"Backlog of N={cfg.n} tasks per row, median of {cfg.rounds} interleaved rounds; {THREADS} Dramatiq threads per"
         " process where Dramatiq is used.",
         _drain_section(r),
         *(f"![{image.stem}]({image.name})" for image in images),
@@ -349,6 +350,7 @@ def write(r: Results, path: Path, images: list[Path]) -> Path:
         "## Method and conditions",
         METHOD.format(
             max_in_flight=MAX_IN_FLIGHT,
+            threads=THREADS,
             e2e_rate=cfg.e2e_rate,
             e2e_seconds=cfg.e2e_seconds,
             e2e_processes=cfg.e2e_processes,

@@ -13,8 +13,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from bench.baselines.env import WorkerConfig, process_env
 from bench.procs import Command
 from bench.progress import Drain, wait_drained
+from ops_core.config import Settings
 
-THREADS = 8  # `opscore worker`'s default, so every Dramatiq worker has the same thread count
+# `opscore worker`'s default, so every Dramatiq worker has the same thread count.
+THREADS: int = Settings.model_fields["worker_threads"].default
 
 
 def make_broker(amqp_url: str, *, confirm_delivery: bool = False) -> RabbitmqBroker:

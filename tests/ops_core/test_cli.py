@@ -329,3 +329,28 @@ def test_no_arguments_shows_help() -> None:
 
     assert "submit" in result.output
     assert "worker" in result.output
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "threads"),
+    [
+        ({}, [], 32),
+        ({"OPSCORE_WORKER_THREADS": "7"}, [], 7),
+        ({"OPSCORE_WORKER_THREADS": "7"}, ["--threads", "5"], 5),
+    ],
+)
+def test_worker_threads_come_from_the_option_then_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str], threads: int
+) -> None:
+    import ops_core.worker
+
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        ops_core.worker,
+        "run_pool",
+        lambda settings, processes, threads, concurrency: started.append((processes, threads)),
+    )
+    result = CliRunner().invoke(build_cli(), ["worker", "--processes", "2", *args], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert started == [(2, threads)]

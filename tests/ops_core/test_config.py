@@ -33,6 +33,7 @@ def test_defaults_are_the_embedded_setup(monkeypatch: pytest.MonkeyPatch) -> Non
         ("OPSCORE_DEFAULT_MODEL", "acme:gpt-9"),
         ("OPSCORE_PORT", "not-a-port"),
         ("OPSCORE_WORKER_CONCURRENCY", "0"),
+        ("OPSCORE_WORKER_THREADS", "0"),
         ("OPSCORE_LEASE_SECONDS", "-1"),
         ("OPSCORE_LOG_LEVEL", "LOUD"),
         ("OPSCORE_QUEUE_NAME", "has spaces"),

@@ -73,16 +73,18 @@ def build_cli(
     @cli.command()
     def worker(
         processes: Annotated[int, typer.Option(min=1, help="Worker processes to fork.")] = 1,
-        threads: Annotated[int, typer.Option(min=1, help="Dramatiq worker threads per process.")] = 8,
+        threads: Annotated[
+            int | None, typer.Option(min=1, help="Dispatch threads per process (OPSCORE_WORKER_THREADS).")
+        ] = None,
         concurrency: Annotated[
             int | None, typer.Option(min=1, help="Runs one process holds at once (OPSCORE_WORKER_CONCURRENCY).")
         ] = None,
     ) -> None:
         """Run a pool of worker processes that execute queued tasks."""
-        settings = _settings(**_given(worker_concurrency=concurrency))
+        settings = _settings(**_given(worker_concurrency=concurrency, worker_threads=threads))
         from ops_core.worker import run_pool
 
-        run_pool(settings, processes, threads, settings.worker_concurrency)
+        run_pool(settings, processes, settings.worker_threads, settings.worker_concurrency)
 
     @cli.command()
     def dev(host: HostOpt = None, port: PortOpt = None) -> None:
