@@ -14,6 +14,7 @@ from ops_core.db.engine import create_engine
 from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import TaskStatus
+from ops_core.errors import DatabaseUnavailable
 from ops_core.services.execute import Execution, ExecutionContext
 from ops_core.services.models import ModelCache
 from tests.ops_core.db.helpers import make_task
@@ -71,3 +72,27 @@ async def test_a_one_step_answer_writes_no_checkpoint(store: CountingStore) -> N
     assert done.status is TaskStatus.COMPLETED
     assert store.checkpoints == 0
     assert [e.type for e in await store.list_events(done.id)].count("final_answer") == 1
+
+
+class FlakyStore(TaskStore):
+    """The real store, whose first two completions find the database unreachable."""
+
+    completions = 0
+
+    async def complete(self, *args: Any, **kwargs: Any) -> bool:
+        self.completions += 1
+        if self.completions <= 2:
+            raise DatabaseUnavailable("the database is unreachable")
+        return await super().complete(*args, **kwargs)
+
+
+async def test_a_write_that_finds_the_database_down_is_retried_until_it_lands(sqlite_url: str) -> None:
+    engine = create_engine(Settings(database_url=sqlite_url))
+    try:
+        store = FlakyStore(engine)
+        done = await _run(store, "say hello")
+    finally:
+        await engine.dispose()
+
+    assert done.status is TaskStatus.COMPLETED
+    assert store.completions == 3
