@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import shutil
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -86,6 +87,25 @@ def summarise(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """User + system CPU seconds of every process so far, by pid (with its name)."""
+    found: dict[int, tuple[str, float]] = {}
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        times = process.info["cpu_times"]
+        if times is not None:
+            found[process.pid] = (process.info["name"] or "?", times.user + times.system)
+    return found
+
+
+def census(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float) -> str:
+    """Cores each kind of process used between two snapshots: is the sampled process the bottleneck?"""
+    by_name: Counter[str] = Counter()
+    for pid, (name, spent) in after.items():
+        by_name[name] += spent - before.get(pid, (name, 0.0))[1]
+    used = [(name, spent / seconds) for name, spent in by_name.most_common(6) if spent / seconds >= 0.01]
+    return "cores used while sampling: " + ", ".join(f"{name} {cores:.2f}" for name, cores in used)
+
+
 class PySpy:
     def __init__(self, seconds: float, warmup: float, raw: Path) -> None:
         found = shutil.which("py-spy")
@@ -95,15 +115,18 @@ class PySpy:
         self.seconds = seconds
         self.warmup = warmup
         self.raw = raw
+        self.census = ""
 
     async def record(self, pid: int) -> None:
         await asyncio.sleep(self.warmup)
         args = ["record", "--pid", str(pid), "--gil", "--nonblocking", "--rate", "100", "--format", "raw"]
         args += ["--duration", str(round(self.seconds)), "--output", str(self.raw)]
+        before, started = cpu_seconds(), time.monotonic()
         process = await asyncio.create_subprocess_exec(
             self.binary, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
         _, err = await process.communicate()
+        self.census = census(before, cpu_seconds(), time.monotonic() - started)
         if process.returncode != 0:
             raise RuntimeError(f"py-spy failed: {err.decode(errors='replace').strip()}")
 
@@ -138,6 +161,7 @@ async def run(args: argparse.Namespace) -> None:
     else:
         outcome = await profile_submit(spy, args.rate, log_dir)
     print(outcome)
+    print(spy.census)
     print(f"raw samples: {spy.raw}; process logs: {log_dir}\n")
     print(summarise(spy.raw, args.top))
 

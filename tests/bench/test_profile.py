@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.profile import component, summarise
+from bench.profile import census, component, summarise
 
 CLAIM = "TaskStore.claim (ops_core/db/store.py:194)"
 FETCH = "Connection.fetchrow (asyncpg/connection.py:775)"
@@ -30,3 +30,11 @@ def test_an_empty_profile_says_so(tmp_path: Path) -> None:
     raw = tmp_path / "samples.txt"
     raw.write_text("")
     assert "no samples" in summarise(raw, top=5)
+
+
+def test_census_reports_cores_per_process_name_over_the_window() -> None:
+    before = {1: ("postgres", 10.0), 2: ("postgres", 5.0), 3: ("opscore", 100.0)}
+    after = {1: ("postgres", 12.0), 2: ("postgres", 6.0), 3: ("opscore", 107.0), 4: ("beam.smp", 0.5)}
+    assert (
+        census(before, after, seconds=10.0) == "cores used while sampling: opscore 0.70, postgres 0.30, beam.smp 0.05"
+    )
