@@ -367,3 +367,32 @@ def test_run_sync_and_model_string() -> None:
     outcome = agent.run_sync("Say hello")
     assert isinstance(outcome, RunSuccess) and outcome.model_name == "offline:default"
     assert outcome.text.startswith("[offline model]")
+
+
+async def test_a_run_watched_by_a_cancelled_event_leaves_no_task_behind() -> None:
+    # Every model and tool call races the same watcher; the run must cancel it when it ends.
+    model = ScriptedModel([calls(call("add", a=1, b=2)), calls(call("add", "c2", a=3, b=4)), answer("10")])
+    outcome = await make_agent(model, add).run("Add", hooks=RunHooks(cancelled=asyncio.Event()))
+    assert isinstance(outcome, RunSuccess) and outcome.steps == 3
+    await asyncio.sleep(0)  # the cancelled watcher unwinds on the next loop iteration
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_failing_cancellation_check_cancels_the_run() -> None:
+    never = asyncio.Event()
+
+    async def hang(request: ModelRequest) -> ModelResponse:
+        await never.wait()
+        return ModelResponse(text="unreachable")
+
+    checks: list[None] = []
+
+    def broken_check() -> bool:
+        checks.append(None)
+        if len(checks) > 1:  # fine before the step; broken while the model call is in flight
+            raise RuntimeError("the host's check failed")
+        return False
+
+    hooks = RunHooks(is_cancelled=broken_check, cancel_poll_interval=0.001)
+    outcome = await asyncio.wait_for(make_agent(FunctionModel(hang)).run("x", hooks=hooks), DEADLINE)
+    assert isinstance(outcome, RunFailure) and outcome.error.kind == "cancelled"

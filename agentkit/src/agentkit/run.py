@@ -95,6 +95,7 @@ class AgentRun:
         self.run_id = run_id
         self.messages: list[Message] = []
         self.steps = 0
+        self._cancel_watch: asyncio.Future[None] | None = None
         self.usage = Usage()
         self.reused = Usage()
         self.output_retries = 0
@@ -105,6 +106,13 @@ class AgentRun:
     # ----------------------------------------------------------------- driver
 
     async def execute(self, resume: Checkpoint | None) -> RunOutcome:
+        try:
+            return await self._execute(resume)
+        finally:
+            if self._cancel_watch is not None:
+                self._cancel_watch.cancel()
+
+    async def _execute(self, resume: Checkpoint | None) -> RunOutcome:
         try:
             if resume is not None:
                 await self._restore(resume)
@@ -414,18 +422,22 @@ class AgentRun:
         task: asyncio.Future[T] = asyncio.ensure_future(work)
         if self.hooks.cancelled is None and self.hooks.is_cancelled is None:
             return await task
-        poller = asyncio.ensure_future(self._wait_cancelled())
+        # One watcher for the whole run, not one per call: each is a task of its own.
+        if self._cancel_watch is None:
+            self._cancel_watch = asyncio.ensure_future(self._wait_cancelled())
         try:
-            racers: set[asyncio.Future[Any]] = {task, poller}
+            racers: set[asyncio.Future[Any]] = {task, self._cancel_watch}
             done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
             if task in done:
                 return task.result()
+            if not self._cancel_watch.cancelled():
+                self._cancel_watch.exception()  # a failing check counts as a cancel; reading it marks it handled
             raise _Cancelled
         finally:
-            for pending in (task, poller):
-                pending.cancel()
-            # Let cancelled tools unwind (run their finally blocks) before the run reports.
-            await asyncio.gather(task, poller, return_exceptions=True)
+            if not task.done():
+                task.cancel()
+                # Let cancelled tools unwind (run their finally blocks) before the run reports.
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _wait_cancelled(self) -> None:
         if self.hooks.cancelled is not None and self.hooks.is_cancelled is None:
