@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,8 @@ from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType, TaskStatus
 from ops_core.lease import ReapGuard
-from ops_core.runner import TaskRunner
-from ops_core.services.execute import ExecutionContext
+from ops_core.runner import TaskRunner, _Run
+from ops_core.services.execute import Execution, ExecutionContext
 from ops_core.services.models import ModelCache
 from tests.ops_core.db.helpers import make_task, running_task
 
@@ -143,3 +144,18 @@ async def test_a_failed_heartbeat_stops_reaping(store: TaskStore) -> None:
 class _Broken:
     async def heartbeat(self, worker_id: str) -> None:
         raise ConnectionError("database unreachable")
+
+
+async def test_the_periodic_flush_writes_the_waiting_events_of_every_run(store: TaskStore) -> None:
+    runner, _ = _runner(store, Clock())
+    claims = [await running_task(store, worker="me", agent="recovery-test") for _ in range(3)]
+    for claim in claims:
+        runner._runs[claim.task.id] = _Run(Execution(runner._ctx, claim, asyncio.Event()))
+    runner._runs[claims[0].task.id].execution.recorder.add("model_call", {"n": 0})
+    runner._runs[claims[2].task.id].execution.recorder.add("model_call", {"n": 2})
+
+    await runner._flush_events()
+
+    types = [[e.type for e in await store.list_events(c.task.id)] for c in claims]
+    assert types == [["status", "status", "model_call"], ["status", "status"], ["status", "status", "model_call"]]
+    assert not any(run.execution.recorder.pending for run in runner._runs.values())

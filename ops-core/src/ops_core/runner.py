@@ -194,8 +194,11 @@ class TaskRunner:
                 run.execution.cancelled_event.set()
 
     async def _flush_events(self) -> None:
-        # All at once, so the store sends them as one statement (one per few hundred runs).
-        flushes = [run.execution.recorder.flush() for run in list(self._runs.values())]
+        # All at once, so the store sends them as one statement; only runs with events waiting, since
+        # each flush is a task of its own and a thousand runs mostly wait on their model.
+        flushes = [
+            run.execution.recorder.flush() for run in list(self._runs.values()) if run.execution.recorder.pending
+        ]
         for outcome in await asyncio.gather(*flushes, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -41,6 +41,11 @@ class EventRecorder:
     async def on_run_event(self, event: RunEvent) -> None:
         self.add(str(event.type), {"step": event.step, **event.payload})
 
+    @property
+    def pending(self) -> bool:
+        """Events are waiting to be written."""
+        return bool(self._buffer)
+
     def take(self) -> list[NewEvent]:
         events, self._buffer = self._buffer, []
         return events
