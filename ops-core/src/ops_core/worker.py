@@ -32,6 +32,7 @@ from ops_core.services.models import ModelCache
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_SECONDS = 1.0
+GC_THRESHOLDS = (50_000, 50, 50)
 RUNNER_READY_SECONDS = 30.0
 
 
@@ -129,6 +130,10 @@ def run_worker_process(settings: Settings, threads: int, concurrency: int) -> No
     # What start-up built lives as long as the process: keep it out of the cyclic GC. A full
     # collection over it (~275k objects) pauses every run on the loop for ~180 ms on a small machine.
     gc.freeze()
+    # A wave of runs allocates fast and frees almost all of it by refcount; at the default threshold
+    # (700 allocations) the collector ran hundreds of times per wave. I/O-bound bench, 1,000 runs in
+    # flight: span 32.7 / 32.9 s at the default vs 32.0 / 32.3 s at this one; drains unchanged.
+    gc.set_threshold(*GC_THRESHOLDS)
     stop.wait()
     log.info("shutting down")
     worker.stop()
