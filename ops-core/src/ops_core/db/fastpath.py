@@ -1,20 +1,20 @@
 """Hand-written SQL for the statements every task runs, on PostgreSQL.
 
-Each task is created, marked published, claimed and completed (with checkpoints
-between steps of a longer run). Building those statements with SQLAlchemy Core
-and computing their cache keys cost more CPU than PostgreSQL spends running
-them (see the profile in docs/benchmarks.md), and a worker's event loop is one
-core. So
-these few statements are plain SQL, prepared once per connection by asyncpg
-and run on the driver connection under SQLAlchemy's pool; everything else, and
-all of SQLite, goes through SQLAlchemy.
+Each task is created, marked published, claimed and completed (with
+checkpoints between steps of a longer run). Building those statements with
+SQLAlchemy Core and computing their cache keys cost more CPU than PostgreSQL
+spends running them (see the profile in docs/benchmarks.md), and a worker's
+event loop is one core. So these few statements are plain SQL, prepared once
+per connection by asyncpg and run on the driver connection under SQLAlchemy's
+pool; everything else, and all of SQLite, goes through SQLAlchemy.
 
 Each statement is one round trip: a conditional UPDATE (or the INSERT) whose
 RETURNING feeds a data-modifying CTE that inserts the events, numbered from
 the seq the UPDATE reserved. The claim and the writes fenced by an attempt
 (events, checkpoints, completion) take arrays: the store sends the ones that
-arrive together as one statement (see batch.py). JSONB parameters are JSON text: the dialect
-installs a codec on these connections that encodes text and decodes values.
+arrive together as one statement (see batch.py). JSONB parameters are JSON
+text: the dialect installs a codec on these connections that encodes text and
+decodes values.
 """
 
 from __future__ import annotations
