@@ -44,6 +44,7 @@ def test_the_worker_loop_thread_runs_uvloop() -> None:
     try:
         thread = get_event_loop_thread()
         assert thread is not None and isinstance(thread.loop, uvloop.Loop)
+        assert thread.daemon  # an interrupted shutdown must not leave the process hanging on it
         assert thread.run_coroutine(_answer()) == 42
     finally:
         worker.stop()

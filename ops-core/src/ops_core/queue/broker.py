@@ -56,6 +56,9 @@ class UvloopAsyncIO(AsyncIO):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         thread = EventLoopThread(self.logger)
+        # Stopped by after_worker_shutdown; if that never comes (a second Ctrl-C interrupting the
+        # worker's stop), a non-daemon loop thread would keep the process alive forever.
+        thread.daemon = True
         try:
             import uvloop
         except ImportError:  # Windows has no uvloop: keep the stock loop
