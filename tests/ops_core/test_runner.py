@@ -17,8 +17,9 @@ from ops_core.db._base import TASKS, WORKERS
 from ops_core.db.engine import create_engine
 from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
-from ops_core.domain import ErrorType, TaskStatus
+from ops_core.domain import ErrorType
 from ops_core.lease import ReapGuard
+from ops_core.lifecycle import TaskStatus
 from ops_core.runner import TaskRunner, _Run
 from ops_core.services.execute import Execution, ExecutionContext
 from ops_core.services.models import ModelCache

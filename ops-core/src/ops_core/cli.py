@@ -20,8 +20,8 @@ import typer
 
 from ops_core.api.client import ApiClient, ApiError, JsonObject, WaitTimeout
 from ops_core.config import Settings, load_settings
-from ops_core.domain import TaskStatus
 from ops_core.errors import ConfigError
+from ops_core.lifecycle import TaskStatus
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

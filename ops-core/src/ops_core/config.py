@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     default_timeout_seconds: int = Field(default=3600, ge=1)
     retry_backoff_seconds: Seconds = 2.0
     retry_backoff_max_seconds: Seconds = 300.0
+    max_manual_retries: int = Field(
+        default=10, ge=0, le=1000, description="How many times one task may be sent back to pending by hand."
+    )
     shutdown_grace_seconds: Seconds = 30.0
     relay_interval_seconds: Seconds = 2.0
     republish_after_seconds: Seconds = Field(

@@ -1,46 +1,8 @@
-"""Task statuses and the transitions between them.
-
-The store enforces each transition with a conditional UPDATE (``WHERE status
-= <from>``), so a message delivered twice, or a late worker, can never move a
-task that has already moved on.
-"""
+"""The vocabulary of a task's record: its error types and event types (statuses live in lifecycle.py)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-
-
-class TaskStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-
-TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
-    {
-        (TaskStatus.PENDING, TaskStatus.RUNNING),  # a worker claims it
-        (TaskStatus.PENDING, TaskStatus.CANCELLED),  # cancelled before it started
-        (TaskStatus.PENDING, TaskStatus.FAILED),  # waited in the queue past its schedule-to-start timeout
-        (TaskStatus.RUNNING, TaskStatus.COMPLETED),
-        (TaskStatus.RUNNING, TaskStatus.FAILED),
-        (TaskStatus.RUNNING, TaskStatus.CANCELLED),  # cooperative cancel took effect
-        (TaskStatus.RUNNING, TaskStatus.PENDING),  # retry after a retryable failure, crash recovery, hand-back
-        (TaskStatus.FAILED, TaskStatus.PENDING),  # manual retry (replay of a dead letter)
-        (TaskStatus.CANCELLED, TaskStatus.PENDING),  # manual retry
-    }
-)
-
-
-def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
-    return (current, target) in TRANSITIONS
 
 
 class ErrorType(StrEnum):

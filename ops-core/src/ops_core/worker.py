@@ -26,7 +26,7 @@ from ops_core.logs import configure_logging
 from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.runner import TaskRunner
 from ops_core.runtime import Runtime
-from ops_core.services.execute import ExecutionContext
+from ops_core.services.execute import ExecutionContext, retry_policy
 from ops_core.services.models import ModelCache
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class WorkerProcess:
             models=self._models,
             settings=self._settings,
             republish=lambda task, delay: self.runner.republish(task, delay),
+            policy=retry_policy(self._settings),
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency)
         await runner.start()

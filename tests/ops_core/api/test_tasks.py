@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ops_core.domain import ErrorType, TaskStatus
+from ops_core.domain import ErrorType
+from ops_core.lifecycle import TaskStatus
 from ops_core.runtime import Runtime
 from tests.support.waiting import wait_for
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ops_core.db.models import Task, TaskTable
-from ops_core.domain import TaskStatus
+from ops_core.lifecycle import TaskStatus
 
 
 def _task(**overrides: object) -> Task:

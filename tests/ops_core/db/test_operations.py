@@ -10,8 +10,9 @@ import pytest
 from ops_core.config import Settings
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
-from ops_core.domain import ErrorType, TaskStatus
+from ops_core.domain import ErrorType
 from ops_core.errors import Conflict, DatabaseUnavailable, TaskFinished, TaskNotFound
+from ops_core.lifecycle import TaskStatus
 from tests.ops_core.db.helpers import USAGE, make_task, running_task, unknown_id
 
 

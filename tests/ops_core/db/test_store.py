@@ -13,8 +13,9 @@ from ops_core.db import fastpath
 from ops_core.db._base import TASKS
 from ops_core.db.models import NewEvent
 from ops_core.db.store import TaskStore
-from ops_core.domain import ErrorType, TaskStatus
+from ops_core.domain import ErrorType
 from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
+from ops_core.lifecycle import TaskStatus
 from tests.ops_core.db.helpers import USAGE, make_task, new_task, running_task, unknown_id
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ops_core.domain import TaskStatus
+from ops_core.lifecycle import TaskStatus
 
 JsonObject = dict[str, Any]
 

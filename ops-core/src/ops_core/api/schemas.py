@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ops_core.db.models import Task, WorkerView
-from ops_core.domain import TaskStatus
+from ops_core.lifecycle import TaskStatus
 
 MAX_GOAL_CHARS = 20_000
 MAX_KEY_CHARS = 200

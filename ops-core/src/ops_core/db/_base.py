@@ -18,7 +18,8 @@ from ops_core.db import models  # noqa: F401 - registers the tables
 from ops_core.db.engine import READ_ONLY, database_errors
 from ops_core.db.models import NewEvent, Task, TaskEvent
 from ops_core.db.types import JSONType, json_array_append
-from ops_core.domain import EventType, TaskStatus
+from ops_core.domain import EventType
+from ops_core.lifecycle import TaskStatus
 
 TASKS: Table = SQLModel.metadata.tables["tasks"]
 EVENTS: Table = SQLModel.metadata.tables["task_events"]

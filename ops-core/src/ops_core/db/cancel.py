@@ -12,8 +12,9 @@ from sqlalchemy import select
 from ops_core.db import fastpath
 from ops_core.db._base import OTHER_TASK_COLUMNS, TASKS, StoreBase, status_event, to_task, utcnow
 from ops_core.db.models import NewEvent, Task
-from ops_core.domain import ErrorType, EventType, TaskStatus
+from ops_core.domain import ErrorType, EventType
 from ops_core.errors import Conflict, TaskFinished, TaskNotFound
+from ops_core.lifecycle import TaskStatus
 
 # Each round re-reads the status; a task can change under us only a few times
 # (claim, finish), so running out means something is badly wrong.

@@ -32,8 +32,8 @@ from sqlalchemy.util import greenlet_spawn
 from ops_core.db._base import status_event, to_task, utcnow
 from ops_core.db.engine import database_errors, json_dumps
 from ops_core.db.models import Claim, NewEvent
-from ops_core.domain import TaskStatus
 from ops_core.errors import DatabaseUnavailable
+from ops_core.lifecycle import TaskStatus
 
 _EVENTS = """
 added AS (

@@ -27,7 +27,7 @@ from sqlalchemy import Uuid as SAUuid
 from sqlmodel import Field, SQLModel
 
 from ops_core.db.types import JSONType, UTCDateTime
-from ops_core.domain import TaskStatus
+from ops_core.lifecycle import TaskStatus
 
 # Alembic autogenerate and the migration agree on constraint names only with a convention.
 SQLModel.metadata.naming_convention = {

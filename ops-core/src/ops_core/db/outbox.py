@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from ops_core.db import fastpath
 from ops_core.db._base import TASKS, UNFINISHED, StoreBase, to_task, utcnow
 from ops_core.db.models import Task
-from ops_core.domain import TaskStatus
+from ops_core.lifecycle import TaskStatus
 
 PENDING = TaskStatus.PENDING
 

@@ -42,8 +42,9 @@ from ops_core.db.engine import database_errors, json_dumps
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
 from ops_core.db.outbox import OutboxOps
 from ops_core.db.workers import WorkerOps
-from ops_core.domain import ErrorType, EventType, TaskStatus
+from ops_core.domain import ErrorType, EventType
 from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
+from ops_core.lifecycle import TaskStatus
 
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 

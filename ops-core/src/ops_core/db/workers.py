@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ops_core.db._base import TASKS, UNFINISHED, WORKERS, StoreBase, attempt_error, status_event, utcnow
 from ops_core.db.models import NewEvent, WorkerView
-from ops_core.domain import ErrorType, EventType, TaskStatus
+from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
+from ops_core.lifecycle import TaskStatus
 
 RUNNING, PENDING, FAILED = TaskStatus.RUNNING, TaskStatus.PENDING, TaskStatus.FAILED
 

@@ -17,15 +17,11 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, Retries
 
 from ops_core.config import Settings
+from ops_core.lifecycle import DISPATCH_MAX_BACKOFF_MS, DISPATCH_MAX_RETRIES, DISPATCH_MIN_BACKOFF_MS
 
 RUN_TASK = "opscore.run_task"
 MAX_PRIORITY = 9
 
-# Dispatch retries cover only infrastructure faults while claiming (the database
-# is briefly unreachable). The task's own retries are counted in PostgreSQL.
-DISPATCH_MAX_RETRIES = 10_000
-DISPATCH_MIN_BACKOFF_MS = 500
-DISPATCH_MAX_BACKOFF_MS = 15_000
 
 # pika's defaults let a connect to a cut broker hang for tens of seconds.
 _AMQP_DEFAULTS = {

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ from ops_core.db.models import Claim, Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable, LeaseLost
+from ops_core.lifecycle import Decision, Retry, RetryPolicy
 from ops_core.services.models import ModelCache
 from ops_core.services.recorder import EventRecorder, jsonable
 
@@ -44,15 +44,23 @@ class ExecutionContext:
     models: ModelCache
     settings: Settings
     republish: Republish
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-def retry_delay(attempt: int, settings: Settings, error: RunError) -> float:
-    """Exponential backoff with full jitter, never sooner than a provider's Retry-After."""
-    ceiling = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2 ** (attempt - 1))
-    delay = random.uniform(ceiling / 2, ceiling)
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        backoff_seconds=settings.retry_backoff_seconds,
+        backoff_max_seconds=settings.retry_backoff_max_seconds,
+        max_manual_retries=settings.max_manual_retries,
+    )
+
+
+def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
+    """The lifecycle's decision for a failed run: a provider's Retry-After is a floor for the delay."""
+    retry_after = None
     if isinstance(error, ModelFailed) and isinstance(error.cause, ModelRateLimitError):
-        delay = max(delay, error.cause.retry_after or 0.0)
-    return delay
+        retry_after = error.cause.retry_after
+    return policy.decide(attempt=attempt, max_retries=max_retries, retryable=error.retryable, retry_after=retry_after)
 
 
 class Execution:
@@ -117,10 +125,12 @@ class Execution:
                     outcome.usage,
                     outcome.reused_usage,
                 )
-            case RunFailure(error=error) if error.retryable and self._attempt <= task.max_retries:
-                await self._schedule_retry(error, outcome.usage, outcome.reused_usage)
             case RunFailure(error=error):
-                await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
+                decision = decide(self._attempt, task.max_retries, self._ctx.policy, error)
+                if isinstance(decision, Retry):
+                    await self._schedule_retry(error, decision.delay, outcome.usage, outcome.reused_usage)
+                else:
+                    await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
 
     async def _save_checkpoint(self, checkpoint: Checkpoint) -> None:
         if _is_final(checkpoint):
@@ -180,8 +190,7 @@ class Execution:
             reused,
         )
 
-    async def _schedule_retry(self, error: RunError, used: Usage, reused: Usage) -> None:
-        delay = retry_delay(self._attempt, self._ctx.settings, error)
+    async def _schedule_retry(self, error: RunError, delay: float, used: Usage, reused: Usage) -> None:
         run_after = datetime.now(UTC) + timedelta(seconds=delay)
         self.recorder.add(
             EventType.ATTEMPT_FAILED,

@@ -16,8 +16,8 @@ from agentkit.registry import AgentRegistry
 from ops_core.config import Settings
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
-from ops_core.domain import TaskStatus
 from ops_core.errors import BrokerUnavailable, InvalidModel, UnknownAgent
+from ops_core.lifecycle import TaskStatus
 from ops_core.queue.publisher import Publisher
 from ops_core.services.publish_marks import PublishMarks
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from ops_core.api.deps import MetricsDep, SettingsDep, StoreDep, TaskServiceDep, bounded
 from ops_core.api.schemas import TaskCreate, TaskEventPublic, TaskEventsPublic, TaskPublic, TasksPublic
-from ops_core.domain import TaskStatus
+from ops_core.lifecycle import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
