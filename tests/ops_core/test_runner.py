@@ -13,9 +13,9 @@ from sqlalchemy import update
 
 from agentkit.registry import default_registry
 from ops_core.config import Settings
-from ops_core.db._base import TASKS, WORKERS
+from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
-from ops_core.db.models import Task
+from ops_core.db.models import TASKS, WORKERS, Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.lease import ReapGuard
@@ -51,7 +51,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[TaskStore]:
     async with engine.begin() as conn:
         await conn.execute(TASKS.delete().where(TASKS.c.agent == "recovery-test"))
     try:
-        yield TaskStore(engine)
+        yield open_store(engine)
     finally:
         await engine.dispose()
 

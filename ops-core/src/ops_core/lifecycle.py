@@ -22,6 +22,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ops_core.config import Settings
 
 
 class TaskStatus(StrEnum):
@@ -108,6 +112,14 @@ class RetryPolicy:
     backoff_max_seconds: float = 300.0
     max_manual_retries: int = 10
     uniform: Callable[[float, float], float] = random.uniform
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            backoff_seconds=settings.retry_backoff_seconds,
+            backoff_max_seconds=settings.retry_backoff_max_seconds,
+            max_manual_retries=settings.max_manual_retries,
+        )
 
     def decide(
         self,

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentkit.registry import AgentRegistry
 from ops_core.agents import load_agents
 from ops_core.config import Settings
+from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
+from ops_core.lifecycle import RetryPolicy
 from ops_core.queue.broker import setup_broker
 from ops_core.queue.publisher import Publisher
 from ops_core.services.tasks import TaskService
@@ -35,7 +37,7 @@ class Runtime:
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None) -> Runtime:
         """Build a runtime; pass ``broker`` to share an in-process broker between API and worker."""
         engine = create_engine(settings)
-        store = TaskStore(engine)
+        store = open_store(engine, policy=RetryPolicy.from_settings(settings))
         broker = broker or setup_broker(settings)
         publisher = Publisher(broker, settings.queue_name, settings.broker_url)
         registry = load_agents(settings)

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from ops_core.api.app import create_app
 from ops_core.api.deps import get_store
 from ops_core.config import Settings, load_settings
-from ops_core.db.store import TaskStore
+from ops_core.db.sqlite import SqliteStore
 from ops_core.runtime import Runtime
 from tests.ops_core.api.conftest import DEAD_DATABASE_URL
 
@@ -180,7 +180,7 @@ async def test_submit_with_database_unavailable_is_503(unreachable_db_client: ht
     assert response.status_code == 503
 
 
-class HangingStore(TaskStore):
+class HangingStore(SqliteStore):
     """A store whose database never answers (a black-holed connection)."""
 
     async def get(self, task_id: uuid.UUID) -> Any:
@@ -220,7 +220,7 @@ async def test_submit_survives_an_unreachable_broker(tmp_path: Path) -> None:
 # --- unexpected failures -----------------------------------------------------
 
 
-class BrokenStore(TaskStore):
+class BrokenStore(SqliteStore):
     async def get(self, task_id: uuid.UUID) -> Any:
         raise RuntimeError("secret internals")
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ops_core.config import Settings
+from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
+from ops_core.db.models import EVENTS
 from ops_core.db.store import TaskStore
+from ops_core.lifecycle import TRANSITIONS
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -21,8 +24,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[TaskStore]:
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE tasks, task_events, workers, memories RESTART IDENTITY CASCADE"))
     try:
-        yield TaskStore(engine)
+        yield open_store(engine)
         await assert_active_index_invariant(engine)
+        await assert_every_status_event_is_a_transition(engine)
     finally:
         await engine.dispose()
 
@@ -43,6 +47,15 @@ async def pg_store(pg_url: str) -> AsyncIterator[TaskStore]:
     async with engine.begin() as conn:
         await conn.execute(text("TRUNCATE tasks, task_events, workers, memories RESTART IDENTITY CASCADE"))
     try:
-        yield TaskStore(engine)
+        yield open_store(engine)
     finally:
         await engine.dispose()
+
+
+async def assert_every_status_event_is_a_transition(engine: AsyncEngine) -> None:
+    """Whatever a test did, every status event it left names a move in the lifecycle's table."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(EVENTS.c.payload).where(EVENTS.c.type == "status"))).scalars().all()
+    moves = {(p["from"], p["to"]) for p in rows}
+    allowed = {(a.value, b.value) for a, b in TRANSITIONS} | {(None, "pending")}
+    assert moves <= allowed, f"status events outside the lifecycle's table: {moves - allowed}"

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ops_core.config import Settings
+from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
+from ops_core.db.postgres import PostgresStore
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.errors import Conflict, DatabaseUnavailable, TaskFinished, TaskNotFound
@@ -155,9 +157,9 @@ async def test_unreachable_database_is_unavailable() -> None:
     engine = create_engine(settings)
     try:
         with pytest.raises(DatabaseUnavailable):
-            await TaskStore(engine).ping()
+            await open_store(engine).ping()
         with pytest.raises(DatabaseUnavailable):
-            await TaskStore(engine).get(unknown_id())
+            await open_store(engine).get(unknown_id())
     finally:
         await engine.dispose()
 
@@ -166,9 +168,9 @@ async def test_unreachable_database_is_unavailable() -> None:
 async def test_statement_timeout_is_unavailable(pg_url: str) -> None:
     engine = create_engine(Settings(database_url=pg_url, db_timeout_seconds=0.5))
     try:
-        store = TaskStore(engine)
+        store = PostgresStore(engine)
         with pytest.raises(DatabaseUnavailable):
-            async with store._read() as conn:
-                await conn.exec_driver_sql("SELECT pg_sleep(3)")
+            async with store._db() as db:
+                await db.execute("SELECT pg_sleep(3)")
     finally:
         await engine.dispose()

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ops_core.db import fastpath
-from ops_core.db._base import TASKS
-from ops_core.db.models import NewEvent
+from ops_core.db import postgres
+from ops_core.db.models import TASKS, NewEvent
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
@@ -173,7 +172,7 @@ async def test_claims_and_completions_made_together_each_get_their_own_outcome(s
     assert done == [True] * 12 + [False]  # the stale attempt is fenced out of the batch it shared
     for i, t in enumerate(tasks):
         task = await store.get(t.id)
-        assert task.status is TaskStatus.COMPLETED and task.result == {"i": i} and task.worker_id is None
+        assert task.status is TaskStatus.COMPLETED and task.result == {"i": i} and task.worker_id == f"w{i % 2}"
         assert (task.input_tokens, task.output_tokens, task.reused_tokens) == (i, 2 * i, 1)
         events = await store.list_events(t.id)
         assert [e.type for e in events] == ["status", "status", *["final_answer"] * (i % 3), "status"]
@@ -197,7 +196,7 @@ async def test_stale_attempt_is_fenced_out(store: TaskStore) -> None:
         await store.save_checkpoint(claim.task.id, 1, {"step": 9}, 1, 1)
     assert await store.complete(claim.task.id, 2, result={"ok": True}, **USAGE)
     done = await store.get(claim.task.id)
-    assert done.status is TaskStatus.COMPLETED and done.result == {"ok": True} and done.worker_id is None
+    assert done.status is TaskStatus.COMPLETED and done.result == {"ok": True} and done.worker_id == "w2"
     assert not await store.complete(claim.task.id, 2, result="twice", **USAGE)
 
 
@@ -248,7 +247,7 @@ async def test_schedule_retry_keeps_checkpoint_and_errors(store: TaskStore) -> N
         claim.task.id, 1, error_type="model_error", error_message="429", run_after=run_after, **USAGE
     )
     task = await store.get(claim.task.id)
-    assert task.status is TaskStatus.PENDING and task.published_at is None and task.worker_id is None
+    assert task.status is TaskStatus.PENDING and task.published_at is None and task.worker_id == "w1"
     assert task.run_after == run_after and task.checkpoint == {"step": 2}
     assert [e["type"] for e in task.attempt_errors] == ["model_error"]
     second = await store.claim(task.id, "w1")
@@ -270,7 +269,7 @@ async def test_hand_back_does_not_consume_an_attempt(store: TaskStore) -> None:
     await store.mark_published([claim.task.id])
     assert await store.hand_back(claim.task.id, 1, reason="worker_shutdown")
     task = await store.get(claim.task.id)
-    assert (task.status, task.attempts, task.published_at, task.worker_id) == (TaskStatus.PENDING, 0, None, None)
+    assert (task.status, task.attempts, task.published_at, task.worker_id) == (TaskStatus.PENDING, 0, None, "w1")
     again = await store.claim(task.id, "w2")
     assert again is not None and again.attempt == 1
     assert not await store.hand_back(task.id, 0, reason="stale")
@@ -329,7 +328,7 @@ async def test_claims_and_completions_made_together_share_a_statement(
     pg_store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statements: list[str] = []
-    driver = fastpath.driver
+    checkout = pg_store._db  # type: ignore[attr-defined]
 
     class Counted:
         def __init__(self, db: Any) -> None:
@@ -340,12 +339,12 @@ async def test_claims_and_completions_made_together_share_a_statement(
             return await self._db.fetch(sql, *args)
 
     @asynccontextmanager
-    async def counting(engine: Any) -> AsyncIterator[Any]:
-        async with driver(engine) as db:
+    async def counting() -> AsyncIterator[Any]:
+        async with checkout() as db:
             yield Counted(db)
 
     tasks = [await make_task(pg_store) for _ in range(20)]
-    monkeypatch.setattr(fastpath, "driver", counting)
+    monkeypatch.setattr(pg_store, "_db", counting)
     claims = await asyncio.gather(*(pg_store.claim(t.id, "w1") for t in tasks))
     assert all(claims)
     await asyncio.gather(*(pg_store.append_events(t.id, 1, [NewEvent("step", {})]) for t in tasks))
@@ -353,5 +352,5 @@ async def test_claims_and_completions_made_together_share_a_statement(
     done = await asyncio.gather(*(pg_store.complete(t.id, 1, result=None, **USAGE) for t in tasks))
     assert all(done)
     # Each batch goes out as soon as it is asked for, and all 20 were asked for in one loop iteration.
-    assert statements == [fastpath.CLAIM, fastpath.APPEND, fastpath.CHECKPOINT, fastpath.COMPLETE]
+    assert statements == [postgres.CLAIM_SQL, postgres.APPEND, postgres.CHECKPOINT, postgres.COMPLETE]
     assert [e.seq for e in await pg_store.list_events(tasks[7].id)] == [1, 2, 3, 4]

@@ -10,8 +10,10 @@ import pytest
 
 from agentkit.registry import default_registry
 from ops_core.config import Settings
+from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.models import Task
+from ops_core.db.sqlite import SqliteStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import TaskStatus
@@ -20,14 +22,19 @@ from ops_core.services.models import ModelCache
 from tests.ops_core.db.helpers import make_task
 
 
-class CountingStore(TaskStore):
-    """The real store, counting checkpoint writes."""
+class CountingStore:
+    """The real store of either backend, counting checkpoint writes."""
 
-    checkpoints = 0
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self.checkpoints = 0
+        save = store.save_checkpoint
 
-    async def save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
-        self.checkpoints += 1
-        await super().save_checkpoint(*args, **kwargs)
+        async def counting(*args: Any, **kwargs: Any) -> None:
+            self.checkpoints += 1
+            await save(*args, **kwargs)
+
+        store.save_checkpoint = counting  # type: ignore[method-assign]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -35,7 +42,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[CountingStore]:
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
     engine = create_engine(Settings(database_url=url))
     try:
-        yield CountingStore(engine)
+        yield CountingStore(open_store(engine))
     finally:
         await engine.dispose()
 
@@ -54,12 +61,12 @@ async def _run(store: TaskStore, goal: str) -> Task:
 
 async def test_a_tool_step_is_checkpointed_but_the_final_answer_is_written_once(store: CountingStore) -> None:
     # The offline model calls the calculator (step 1), then answers (step 2).
-    done = await _run(store, "What is 6 * 7?")
+    done = await _run(store.store, "What is 6 * 7?")
 
     assert done.status is TaskStatus.COMPLETED and "42" in str(done.result)
     assert store.checkpoints == 1
     assert done.checkpoint is not None and done.checkpoint["steps_completed"] == 1
-    types = [e.type for e in await store.list_events(done.id)]
+    types = [e.type for e in await store.store.list_events(done.id)]
     assert types.count("model_response") == 2 and types.count("final_answer") == 1
     assert types[-1] == "status"
     # Tokens of the checkpointed step and of the final step are both counted, once.
@@ -67,14 +74,14 @@ async def test_a_tool_step_is_checkpointed_but_the_final_answer_is_written_once(
 
 
 async def test_a_one_step_answer_writes_no_checkpoint(store: CountingStore) -> None:
-    done = await _run(store, "say hello")
+    done = await _run(store.store, "say hello")
 
     assert done.status is TaskStatus.COMPLETED
     assert store.checkpoints == 0
-    assert [e.type for e in await store.list_events(done.id)].count("final_answer") == 1
+    assert [e.type for e in await store.store.list_events(done.id)].count("final_answer") == 1
 
 
-class FlakyStore(TaskStore):
+class FlakyStore(SqliteStore):
     """The real store, whose first two completions find the database unreachable."""
 
     completions = 0

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 from sqlalchemy import event, exc
@@ -17,9 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ops_core.config import Settings
 from ops_core.errors import DatabaseUnavailable
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option marking a connection that only reads: on SQLite it gets a
@@ -101,19 +97,23 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+# The one list of what tells a dead or unreachable database apart from a bug in a statement. Both
+# backends' errors come through here: SQLAlchemy's wrappers, and asyncpg's own on raw connections.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     exc.TimeoutError,  # no pool connection became free in time
-    asyncpg.PostgresConnectionError,
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
     asyncpg.InterfaceError,
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
 )
 
 
-def _is_unavailable(error: BaseException) -> bool:
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database could not be reached or did not answer in time."""
     if isinstance(error, exc.DBAPIError) and (
         error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError)
     ):
@@ -134,26 +134,13 @@ async def database_errors() -> AsyncIterator[None]:
     """Turn connection failures and timeouts into :class:`DatabaseUnavailable` (the API answers 503)."""
     try:
         yield
-    except exc.DBAPIError as error:
-        if _is_unavailable(error):
+    except Exception as error:
+        if is_unavailable(error):
             raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
         raise
-    except (OSError, TimeoutError, exc.TimeoutError) as error:
-        raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
 
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, exc.DBAPIError) and error.orig is not None:
         error = error.orig
     return f"{type(error).__name__}: {error}".strip().rstrip(":")
-
-
-def translate_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Method decorator form of :func:`database_errors`."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        async with database_errors():
-            return await fn(*args, **kwargs)
-
-    return wrapper

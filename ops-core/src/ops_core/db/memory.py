@@ -11,10 +11,12 @@ import re
 from collections.abc import Sequence
 
 from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentkit.memory import MemoryRecord
-from ops_core.db._base import MEMORIES, StoreBase
+from ops_core.db.engine import READ_ONLY, database_errors
+from ops_core.db.models import MEMORIES
 
 _TERM = re.compile(r"[A-Za-z0-9]{3,}")
 CANDIDATES_PER_RESULT = 10
@@ -22,12 +24,13 @@ MIN_CANDIDATES = 100
 MAX_TERMS = 16
 
 
-class DatabaseMemoryStore(StoreBase):
-    """One agent's (``namespace``'s) memories; works on PostgreSQL and SQLite."""
+class DatabaseMemoryStore:
+    """One agent's (``namespace``'s) memories; one Core statement each works on PostgreSQL and SQLite."""
 
     def __init__(self, engine: AsyncEngine, namespace: str) -> None:
-        super().__init__(engine)
+        self.engine = engine
         self.namespace = namespace
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     async def save(self, record: MemoryRecord) -> None:
         values = {
@@ -38,7 +41,7 @@ class DatabaseMemoryStore(StoreBase):
             "created_at": record.created_at,
         }
         stmt = self._insert(MEMORIES).values(values).on_conflict_do_nothing(index_elements=[MEMORIES.c.id])
-        async with self._write() as conn:
+        async with database_errors(), self.engine.begin() as conn:
             await conn.execute(stmt)
 
     async def query(self, query: str, limit: int) -> Sequence[MemoryRecord]:
@@ -51,6 +54,7 @@ class DatabaseMemoryStore(StoreBase):
         )
         if terms:
             stmt = stmt.where(or_(*(MEMORIES.c.text.ilike(f"%{term}%") for term in terms)))
-        async with self._read() as conn:
+        async with database_errors(), self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
             rows = (await conn.execute(stmt)).all()
         return [MemoryRecord(id=r.id, text=r.text, metadata=r.metadata, created_at=r.created_at) for r in rows]

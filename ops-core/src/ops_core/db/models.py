@@ -7,7 +7,8 @@ drift test proves the two agree, so a change here needs a new revision.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -105,6 +107,8 @@ class TaskTable(SQLModel, table=True):
     attempt_errors: list[dict[str, Any]] = _json(nullable=False)
     checkpoint: dict[str, Any] | None = _json(nullable=True)
     cancel_requested: bool = Field(default=False, sa_column=Column(Boolean(), nullable=False))
+    # How often an operator sent it back to pending; bounded by OPSCORE_MAX_MANUAL_RETRIES.
+    manual_retries: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default=text("0")))
     published_at: datetime | None = _ts()
     run_after: datetime | None = _ts()
     last_event_seq: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
@@ -117,7 +121,7 @@ class TaskTable(SQLModel, table=True):
     finished_at: datetime | None = _ts()
 
 
-class TaskEvent(SQLModel, table=True):
+class TaskEventTable(SQLModel, table=True):
     __tablename__ = "task_events"
     __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_task_events_task_id_seq"),)
 
@@ -206,6 +210,7 @@ class Task:
     attempt_errors: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
     cancel_requested: bool = False
+    manual_retries: int = 0
     published_at: datetime | None = None
     run_after: datetime | None = None
     last_event_seq: int = 0
@@ -218,10 +223,36 @@ class Task:
     def configured_max_retries(self) -> int:
         return self.max_retries - self.retry_base
 
-    @property
-    def retries_left(self) -> int:
-        """Retries still allowed: a task may run ``max_retries + 1`` attempts in all, the first not a retry."""
-        return max(0, min(self.max_retries, self.max_retries + 1 - self.attempts))
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Task:
+        """A record from a row that has every column of :data:`TASK_COLUMNS`, read by name."""
+        values = {name: row[name] for name in TASK_COLUMNS}
+        values["status"] = TaskStatus(values["status"])
+        return cls(**values)
+
+
+# Every column a task read returns, in table order; statements name them instead of ``*``.
+TASK_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Task))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvent:
+    """A row of the ``task_events`` table."""
+
+    id: int
+    task_id: uuid.UUID
+    seq: int
+    attempt: int
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> TaskEvent:
+        return cls(**{name: row[name] for name in EVENT_COLUMNS})
+
+
+EVENT_COLUMNS: tuple[str, ...] = ("id", "task_id", "seq", "attempt", "type", "payload", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,3 +276,10 @@ class WorkerView:
     started_at: datetime
     last_heartbeat: datetime
     running_task_ids: list[uuid.UUID]
+
+
+# The tables as Core objects, for the SQLite backend's statements, the memory store and tests.
+TASKS: Table = SQLModel.metadata.tables["tasks"]
+EVENTS: Table = SQLModel.metadata.tables["task_events"]
+WORKERS: Table = SQLModel.metadata.tables["workers"]
+MEMORIES: Table = SQLModel.metadata.tables["memories"]

@@ -1,259 +1,270 @@
-"""The task store: every task state change is one conditional UPDATE plus its events, in one transaction.
+"""The task store: everything the API and the workers ask of the database, behind one interface.
 
-Hot-path cost per task: ``claim`` and ``complete``, each one statement (the
-UPDATE and its event INSERT in a CTE). On PostgreSQL the claims, event
-appends, checkpoints and completions that arrive together share a statement.
-Worker-owned writes are fenced by ``status = 'running' AND attempts =
-<attempt>``, so a zombie from an earlier attempt can never write.
+:class:`TaskStore` states the operations and holds the rules both backends
+share; each backend (``postgres.py``, ``sqlite.py``) writes every operation
+once, in its own SQL. What is shared lives here:
+
+* **transitions**: every status change is one of the :class:`Move` values
+  below, each checked against the lifecycle's table when it is defined, and a
+  backend enforces it as a conditional UPDATE on the move's source statuses;
+* **event sequence numbers**: the UPDATE that changes a task adds the number
+  of events it brings to ``last_event_seq``, and the events take the numbers
+  just reserved, in order (:func:`event_seqs`). Reserving them in the row
+  being updated serialises concurrent writers on its row lock;
+* **fencing**: a worker's writes match ``status = 'running' AND attempts =
+  <its attempt>``, so a zombie from an earlier attempt can never write;
+* **the retry decision** for orphans comes from :mod:`ops_core.lifecycle`;
+* which driver errors mean "database unavailable" (``engine.database_errors``).
 """
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import builtins
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from functools import partial
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ops_core.db import fastpath
-from ops_core.db._base import (
-    EVENTS,
-    OTHER_TASK_COLUMNS,
-    TASKS,
-    UNFINISHED,
-    StoreBase,
-    attempt_error,
-    status_event,
-    to_event,
-    to_task,
-    utcnow,
-)
-from ops_core.db.batch import Batcher
-from ops_core.db.cancel import CancelOps
-from ops_core.db.engine import database_errors, json_dumps
-from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage
-from ops_core.db.outbox import OutboxOps
-from ops_core.db.workers import WorkerOps
+from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage, WorkerView
 from ops_core.domain import ErrorType, EventType
-from ops_core.errors import InvalidRequest, LeaseLost, TaskNotFound
-from ops_core.lifecycle import TaskStatus
+from ops_core.errors import Conflict, InvalidRequest, LeaseLost, TaskFinished, TaskNotFound
+from ops_core.lifecycle import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    GiveUp,
+    RetryPolicy,
+    TaskStatus,
+    check,
+)
 
-PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
+# Each round re-reads the status; a task changes under an operator's request only a few times
+# (claim, finish), so running out means something is badly wrong.
+MAX_ROUNDS = 10
+# An attempt error's message is kept whole in error_message; the history keeps a bounded copy.
+MAX_ERROR_MESSAGE_CHARS = 2000
+# attempt_errors keeps this many entries; older ones fold into a summary entry at the front.
+MAX_ATTEMPT_ERRORS = 20
 
 
-class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
-        # The statements every task runs go out in batches under load (PostgreSQL only).
-        self._claims = Batcher(partial(fastpath.claim, engine))
-        self._appends = Batcher(partial(fastpath.fenced, engine, fastpath.APPEND))
-        self._checkpoints = Batcher(partial(fastpath.fenced, engine, fastpath.CHECKPOINT))
-        self._completions = Batcher(partial(fastpath.fenced, engine, fastpath.COMPLETE))
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A status change a store write makes, checked against the lifecycle's table when defined."""
 
-    # ---- submission and reads -------------------------------------------------
+    source: TaskStatus
+    to: TaskStatus
+    reason: str
+
+    def __post_init__(self) -> None:
+        check(self.source, self.to)
+
+
+CLAIM = Move(PENDING, RUNNING, "claimed")
+COMPLETE = Move(RUNNING, COMPLETED, "completed")
+CANCEL_RUNNING = Move(RUNNING, CANCELLED, "cancelled")
+CANCEL_PENDING = Move(PENDING, CANCELLED, "cancel_requested")
+UNSTARTED = Move(PENDING, FAILED, ErrorType.SCHEDULE_TO_START_TIMEOUT.value)
+
+
+def fail_move(error_type: str) -> Move:
+    return Move(RUNNING, FAILED, error_type)
+
+
+def requeue_move(reason: str) -> Move:
+    return Move(RUNNING, PENDING, reason)
+
+
+def manual_retry_move(source: TaskStatus) -> Move:
+    return Move(source, PENDING, "manual_retry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Tokens a write *adds*: what the run spent since its previous write, so every attempt's usage,
+    including one that crashed after a checkpoint, is counted exactly once."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reused_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fenced:
+    """A worker's write while its attempt owns the task: events, plus a checkpoint or a completion."""
+
+    task_id: uuid.UUID
+    attempt: int
+    events: Sequence[NewEvent]
+    usage: Usage = Usage()
+    checkpoint: dict[str, Any] | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close:
+    """A running attempt ends without completing: failed, cancelled, or back to pending."""
+
+    task_id: uuid.UUID
+    attempt: int
+    move: Move
+    events: Sequence[NewEvent] = ()
+    usage: Usage = Usage()
+    error_type: str | None = None
+    error_message: str | None = None
+    # Appended to attempt_errors when set.
+    attempt_error: dict[str, Any] | None = None
+    run_after: datetime | None = None
+    # A graceful hand-back gives the attempt back.
+    refund_attempt: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def all_events(self) -> list[NewEvent]:
+        return [*self.events, status_event(self.move, attempt=self.attempt, **self.extra)]
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A running attempt, as the reaper sees it."""
+
+    task_id: uuid.UUID
+    attempt: int
+    max_retries: int
+    worker_id: str | None
+    claimed_at: datetime | None
+    timeout_seconds: int
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def status_event(move: Move, **extra: Any) -> NewEvent:
+    return NewEvent(
+        EventType.STATUS.value, {"from": move.source.value, "to": move.to.value, "reason": move.reason, **extra}
+    )
+
+
+def created_event() -> NewEvent:
+    """A task's first event: it is born pending, which is no transition."""
+    return NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
+
+
+def event_seqs(last_event_seq: int, count: int) -> range:
+    """The seqs of ``count`` events written by the UPDATE that left ``last_event_seq`` on the row."""
+    return range(last_event_seq - count + 1, last_event_seq + 1)
+
+
+def attempt_error(attempt: int, error_type: str, message: str, at: datetime) -> dict[str, Any]:
+    return {"attempt": attempt, "type": error_type, "message": message[:MAX_ERROR_MESSAGE_CHARS], "at": at.isoformat()}
+
+
+class TaskStore(abc.ABC):
+    """The operations; see the module docstring for the rules every backend follows."""
+
+    engine: AsyncEngine
+
+    def __init__(self, engine: AsyncEngine, *, policy: RetryPolicy | None = None) -> None:
+        self.engine = engine
+        self.policy = policy or RetryPolicy()
+
+    # ---- submission and reads ------------------------------------------------------------------
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
         """Insert a pending task; with a known idempotency key return the existing task instead."""
         now = utcnow()
         deadline = None
         if new.schedule_to_start_seconds is not None:
-            deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
-        values = {
-            "id": uuid.uuid4(),
-            "agent": new.agent,
-            "goal": new.goal,
-            "input": new.input,
-            "model": new.model,
-            "status": PENDING.value,
-            "attempts": 0,
-            "max_retries": new.max_retries,
-            "retry_base": 0,
-            "timeout_seconds": new.timeout_seconds,
-            "schedule_to_start_seconds": new.schedule_to_start_seconds,
-            "start_deadline": deadline,
-            "priority": new.priority,
-            "idempotency_key": new.idempotency_key,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "reused_tokens": 0,
-            "attempt_errors": [],
-            "cancel_requested": False,
-            "last_event_seq": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
-        event = NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
-        if self._fast:
-            async with fastpath.driver(self.engine) as db:
-                row = await db.fetchrow(
-                    fastpath.INSERT_TASK,
-                    values["id"],
-                    new.agent,
-                    new.goal,
-                    json_dumps(new.input),
-                    new.model,
-                    new.max_retries,
-                    new.timeout_seconds,
-                    new.schedule_to_start_seconds,
-                    deadline,
-                    new.priority,
-                    new.idempotency_key,
-                    now,
-                    fastpath.events_json([event], now),
-                )
-        else:
-            stmt = self._insert(TASKS).values(values)
-            if new.idempotency_key is not None:
-                # Concurrent creates with one key: the loser's INSERT waits for the
-                # winner's commit, inserts nothing, and then reads the winner's row.
-                stmt = stmt.on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
-            row = await self._insert_with_event(stmt, event, now)
-        if row is not None:
-            return to_task(row), True
-        async with self._read() as conn:
-            existing = (await conn.execute(select(TASKS).where(TASKS.c.idempotency_key == new.idempotency_key))).first()
-        if existing is None:  # pragma: no cover - the conflicting row cannot vanish: tasks are never deleted
-            raise RuntimeError("idempotency conflict without a conflicting row")
-        return to_task(existing), False
-
-    async def _insert_with_event(self, insert: Any, event: NewEvent, now: datetime) -> Any:
-        """Insert a task row with its first event; the row, or None if the INSERT did nothing (a conflict).
-
-        One statement on PostgreSQL (a data-modifying CTE), so a submit costs one round trip.
-        """
-        if self._dialect != "postgresql":
-            async with self._write() as conn:
-                row = (await conn.execute(insert.returning(*TASKS.c))).first()
-                if row is not None:
-                    await self._add_events(conn, row.id, 0, 1, [event], now)
-                return row
-        created = insert.returning(*TASKS.c).cte("created")
-        first_event = select(
-            created.c.id,
-            literal(1),
-            literal(0),
-            literal(event.type),
-            bindparam("payload", event.payload, type_=JSONB),
-            literal(now, TASKS.c.created_at.type),
+            try:
+                deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
+            except OverflowError:
+                raise InvalidRequest("schedule_to_start_seconds is too large") from None
+        task = Task(
+            id=uuid.uuid4(),
+            agent=new.agent,
+            goal=new.goal,
+            input=new.input,
+            model=new.model,
+            status=PENDING,
+            max_retries=new.max_retries,
+            timeout_seconds=new.timeout_seconds,
+            schedule_to_start_seconds=new.schedule_to_start_seconds,
+            start_deadline=deadline,
+            priority=new.priority,
+            idempotency_key=new.idempotency_key,
+            last_event_seq=1,
+            created_at=now,
+            updated_at=now,
         )
-        columns = ["task_id", "seq", "attempt", "type", "payload", "created_at"]
-        added = EVENTS.insert().from_select(columns, first_event).returning(EVENTS.c.id).cte("added")
-        async with database_errors(), self._autocommit.connect() as conn:
-            return (await conn.execute(select(created).add_cte(added))).first()
+        if await self._insert(task, created_event()):
+            return task, True
+        assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
+        return await self._by_idempotency_key(new.idempotency_key), False
 
+    @abc.abstractmethod
+    async def _insert(self, task: Task, event: NewEvent) -> bool:
+        """Insert ``task`` with its first event; False if its idempotency key is taken."""
+
+    @abc.abstractmethod
+    async def _by_idempotency_key(self, key: str) -> Task: ...
+
+    @abc.abstractmethod
     async def get(self, task_id: uuid.UUID) -> Task:
-        async with self._read() as conn:
-            row = (await conn.execute(select(TASKS).where(TASKS.c.id == task_id))).first()
-        if row is None:
-            raise TaskNotFound(f"task {task_id} not found")
-        return to_task(row)
+        """The task, or :class:`TaskNotFound`."""
 
+    @abc.abstractmethod
     async def list(
-        self,
-        *,
-        status: TaskStatus | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
+        self, *, status: TaskStatus | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> TaskPage:
         """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
-        stmt = select(TASKS).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit + 1)
-        if status is not None:
-            stmt = stmt.where(TASKS.c.status == TaskStatus(status).value)
-            if not TaskStatus(status).is_terminal:
-                stmt = stmt.where(UNFINISHED)
-        if agent is not None:
-            stmt = stmt.where(TASKS.c.agent == agent)
-        if cursor is not None:
-            created_at, last_id = _decode_cursor(cursor)
-            stmt = stmt.where(tuple_(TASKS.c.created_at, TASKS.c.id) < tuple_(created_at, last_id))
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).all()
-        items = [to_task(r) for r in rows[:limit]]
-        more = len(rows) > limit and items
-        return TaskPage(items, _encode_cursor(items[-1]) if more else None)
 
+    @abc.abstractmethod
     async def list_events(
         self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000
     ) -> builtins.list[TaskEvent]:
-        stmt = (
-            select(EVENTS)
-            .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > after_seq)
-            .order_by(EVENTS.c.seq)
-            .limit(limit)
-        )
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).all()
-            # Only an empty answer needs the extra lookup: every task has its creation event.
-            if not rows and (await conn.execute(select(TASKS.c.id).where(TASKS.c.id == task_id))).first() is None:
-                raise TaskNotFound(f"task {task_id} not found")
-        return [to_event(r) for r in rows]
+        """Events after ``after_seq`` in seq order; :class:`TaskNotFound` for an unknown task."""
 
-    # ---- the outbox -------------------------------------------------------------
+    # ---- the outbox ------------------------------------------------------------------------------
 
-    # ---- the worker's side --------------------------------------------------------
+    @abc.abstractmethod
+    async def due_for_publish(
+        self, *, limit: int, now: datetime | None = None, republish_before: datetime | None = None
+    ) -> builtins.list[Task]:
+        """Pending tasks whose message must be sent: never published and due, or (with
+        ``republish_before``) last published before then and still not claimed, in case it was lost."""
+
+    @abc.abstractmethod
+    async def mark_published(
+        self, task_ids: Sequence[uuid.UUID], *, republished_before: datetime | None = None
+    ) -> None:
+        """Sent, unless claimed meanwhile; with ``republished_before`` None only never-published rows."""
+
+    # ---- the worker's side ---------------------------------------------------------------------
 
     async def claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
-        """pending → running for one attempt; None if it is not pending (duplicate delivery, cancelled…)."""
-        now = utcnow()
-        if self._fast:
-            claim = await self._claims.submit((task_id, worker_id))
-            if claim is not None:
-                return claim
-            async with self._write() as conn:
-                await self._fail_unstarted(conn, task_id, utcnow())
-            return None
-        row = await self._transition(
-            task_id,
-            where=[
-                TASKS.c.status == PENDING.value,
-                or_(
-                    TASKS.c.start_deadline.is_(None),
-                    TASKS.c.attempts > 0,
-                    TASKS.c.start_deadline >= now,
-                ),
-            ],
-            values={
-                "status": RUNNING.value,
-                "attempts": TASKS.c.attempts + 1,
-                "started_at": func.coalesce(TASKS.c.started_at, now),
-                "claimed_at": now,
-                "worker_id": worker_id,
-                "updated_at": now,
-            },
-            events=[status_event(PENDING, RUNNING, "claimed", worker_id=worker_id)],
-            attempt=None,
-            now=now,
-            returning=OTHER_TASK_COLUMNS,
-        )
-        if row is not None:
-            return Claim(to_task(row), row.attempts)
-        # Not claimable: fail it if it waited too long, else it simply is not pending.
-        async with self._write() as conn:
-            await self._fail_unstarted(conn, task_id, now)
-        return None
+        """pending → running for one attempt; None if it is not pending (duplicate delivery, cancelled…).
+
+        A task that waited past its schedule-to-start deadline fails instead.
+        """
+        claim = await self._claim(task_id, worker_id)
+        if claim is None:
+            await self._fail_unstarted([task_id], utcnow())
+        return claim
+
+    @abc.abstractmethod
+    async def _claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None: ...
 
     async def append_events(self, task_id: uuid.UUID, attempt: int, events: Sequence[NewEvent]) -> None:
         """Append the run's events; raises :class:`LeaseLost` unless ``attempt`` still owns the task."""
-        if not events:
-            return
-        now = utcnow()
-        if self._fast:
-            owned = await self._appends.submit((task_id, attempt, len(events), fastpath.events_json(events, now)))
-        else:
-            row = await self._transition(
-                task_id, where=self._fence(attempt), values={}, events=events, attempt=attempt, now=now
-            )
-            owned = row is not None
-        if not owned:
+        if events and not await self._append(Fenced(task_id=task_id, attempt=attempt, events=events)):
             raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def save_checkpoint(
@@ -266,21 +277,9 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         events: Sequence[NewEvent] = (),
     ) -> None:
         """Store the last finished step so a later attempt resumes from it; add the step's tokens."""
-        now = utcnow()
-        values = {
-            "checkpoint": checkpoint,
-            **_usage(input_tokens, output_tokens, 0),
-            "updated_at": now,
-        }
-        if self._fast:
-            fields = (task_id, attempt, len(events), fastpath.events_json(events, now), json_dumps(checkpoint))
-            owned = await self._checkpoints.submit((*fields, input_tokens, output_tokens))
-        else:
-            row = await self._transition(
-                task_id, where=self._fence(attempt), values=values, events=events, attempt=attempt, now=now
-            )
-            owned = row is not None
-        if not owned:
+        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+        write = Fenced(task_id=task_id, attempt=attempt, events=events, usage=usage, checkpoint=checkpoint)
+        if not await self._checkpoint(write):
             raise LeaseLost(f"task {task_id}: attempt {attempt} no longer owns it")
 
     async def complete(
@@ -294,14 +293,21 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         reused_tokens: int,
         events: Sequence[NewEvent] = (),
     ) -> bool:
-        if self._fast:
-            closing = [*events, status_event(RUNNING, TaskStatus.COMPLETED, "completed", attempt=attempt)]
-            fields = (task_id, attempt, len(closing), fastpath.events_json(closing, utcnow()), json_dumps(result))
-            return await self._completions.submit((*fields, input_tokens, output_tokens, reused_tokens))
-        usage = _usage(input_tokens, output_tokens, reused_tokens)
-        return await self._close(
-            task_id, attempt, TaskStatus.COMPLETED, "completed", {"result": result, **usage}, events
+        """running → completed; False if ``attempt`` no longer owns the task."""
+        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, reused_tokens=reused_tokens)
+        closing = [*events, status_event(COMPLETE, attempt=attempt)]
+        return await self._complete(
+            Fenced(task_id=task_id, attempt=attempt, events=closing, usage=usage, result=result)
         )
+
+    @abc.abstractmethod
+    async def _append(self, write: Fenced) -> bool: ...
+
+    @abc.abstractmethod
+    async def _checkpoint(self, write: Fenced) -> bool: ...
+
+    @abc.abstractmethod
+    async def _complete(self, write: Fenced) -> bool: ...
 
     async def fail(
         self,
@@ -316,14 +322,19 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         events: Sequence[NewEvent] = (),
     ) -> bool:
         now = utcnow()
-        values = {
-            "error_type": error_type,
-            "error_message": error_message,
-            "attempt_errors": attempt_error(attempt, error_type, error_message, now),
-            **_usage(input_tokens, output_tokens, reused_tokens),
-        }
         return await self._close(
-            task_id, attempt, TaskStatus.FAILED, error_type, values, events, now=now, error_type=error_type
+            Close(
+                task_id=task_id,
+                attempt=attempt,
+                move=fail_move(error_type),
+                events=events,
+                usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens, reused_tokens=reused_tokens),
+                error_type=error_type,
+                error_message=error_message,
+                attempt_error=attempt_error(attempt, error_type, error_message, now),
+                extra={"error_type": error_type},
+            ),
+            now,
         )
 
     async def schedule_retry(
@@ -340,23 +351,21 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         events: Sequence[NewEvent] = (),
     ) -> bool:
         """running → pending after a retryable failure; the checkpoint stays so the next attempt resumes."""
+        if run_after.tzinfo is None:
+            raise ValueError(f"naive datetime {run_after!r}: ops-core only stores timezone-aware datetimes")
         now = utcnow()
-        values = {
-            "published_at": None,
-            "run_after": run_after,
-            "attempt_errors": attempt_error(attempt, error_type, error_message, now),
-            **_usage(input_tokens, output_tokens, reused_tokens),
-        }
         return await self._close(
-            task_id,
-            attempt,
-            PENDING,
-            "retry",
-            values,
-            events,
-            now=now,
-            error_type=error_type,
-            run_after=run_after.isoformat(),
+            Close(
+                task_id=task_id,
+                attempt=attempt,
+                move=requeue_move("retry"),
+                events=events,
+                usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens, reused_tokens=reused_tokens),
+                attempt_error=attempt_error(attempt, error_type, error_message, now),
+                run_after=run_after,
+                extra={"error_type": error_type, "run_after": run_after.isoformat()},
+            ),
+            now,
         )
 
     async def finish_cancelled(
@@ -369,68 +378,235 @@ class TaskStore(OutboxOps, CancelOps, WorkerOps, StoreBase):
         reused_tokens: int,
         events: Sequence[NewEvent] = (),
     ) -> bool:
-        values = {
-            "error_type": ErrorType.CANCELLED.value,
-            "error_message": "cancelled on request",
-            **_usage(input_tokens, output_tokens, reused_tokens),
-        }
-        return await self._close(task_id, attempt, TaskStatus.CANCELLED, "cancelled", values, events)
+        return await self._close(
+            Close(
+                task_id=task_id,
+                attempt=attempt,
+                move=CANCEL_RUNNING,
+                events=events,
+                usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens, reused_tokens=reused_tokens),
+                error_type=ErrorType.CANCELLED.value,
+                error_message="cancelled on request",
+            ),
+            utcnow(),
+        )
 
     async def hand_back(self, task_id: uuid.UUID, attempt: int, *, reason: str) -> bool:
         """running → pending without consuming the attempt (a graceful shutdown is not the task's fault)."""
-        values = {"published_at": None, "run_after": None, "attempts": TASKS.c.attempts - 1}
-        return await self._close(task_id, attempt, PENDING, reason, values, ())
+        close = Close(task_id=task_id, attempt=attempt, move=requeue_move(reason), refund_attempt=True)
+        return await self._close(close, utcnow())
 
-    async def _close(
-        self,
-        task_id: uuid.UUID,
-        attempt: int,
-        to: TaskStatus,
-        reason: str,
-        values: dict[str, Any],
-        events: Sequence[NewEvent],
-        *,
-        now: datetime | None = None,
-        **extra: Any,
-    ) -> bool:
-        """Move a running task on, fenced by its attempt; False if that attempt no longer owns it."""
+    async def _close(self, close: Close, now: datetime) -> bool:
+        """Apply ``close`` if ``close.attempt`` still owns the task; whether it did.
+
+        The history is read first and written whole: the write is fenced on the
+        attempt, and only a write fenced on the same attempt can change it, so
+        no other write can come in between and be lost.
+        """
+        errors = None
+        if close.attempt_error is not None:
+            errors = summarised(await self._attempt_errors(close.task_id), close.attempt_error)
+        return await self._end(close, errors, now)
+
+    @abc.abstractmethod
+    async def _attempt_errors(self, task_id: uuid.UUID) -> builtins.list[dict[str, Any]]:
+        """The task's attempt_errors; empty for an unknown task."""
+
+    @abc.abstractmethod
+    async def _end(self, close: Close, attempt_errors: builtins.list[dict[str, Any]] | None, now: datetime) -> bool:
+        """One write fenced on ``close.attempt``: ``close.move`` with its columns and events, and
+        ``attempt_errors`` (when not None) as the new history."""
+
+    # ---- operator actions ------------------------------------------------------------------------
+
+    async def request_cancel(self, task_id: uuid.UUID) -> Task:
+        """pending → cancelled at once; running → flag it (the worker stops the run); terminal → TaskFinished."""
+        for _ in range(MAX_ROUNDS):
+            current = (await self.get(task_id)).status
+            if current is PENDING:
+                cancelled = await self._cancel_pending(task_id, utcnow())
+                if cancelled is not None:
+                    return cancelled
+            elif current is RUNNING:
+                flagged = await self._flag_cancel(task_id, utcnow())
+                if flagged is not None:
+                    return flagged
+                again = await self.get(task_id)
+                if again.status is RUNNING and again.cancel_requested:
+                    return again  # a second request adds no event
+            else:
+                raise TaskFinished(f"task {task_id} is already {current.value}")
+        raise Conflict(f"task {task_id} kept changing while it was being cancelled; try again")
+
+    @abc.abstractmethod
+    async def _cancel_pending(self, task_id: uuid.UUID, now: datetime) -> Task | None:
+        """pending → cancelled (CANCEL_PENDING); None if it is no longer pending."""
+
+    @abc.abstractmethod
+    async def _flag_cancel(self, task_id: uuid.UUID, now: datetime) -> Task | None:
+        """Set cancel_requested on a running task not yet flagged, with a cancel_requested event."""
+
+    @abc.abstractmethod
+    async def cancel_requested(self, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these running tasks have a cancel request (one query for all of a worker's runs)."""
+
+    async def retry(self, task_id: uuid.UUID) -> Task:
+        """failed|cancelled → pending, with a fresh retry budget (see ``RetryPolicy.renewed_budget``).
+
+        ``attempts`` and ``attempt_errors`` are kept (history), and so is the
+        checkpoint, so the new attempt resumes where the last one stopped.
+        """
+        for _ in range(MAX_ROUNDS):
+            task = await self.get(task_id)
+            if task.status not in (FAILED, CANCELLED):
+                raise Conflict(f"task {task_id} is {task.status.value}; only failed or cancelled tasks can be retried")
+            if task.manual_retries >= self.policy.max_manual_retries:
+                raise Conflict(
+                    f"task {task_id} was already retried by hand {task.manual_retries} times, the most allowed"
+                )
+            retried = await self._reopen(task, utcnow())
+            if retried is not None:
+                return retried
+        raise Conflict(f"task {task_id} kept changing while it was being retried; try again")
+
+    @abc.abstractmethod
+    async def _reopen(self, task: Task, now: datetime) -> Task | None:
+        """Apply ``manual_retry_move(task.status)`` if the task is still as read; None otherwise."""
+
+    # ---- crash recovery ----------------------------------------------------------------------------
+
+    async def requeue_orphans(self, *, stale_after: float) -> builtins.list[uuid.UUID]:
+        """Running tasks whose worker stopped heartbeating → pending (or failed when out of retries).
+
+        The lost attempt counts. Each task moves with its own write fenced on
+        its attempt, so many workers may call this at once: each orphan is
+        recovered exactly once.
+        """
+        now = utcnow()
+        moved: builtins.list[uuid.UUID] = []
+        for run in await self._orphans(now - timedelta(seconds=stale_after)):
+            message = f"worker {run.worker_id} stopped heartbeating during attempt {run.attempt}"
+            decision = self.policy.decide(
+                attempt=run.attempt, max_retries=run.max_retries, retryable=True, backoff=False
+            )
+            if await self._recover(run, ErrorType.WORKER_LOST.value, message, give_up=isinstance(decision, GiveUp)):
+                moved.append(run.task_id)
+        return moved
+
+    async def fail_expired(
+        self, now: datetime | None = None, *, grace_seconds: float = 60.0
+    ) -> builtins.list[uuid.UUID]:
+        """Fail running tasks whose attempt outlived its timeout by ``grace_seconds`` (its worker never did)."""
         now = now or utcnow()
-        values = {**values, "status": to.value, "worker_id": None, "updated_at": now}
-        if to.is_terminal:
-            values["finished_at"] = now
-        all_events = [*events, status_event(RUNNING, to, reason, attempt=attempt, **extra)]
-        row = await self._transition(
-            task_id, where=self._fence(attempt), values=values, events=all_events, attempt=attempt, now=now
+        expired: builtins.list[uuid.UUID] = []
+        for run in await self._running():
+            if run.claimed_at is None or run.claimed_at + timedelta(seconds=run.timeout_seconds + grace_seconds) >= now:
+                continue
+            message = f"attempt {run.attempt} ran past its {run.timeout_seconds}s timeout"
+            if await self._recover(run, ErrorType.TIMEOUT.value, message, give_up=True, now=now):
+                expired.append(run.task_id)
+        return expired
+
+    async def _recover(
+        self, run: Running, error_type: str, message: str, *, give_up: bool, now: datetime | None = None
+    ) -> bool:
+        now = now or utcnow()
+        event = NewEvent(
+            EventType.ATTEMPT_FAILED.value if give_up else EventType.REQUEUED.value,
+            {"attempt": run.attempt, "error_type": error_type, "message": message},
         )
-        return row is not None
+        close = Close(
+            task_id=run.task_id,
+            attempt=run.attempt,
+            move=fail_move(error_type) if give_up else requeue_move(error_type),
+            events=[event],
+            error_type=error_type if give_up else None,
+            error_message=message if give_up else None,
+            attempt_error=attempt_error(run.attempt, error_type, message, now),
+        )
+        return await self._close(close, now)
 
-    @staticmethod
-    def _fence(attempt: int) -> builtins.list[Any]:
-        return [TASKS.c.status == RUNNING.value, TASKS.c.attempts == attempt]
+    async def fail_unstarted(self, now: datetime | None = None) -> builtins.list[uuid.UUID]:
+        """Fail pending tasks past their schedule-to-start deadline that no worker ever claimed.
+
+        A claim fails such a task when its message arrives; this catches the
+        ones whose message never arrives (no worker consumes, the broker is down).
+        """
+        now = now or utcnow()
+        return await self._fail_unstarted(await self._unstarted(now), now)
+
+    @abc.abstractmethod
+    async def _orphans(self, cutoff: datetime) -> builtins.list[Running]:
+        """Running attempts whose worker stopped, or last heartbeat (or, unknown, claim) is before ``cutoff``."""
+
+    @abc.abstractmethod
+    async def _running(self) -> builtins.list[Running]: ...
+
+    @abc.abstractmethod
+    async def _unstarted(self, now: datetime) -> builtins.list[uuid.UUID]:
+        """Never-started pending tasks whose start deadline has passed."""
+
+    @abc.abstractmethod
+    async def _fail_unstarted(self, task_ids: Sequence[uuid.UUID], now: datetime) -> builtins.list[uuid.UUID]:
+        """UNSTARTED for those still pending, never started and past their deadline; the ones moved."""
+
+    # ---- the worker registry -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raises :class:`DatabaseUnavailable` when the database cannot answer in time."""
+
+    @abc.abstractmethod
+    async def register_worker(self, worker_id: str, host: str, pid: int, concurrency: int) -> None: ...
+
+    @abc.abstractmethod
+    async def heartbeat(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def deregister_worker(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
 
 
-def _usage(input_tokens: int, output_tokens: int, reused_tokens: int) -> dict[str, Any]:
-    """Token counts are *added*: a run reports what it spent since its last write (checkpoint or final),
-    so usage of every attempt, including one that crashed after a checkpoint, is counted exactly once."""
-    return {
-        "input_tokens": TASKS.c.input_tokens + input_tokens,
-        "output_tokens": TASKS.c.output_tokens + output_tokens,
-        "reused_tokens": TASKS.c.reused_tokens + reused_tokens,
+def summarised(errors: builtins.list[dict[str, Any]], entry: dict[str, Any]) -> builtins.list[dict[str, Any]]:
+    """``errors`` plus ``entry``, the oldest folded into one summary entry past :data:`MAX_ATTEMPT_ERRORS`."""
+    kept = [*errors, entry]
+    if len(kept) <= MAX_ATTEMPT_ERRORS:
+        return kept
+    head, tail = kept[: len(kept) - MAX_ATTEMPT_ERRORS + 1], kept[len(kept) - MAX_ATTEMPT_ERRORS + 1 :]
+    folded = sum(e.get("folded", 1) for e in head)
+    first = head[0].get("first_attempt", head[0].get("attempt"))
+    last = head[-1].get("attempt")
+    summary = {
+        "type": "summary",
+        "folded": folded,
+        "first_attempt": first,
+        "attempt": last,
+        "message": f"{folded} earlier attempt errors (attempts {first} to {last}) are summarised",
+        "at": head[-1].get("at"),
     }
+    return [summary, *tail]
 
 
-def _encode_cursor(task: Task) -> str:
+def encode_cursor(task: Task) -> str:
     raw = json.dumps([task.created_at.isoformat(), task.id.hex]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, task_id = json.loads(raw)
         created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
+        # Normalised to UTC here, so a date at the calendar's edge fails now and not in the driver.
+        created_at = created_at.astimezone(UTC)
         return created_at, uuid.UUID(hex=task_id)
-    except (binascii.Error, ValueError, TypeError, AttributeError):
+    except (binascii.Error, ValueError, TypeError, AttributeError, OverflowError, UnicodeDecodeError):
         raise InvalidRequest(f"malformed cursor {cursor[:100]!r}") from None
+
+
+def not_found(task_id: uuid.UUID) -> TaskNotFound:
+    return TaskNotFound(f"task {task_id} not found")

@@ -48,11 +48,7 @@ class ExecutionContext:
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        backoff_seconds=settings.retry_backoff_seconds,
-        backoff_max_seconds=settings.retry_backoff_max_seconds,
-        max_manual_retries=settings.max_manual_retries,
-    )
+    return RetryPolicy.from_settings(settings)
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:

@@ -1,0 +1,474 @@
+"""The SQLite backend of the embedded default: every statement of the store in SQLAlchemy Core.
+
+SQLite has no data-modifying CTEs, so a write and the events it brings are an
+UPDATE and an INSERT in one transaction; ``BEGIN IMMEDIATE`` (see engine.py)
+makes concurrent writers queue instead of failing. Events are numbered by
+:func:`_add_events`, the one place this backend assigns seqs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, update
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ops_core.db.engine import READ_ONLY, database_errors
+from ops_core.db.models import EVENTS, TASKS, WORKERS, Claim, NewEvent, Task, TaskEvent, TaskPage, WorkerView
+from ops_core.db.store import (
+    CANCEL_PENDING,
+    CLAIM,
+    UNSTARTED,
+    Close,
+    Fenced,
+    Running,
+    TaskStore,
+    Usage,
+    decode_cursor,
+    encode_cursor,
+    event_seqs,
+    manual_retry_move,
+    not_found,
+    status_event,
+    utcnow,
+)
+from ops_core.domain import ErrorType, EventType
+from ops_core.errors import DatabaseUnavailable
+from ops_core.lifecycle import PENDING, RUNNING, TaskStatus
+
+UNFINISHED = TASKS.c.finished_at.is_(None)
+_RUNNING_COLUMNS = (
+    TASKS.c.id.label("task_id"),
+    TASKS.c.attempts.label("attempt"),
+    TASKS.c.max_retries,
+    TASKS.c.worker_id,
+    TASKS.c.claimed_at,
+    TASKS.c.timeout_seconds,
+)
+
+
+class SqliteStore(TaskStore):
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with database_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with database_errors(), self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            yield conn
+
+    async def _bump(
+        self,
+        conn: AsyncConnection,
+        task_id: uuid.UUID,
+        where: Sequence[ColumnElement[bool]],
+        values: Mapping[str, Any],
+        events: Sequence[NewEvent],
+        attempt: int | None,
+        now: datetime,
+        *,
+        stamp: bool = False,
+    ) -> Task | None:
+        """One conditional UPDATE of a task and the events it brings; the task as updated, or None.
+
+        With ``attempt`` None the events are stamped with the attempt the UPDATE leaves on the row.
+        """
+        stmt = (
+            update(TASKS)
+            .where(TASKS.c.id == task_id, *where)
+            .values(last_event_seq=TASKS.c.last_event_seq + len(events), **values)
+            .returning(*TASKS.c)
+        )
+        row = (await conn.execute(stmt)).mappings().first()
+        if row is None:
+            return None
+        task = Task.from_row(row)
+        await _add_events(conn, task, task.attempts if attempt is None else attempt, events, now, stamp=stamp)
+        return task
+
+    # ---- submission and reads ------------------------------------------------------------------
+
+    async def _insert(self, task: Task, event: NewEvent) -> bool:
+        values = {c.name: getattr(task, c.name) for c in TASKS.c}
+        # Concurrent creates with one key: the loser's INSERT waits for the winner's commit,
+        # inserts nothing, and then reads the winner's row.
+        stmt = insert(TASKS).values(values).on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
+        async with self._write() as conn:
+            if (await conn.execute(stmt.returning(TASKS.c.id))).first() is None:
+                return False
+            await _add_events(conn, task, 0, [event], task.created_at)
+        return True
+
+    async def _by_idempotency_key(self, key: str) -> Task:
+        async with self._read() as conn:
+            row = (await conn.execute(select(TASKS).where(TASKS.c.idempotency_key == key))).mappings().one()
+        return Task.from_row(row)
+
+    async def get(self, task_id: uuid.UUID) -> Task:
+        async with self._read() as conn:
+            row = (await conn.execute(select(TASKS).where(TASKS.c.id == task_id))).mappings().first()
+        if row is None:
+            raise not_found(task_id)
+        return Task.from_row(row)
+
+    async def list(
+        self, *, status: TaskStatus | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> TaskPage:
+        stmt = select(TASKS).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit + 1)
+        if status is not None:
+            stmt = stmt.where(TASKS.c.status == TaskStatus(status).value)
+        if agent is not None:
+            stmt = stmt.where(TASKS.c.agent == agent)
+        if cursor is not None:
+            created_at, last_id = decode_cursor(cursor)
+            stmt = stmt.where(tuple_(TASKS.c.created_at, TASKS.c.id) < tuple_(created_at, last_id))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        items = [Task.from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit and items
+        return TaskPage(items, encode_cursor(items[-1]) if more else None)
+
+    async def list_events(
+        self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000
+    ) -> builtins.list[TaskEvent]:
+        stmt = (
+            select(EVENTS)
+            .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > after_seq)
+            .order_by(EVENTS.c.seq)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+            if not rows and (await conn.execute(select(TASKS.c.id).where(TASKS.c.id == task_id))).first() is None:
+                raise not_found(task_id)
+        return [TaskEvent.from_row(r) for r in rows]
+
+    # ---- the outbox ------------------------------------------------------------------------------
+
+    async def due_for_publish(
+        self, *, limit: int, now: datetime | None = None, republish_before: datetime | None = None
+    ) -> builtins.list[Task]:
+        stmt = (
+            select(TASKS)
+            .where(
+                UNFINISHED,
+                TASKS.c.status == PENDING.value,
+                _published_before(republish_before),
+                or_(TASKS.c.run_after.is_(None), TASKS.c.run_after <= (now or utcnow())),
+            )
+            .order_by(TASKS.c.created_at)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [Task.from_row(r) for r in (await conn.execute(stmt)).mappings().all()]
+
+    async def mark_published(
+        self, task_ids: Sequence[uuid.UUID], *, republished_before: datetime | None = None
+    ) -> None:
+        if not task_ids:
+            return
+        stmt = (
+            update(TASKS)
+            .where(
+                TASKS.c.id.in_(list(task_ids)),
+                TASKS.c.status == PENDING.value,
+                _published_before(republished_before),
+            )
+            .values(published_at=utcnow())
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
+    # ---- the worker's side ---------------------------------------------------------------------
+
+    async def _claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
+        now = utcnow()
+        event = status_event(CLAIM, worker_id=worker_id)
+        async with self._write() as conn:
+            task = await self._bump(
+                conn,
+                task_id,
+                where=[
+                    TASKS.c.status == CLAIM.source.value,
+                    or_(TASKS.c.start_deadline.is_(None), TASKS.c.attempts > 0, TASKS.c.start_deadline >= now),
+                ],
+                values={
+                    "status": CLAIM.to.value,
+                    "attempts": TASKS.c.attempts + 1,
+                    "started_at": func.coalesce(TASKS.c.started_at, now),
+                    "claimed_at": now,
+                    "worker_id": worker_id,
+                    "updated_at": now,
+                },
+                events=[event],
+                attempt=None,
+                now=now,
+                stamp=True,
+            )
+        return None if task is None else Claim(task, task.attempts)
+
+    async def _fenced(self, write: Fenced, values: Mapping[str, Any]) -> bool:
+        now = utcnow()
+        async with self._write() as conn:
+            task = await self._bump(
+                conn,
+                write.task_id,
+                where=_owned_by(write.attempt),
+                values={"updated_at": now, **values},
+                events=write.events,
+                attempt=write.attempt,
+                now=now,
+            )
+        return task is not None
+
+    async def _append(self, write: Fenced) -> bool:
+        return await self._fenced(write, {})
+
+    async def _checkpoint(self, write: Fenced) -> bool:
+        return await self._fenced(write, {"checkpoint": write.checkpoint, **_added(write.usage)})
+
+    async def _complete(self, write: Fenced) -> bool:
+        values = {"status": "completed", "finished_at": utcnow(), "result": write.result, **_added(write.usage)}
+        return await self._fenced(write, values)
+
+    async def _attempt_errors(self, task_id: uuid.UUID) -> builtins.list[dict[str, Any]]:
+        async with self._read() as conn:
+            errors = (await conn.execute(select(TASKS.c.attempt_errors).where(TASKS.c.id == task_id))).scalar()
+        return list(errors or [])
+
+    async def _end(self, close: Close, attempt_errors: builtins.list[dict[str, Any]] | None, now: datetime) -> bool:
+        values: dict[str, Any] = {
+            "status": close.move.to.value,
+            "updated_at": now,
+            "finished_at": now if close.move.to.is_terminal else None,
+            "error_type": close.error_type,
+            "error_message": close.error_message,
+            "run_after": close.run_after,
+            "attempts": TASKS.c.attempts - (1 if close.refund_attempt else 0),
+            **_added(close.usage),
+        }
+        if attempt_errors is not None:
+            values["attempt_errors"] = attempt_errors
+        if close.move.to is PENDING:
+            values["published_at"] = None
+        async with self._write() as conn:
+            task = await self._bump(
+                conn,
+                close.task_id,
+                where=_owned_by(close.attempt),
+                values=values,
+                events=close.all_events(),
+                attempt=close.attempt,
+                now=now,
+            )
+        return task is not None
+
+    # ---- operator actions ------------------------------------------------------------------------
+
+    async def _cancel_pending(self, task_id: uuid.UUID, now: datetime) -> Task | None:
+        values = {
+            "status": CANCEL_PENDING.to.value,
+            "error_type": ErrorType.CANCELLED.value,
+            "error_message": "cancelled before it started",
+            "finished_at": now,
+            "updated_at": now,
+        }
+        where = [TASKS.c.status == CANCEL_PENDING.source.value]
+        async with self._write() as conn:
+            return await self._bump(conn, task_id, where, values, [status_event(CANCEL_PENDING)], None, now)
+
+    async def _flag_cancel(self, task_id: uuid.UUID, now: datetime) -> Task | None:
+        where = [TASKS.c.status == RUNNING.value, TASKS.c.cancel_requested.is_(False)]
+        event = NewEvent(EventType.CANCEL_REQUESTED.value, {})
+        async with self._write() as conn:
+            return await self._bump(
+                conn, task_id, where, {"cancel_requested": True, "updated_at": now}, [event], None, now
+            )
+
+    async def cancel_requested(self, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        if not task_ids:
+            return set()
+        stmt = select(TASKS.c.id).where(
+            TASKS.c.id.in_(list(task_ids)), TASKS.c.status == RUNNING.value, TASKS.c.cancel_requested.is_(True)
+        )
+        async with self._read() as conn:
+            return set((await conn.execute(stmt)).scalars())
+
+    async def _reopen(self, task: Task, now: datetime) -> Task | None:
+        move = manual_retry_move(task.status)
+        max_retries, retry_base = self.policy.renewed_budget(
+            attempts=task.attempts, max_retries=task.max_retries, retry_base=task.retry_base
+        )
+        deadline = None
+        if task.schedule_to_start_seconds is not None:
+            deadline = now + timedelta(seconds=task.schedule_to_start_seconds)
+        values = {
+            "status": move.to.value,
+            "published_at": None,
+            "run_after": None,
+            "cancel_requested": False,
+            "error_type": None,
+            "error_message": None,
+            "result": None,
+            "finished_at": None,
+            "start_deadline": deadline,
+            "max_retries": max_retries,
+            "retry_base": retry_base,
+            "manual_retries": TASKS.c.manual_retries + 1,
+            "updated_at": now,
+        }
+        where = [
+            TASKS.c.status == move.source.value,
+            TASKS.c.attempts == task.attempts,
+            TASKS.c.manual_retries == task.manual_retries,
+        ]
+        async with self._write() as conn:
+            return await self._bump(conn, task.id, where, values, [status_event(move)], None, now)
+
+    # ---- crash recovery ----------------------------------------------------------------------------
+
+    async def _orphans(self, cutoff: datetime) -> builtins.list[Running]:
+        stmt = (
+            select(*_RUNNING_COLUMNS)
+            .select_from(TASKS.outerjoin(WORKERS, WORKERS.c.id == TASKS.c.worker_id))
+            .where(
+                UNFINISHED,
+                TASKS.c.status == RUNNING.value,
+                or_(
+                    WORKERS.c.stopped_at.is_not(None),
+                    WORKERS.c.last_heartbeat < cutoff,
+                    # An unknown worker gets the same grace, measured from its claim.
+                    and_(WORKERS.c.id.is_(None), or_(TASKS.c.claimed_at.is_(None), TASKS.c.claimed_at < cutoff)),
+                ),
+            )
+            .order_by(TASKS.c.id)
+        )
+        async with self._read() as conn:
+            return [Running(**row) for row in (await conn.execute(stmt)).mappings()]
+
+    async def _running(self) -> builtins.list[Running]:
+        stmt = select(*_RUNNING_COLUMNS).where(UNFINISHED, TASKS.c.status == RUNNING.value).order_by(TASKS.c.id)
+        async with self._read() as conn:
+            return [Running(**row) for row in (await conn.execute(stmt)).mappings()]
+
+    async def _unstarted(self, now: datetime) -> builtins.list[uuid.UUID]:
+        stmt = (
+            select(TASKS.c.id)
+            .where(UNFINISHED, TASKS.c.status == PENDING.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now)
+            .order_by(TASKS.c.id)
+        )
+        async with self._read() as conn:
+            return list((await conn.execute(stmt)).scalars())
+
+    async def _fail_unstarted(self, task_ids: Sequence[uuid.UUID], now: datetime) -> builtins.list[uuid.UUID]:
+        reason = ErrorType.SCHEDULE_TO_START_TIMEOUT.value
+        values = {
+            "status": UNSTARTED.to.value,
+            "error_type": reason,
+            "error_message": "the task waited longer than its schedule-to-start timeout",
+            "finished_at": now,
+            "updated_at": now,
+        }
+        where = [TASKS.c.status == UNSTARTED.source.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now]
+        failed: builtins.list[uuid.UUID] = []
+        for task_id in sorted(task_ids):
+            async with self._write() as conn:
+                event = status_event(UNSTARTED, error_type=reason)
+                if await self._bump(conn, task_id, where, values, [event], 0, now) is not None:
+                    failed.append(task_id)
+        return failed
+
+    # ---- the worker registry -----------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            if (await conn.execute(text("SELECT 1"))).scalar() != 1:  # pragma: no cover - defensive
+                raise DatabaseUnavailable("database answered SELECT 1 wrongly")
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, concurrency: int) -> None:
+        now = utcnow()
+        values = {"host": host, "pid": pid, "concurrency": concurrency, "started_at": now, "last_heartbeat": now}
+        stmt = insert(WORKERS).values(id=worker_id, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[WORKERS.c.id], set_={**values, "stopped_at": None})
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
+    async def heartbeat(self, worker_id: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(WORKERS).where(WORKERS.c.id == worker_id).values(last_heartbeat=utcnow()))
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(WORKERS).where(WORKERS.c.id == worker_id).values(stopped_at=utcnow()))
+
+    async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]:
+        cutoff = utcnow() - timedelta(seconds=stale_after)
+        live = select(WORKERS).where(WORKERS.c.stopped_at.is_(None), WORKERS.c.last_heartbeat >= cutoff)
+        async with self._read() as conn:
+            workers = (await conn.execute(live.order_by(WORKERS.c.started_at))).mappings().all()
+            running: dict[str, builtins.list[uuid.UUID]] = {w["id"]: [] for w in workers}
+            if running:
+                rows = await conn.execute(
+                    select(TASKS.c.worker_id, TASKS.c.id)
+                    .where(UNFINISHED, TASKS.c.status == RUNNING.value, TASKS.c.worker_id.in_(list(running)))
+                    .order_by(TASKS.c.id)
+                )
+                for worker_id, task_id in rows:
+                    running[worker_id].append(task_id)
+        return [
+            WorkerView(
+                id=w["id"],
+                host=w["host"],
+                pid=w["pid"],
+                concurrency=w["concurrency"],
+                started_at=w["started_at"],
+                last_heartbeat=w["last_heartbeat"],
+                running_task_ids=running[w["id"]],
+            )
+            for w in workers
+        ]
+
+
+async def _add_events(
+    conn: AsyncConnection, task: Task, attempt: int, events: Sequence[NewEvent], now: datetime, *, stamp: bool = False
+) -> None:
+    """Insert ``events`` with the seqs the UPDATE that left ``task`` reserved for them."""
+    if not events:
+        return
+    rows = [
+        {
+            "task_id": task.id,
+            "seq": seq,
+            "attempt": attempt,
+            "type": event.type,
+            "payload": {**event.payload, "attempt": attempt} if stamp else event.payload,
+            "created_at": event.created_at or now,
+        }
+        for seq, event in zip(event_seqs(task.last_event_seq, len(events)), events, strict=True)
+    ]
+    await conn.execute(EVENTS.insert(), rows)
+
+
+def _owned_by(attempt: int) -> builtins.list[ColumnElement[bool]]:
+    return [TASKS.c.status == RUNNING.value, TASKS.c.attempts == attempt]
+
+
+def _added(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": TASKS.c.input_tokens + usage.input_tokens,
+        "output_tokens": TASKS.c.output_tokens + usage.output_tokens,
+        "reused_tokens": TASKS.c.reused_tokens + usage.reused_tokens,
+    }
+
+
+def _published_before(when: datetime | None) -> ColumnElement[bool]:
+    unpublished = TASKS.c.published_at.is_(None)
+    return unpublished if when is None else or_(unpublished, TASKS.c.published_at < when)
