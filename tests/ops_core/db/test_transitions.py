@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ops_core.db.models import Task
-from ops_core.db.store import MAX_ATTEMPT_ERRORS, TaskStore
+from ops_core.db.rules import MAX_ATTEMPT_ERRORS
+from ops_core.db.store import TaskStore
 from ops_core.errors import Conflict
 from ops_core.lifecycle import TRANSITIONS, TaskStatus
 from tests.ops_core.db.helpers import USAGE, make_task, running_task

@@ -253,8 +253,8 @@ class OpenAIModel(Model):
 
 
 # The SDK's ``chat.completions.create`` first walks its arguments through a
-# transform driven by their TypedDict annotations, which took 11% of a worker's
-# CPU with 1,000 runs waiting on the model (py-spy, docs/benchmarks.md). The
+# transform driven by their TypedDict annotations, a large share of a busy
+# worker's CPU (py-spy; docs/benchmarks.md, Findings). The
 # body built here is already wire-format JSON, so it goes through the SDK's
 # documented generic ``post``, with the same path, auth and parsing.
 _COMPLETIONS = "/chat/completions"

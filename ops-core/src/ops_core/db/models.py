@@ -64,8 +64,9 @@ class TaskTable(SQLModel, table=True):
     configured value is ``max_retries - retry_base``.
 
     The store hands out rows as :class:`Task` records, not instances of this
-    class: building a SQLModel table instance costs ~60 µs, 8× a slotted
-    dataclass, and a worker builds one for every claim.
+    class: building a SQLModel table instance costs several times what a
+    slotted dataclass does, and a worker builds one for every claim
+    (docs/benchmarks.md, Findings).
     """
 
     __tablename__ = "tasks"

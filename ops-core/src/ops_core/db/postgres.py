@@ -28,23 +28,20 @@ from sqlalchemy.util import greenlet_spawn
 from ops_core.db.batch import Batcher
 from ops_core.db.engine import database_errors, is_unavailable, json_dumps
 from ops_core.db.models import TASK_COLUMNS, Claim, NewEvent, Task, TaskEvent, TaskPage, WorkerView
-from ops_core.db.store import (
+from ops_core.db.rules import (
     CANCEL_PENDING,
     CLAIM,
     Close,
     Fenced,
     Running,
-    TaskStore,
-    decode_cursor,
-    encode_cursor,
     manual_retry_move,
-    not_found,
     status_event,
     utcnow,
 )
-from ops_core.db.store import (
+from ops_core.db.rules import (
     UNSTARTED as UNSTARTED_MOVE,
 )
+from ops_core.db.store import TaskStore, decode_cursor, encode_cursor, not_found
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import RetryPolicy, TaskStatus

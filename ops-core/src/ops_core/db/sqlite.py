@@ -21,23 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ops_core.db.engine import READ_ONLY, database_errors
 from ops_core.db.models import EVENTS, TASKS, WORKERS, Claim, NewEvent, Task, TaskEvent, TaskPage, WorkerView
-from ops_core.db.store import (
+from ops_core.db.rules import (
     CANCEL_PENDING,
     CLAIM,
     UNSTARTED,
     Close,
     Fenced,
     Running,
-    TaskStore,
     Usage,
-    decode_cursor,
-    encode_cursor,
     event_seqs,
     manual_retry_move,
-    not_found,
     status_event,
     utcnow,
 )
+from ops_core.db.store import TaskStore, decode_cursor, encode_cursor, not_found
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import PENDING, RUNNING, TaskStatus

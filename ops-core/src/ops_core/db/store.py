@@ -1,20 +1,11 @@
 """The task store: everything the API and the workers ask of the database, behind one interface.
 
-:class:`TaskStore` states the operations and holds the rules both backends
-share; each backend (``postgres.py``, ``sqlite.py``) writes every operation
-once, in its own SQL. What is shared lives here:
-
-* **transitions**: every status change is one of the :class:`Move` values
-  below, each checked against the lifecycle's table when it is defined, and a
-  backend enforces it as a conditional UPDATE on the move's source statuses;
-* **event sequence numbers**: the UPDATE that changes a task adds the number
-  of events it brings to ``last_event_seq``, and the events take the numbers
-  just reserved, in order (:func:`event_seqs`). Reserving them in the row
-  being updated serialises concurrent writers on its row lock;
-* **fencing**: a worker's writes match ``status = 'running' AND attempts =
-  <its attempt>``, so a zombie from an earlier attempt can never write;
-* **the retry decision** for orphans comes from :mod:`ops_core.lifecycle`;
-* which driver errors mean "database unavailable" (``engine.database_errors``).
+:class:`TaskStore` states the operations and composes them from the
+primitives each backend (``postgres.py``, ``sqlite.py``) writes once, in its
+own SQL. The rules both follow (moves checked against the lifecycle's table,
+event numbering, fencing, attempt history) are in ``rules.py``; the retry
+decision for orphans is the lifecycle's; which driver errors mean "database
+unavailable" is ``engine.is_unavailable``.
 """
 
 from __future__ import annotations
@@ -26,145 +17,34 @@ import builtins
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage, WorkerView
+from ops_core.db.rules import (
+    CANCEL_RUNNING,
+    COMPLETE,
+    Close,
+    Fenced,
+    Running,
+    Usage,
+    attempt_error,
+    created_event,
+    fail_move,
+    requeue_move,
+    status_event,
+    summarised,
+    utcnow,
+)
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import Conflict, InvalidRequest, LeaseLost, TaskFinished, TaskNotFound
-from ops_core.lifecycle import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    GiveUp,
-    RetryPolicy,
-    TaskStatus,
-    check,
-)
+from ops_core.lifecycle import CANCELLED, FAILED, PENDING, RUNNING, GiveUp, RetryPolicy, TaskStatus
 
 # Each round re-reads the status; a task changes under an operator's request only a few times
 # (claim, finish), so running out means something is badly wrong.
 MAX_ROUNDS = 10
-# An attempt error's message is kept whole in error_message; the history keeps a bounded copy.
-MAX_ERROR_MESSAGE_CHARS = 2000
-# attempt_errors keeps this many entries; older ones fold into a summary entry at the front.
-MAX_ATTEMPT_ERRORS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """A status change a store write makes, checked against the lifecycle's table when defined."""
-
-    source: TaskStatus
-    to: TaskStatus
-    reason: str
-
-    def __post_init__(self) -> None:
-        check(self.source, self.to)
-
-
-CLAIM = Move(PENDING, RUNNING, "claimed")
-COMPLETE = Move(RUNNING, COMPLETED, "completed")
-CANCEL_RUNNING = Move(RUNNING, CANCELLED, "cancelled")
-CANCEL_PENDING = Move(PENDING, CANCELLED, "cancel_requested")
-UNSTARTED = Move(PENDING, FAILED, ErrorType.SCHEDULE_TO_START_TIMEOUT.value)
-
-
-def fail_move(error_type: str) -> Move:
-    return Move(RUNNING, FAILED, error_type)
-
-
-def requeue_move(reason: str) -> Move:
-    return Move(RUNNING, PENDING, reason)
-
-
-def manual_retry_move(source: TaskStatus) -> Move:
-    return Move(source, PENDING, "manual_retry")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Usage:
-    """Tokens a write *adds*: what the run spent since its previous write, so every attempt's usage,
-    including one that crashed after a checkpoint, is counted exactly once."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    reused_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fenced:
-    """A worker's write while its attempt owns the task: events, plus a checkpoint or a completion."""
-
-    task_id: uuid.UUID
-    attempt: int
-    events: Sequence[NewEvent]
-    usage: Usage = Usage()
-    checkpoint: dict[str, Any] | None = None
-    result: Any = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Close:
-    """A running attempt ends without completing: failed, cancelled, or back to pending."""
-
-    task_id: uuid.UUID
-    attempt: int
-    move: Move
-    events: Sequence[NewEvent] = ()
-    usage: Usage = Usage()
-    error_type: str | None = None
-    error_message: str | None = None
-    # Appended to attempt_errors when set.
-    attempt_error: dict[str, Any] | None = None
-    run_after: datetime | None = None
-    # A graceful hand-back gives the attempt back.
-    refund_attempt: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def all_events(self) -> list[NewEvent]:
-        return [*self.events, status_event(self.move, attempt=self.attempt, **self.extra)]
-
-
-@dataclass(frozen=True, slots=True)
-class Running:
-    """A running attempt, as the reaper sees it."""
-
-    task_id: uuid.UUID
-    attempt: int
-    max_retries: int
-    worker_id: str | None
-    claimed_at: datetime | None
-    timeout_seconds: int
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def status_event(move: Move, **extra: Any) -> NewEvent:
-    return NewEvent(
-        EventType.STATUS.value, {"from": move.source.value, "to": move.to.value, "reason": move.reason, **extra}
-    )
-
-
-def created_event() -> NewEvent:
-    """A task's first event: it is born pending, which is no transition."""
-    return NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
-
-
-def event_seqs(last_event_seq: int, count: int) -> range:
-    """The seqs of ``count`` events written by the UPDATE that left ``last_event_seq`` on the row."""
-    return range(last_event_seq - count + 1, last_event_seq + 1)
-
-
-def attempt_error(attempt: int, error_type: str, message: str, at: datetime) -> dict[str, Any]:
-    return {"attempt": attempt, "type": error_type, "message": message[:MAX_ERROR_MESSAGE_CHARS], "at": at.isoformat()}
 
 
 class TaskStore(abc.ABC):
@@ -567,26 +447,6 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
-
-
-def summarised(errors: builtins.list[dict[str, Any]], entry: dict[str, Any]) -> builtins.list[dict[str, Any]]:
-    """``errors`` plus ``entry``, the oldest folded into one summary entry past :data:`MAX_ATTEMPT_ERRORS`."""
-    kept = [*errors, entry]
-    if len(kept) <= MAX_ATTEMPT_ERRORS:
-        return kept
-    head, tail = kept[: len(kept) - MAX_ATTEMPT_ERRORS + 1], kept[len(kept) - MAX_ATTEMPT_ERRORS + 1 :]
-    folded = sum(e.get("folded", 1) for e in head)
-    first = head[0].get("first_attempt", head[0].get("attempt"))
-    last = head[-1].get("attempt")
-    summary = {
-        "type": "summary",
-        "folded": folded,
-        "first_attempt": first,
-        "attempt": last,
-        "message": f"{folded} earlier attempt errors (attempts {first} to {last}) are summarised",
-        "at": head[-1].get("at"),
-    }
-    return [summary, *tail]
 
 
 def encode_cursor(task: Task) -> str:

@@ -1,0 +1,162 @@
+"""The rules both store backends share: the moves, event numbering, and what a write carries.
+
+* **moves**: every status change a write makes is a :class:`Move`, checked
+  against the lifecycle's table when it is defined; a backend enforces it as a
+  conditional UPDATE on the move's source status;
+* **event sequence numbers**: the UPDATE that changes a task adds the number
+  of events it brings to ``last_event_seq``, and the events take the numbers
+  just reserved, in order (:func:`event_seqs`). Reserving them in the row
+  being updated serialises concurrent writers on its row lock;
+* **fencing**: a worker's writes (:class:`Fenced`, :class:`Close`) match
+  ``status = 'running' AND attempts = <its attempt>``, so a zombie from an
+  earlier attempt can never write;
+* **attempt history**: bounded entries, the oldest folded into a summary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ops_core.db.models import NewEvent
+from ops_core.domain import ErrorType, EventType
+from ops_core.lifecycle import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TaskStatus, check
+
+# An attempt error's message is kept whole in error_message; the history keeps a bounded copy.
+MAX_ERROR_MESSAGE_CHARS = 2000
+# attempt_errors keeps this many entries; older ones fold into a summary entry at the front.
+MAX_ATTEMPT_ERRORS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A status change a store write makes, checked against the lifecycle's table when defined."""
+
+    source: TaskStatus
+    to: TaskStatus
+    reason: str
+
+    def __post_init__(self) -> None:
+        check(self.source, self.to)
+
+
+CLAIM = Move(PENDING, RUNNING, "claimed")
+COMPLETE = Move(RUNNING, COMPLETED, "completed")
+CANCEL_RUNNING = Move(RUNNING, CANCELLED, "cancelled")
+CANCEL_PENDING = Move(PENDING, CANCELLED, "cancel_requested")
+UNSTARTED = Move(PENDING, FAILED, ErrorType.SCHEDULE_TO_START_TIMEOUT.value)
+
+
+def fail_move(error_type: str) -> Move:
+    return Move(RUNNING, FAILED, error_type)
+
+
+def requeue_move(reason: str) -> Move:
+    return Move(RUNNING, PENDING, reason)
+
+
+def manual_retry_move(source: TaskStatus) -> Move:
+    return Move(source, PENDING, "manual_retry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Tokens a write *adds*: what the run spent since its previous write, so every attempt's usage,
+    including one that crashed after a checkpoint, is counted exactly once."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reused_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fenced:
+    """A worker's write while its attempt owns the task: events, plus a checkpoint or a completion."""
+
+    task_id: uuid.UUID
+    attempt: int
+    events: Sequence[NewEvent]
+    usage: Usage = Usage()
+    checkpoint: dict[str, Any] | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close:
+    """A running attempt ends without completing: failed, cancelled, or back to pending."""
+
+    task_id: uuid.UUID
+    attempt: int
+    move: Move
+    events: Sequence[NewEvent] = ()
+    usage: Usage = Usage()
+    error_type: str | None = None
+    error_message: str | None = None
+    # Appended to attempt_errors when set.
+    attempt_error: dict[str, Any] | None = None
+    run_after: datetime | None = None
+    # A graceful hand-back gives the attempt back.
+    refund_attempt: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def all_events(self) -> list[NewEvent]:
+        return [*self.events, status_event(self.move, attempt=self.attempt, **self.extra)]
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A running attempt, as the reaper sees it."""
+
+    task_id: uuid.UUID
+    attempt: int
+    max_retries: int
+    worker_id: str | None
+    claimed_at: datetime | None
+    timeout_seconds: int
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def status_event(move: Move, **extra: Any) -> NewEvent:
+    return NewEvent(
+        EventType.STATUS.value, {"from": move.source.value, "to": move.to.value, "reason": move.reason, **extra}
+    )
+
+
+def created_event() -> NewEvent:
+    """A task's first event: it is born pending, which is no transition."""
+    return NewEvent(EventType.STATUS.value, {"from": None, "to": PENDING.value, "reason": "created"})
+
+
+def event_seqs(last_event_seq: int, count: int) -> range:
+    """The seqs of ``count`` events written by the UPDATE that left ``last_event_seq`` on the row."""
+    return range(last_event_seq - count + 1, last_event_seq + 1)
+
+
+def attempt_error(attempt: int, error_type: str, message: str, at: datetime) -> dict[str, Any]:
+    return {"attempt": attempt, "type": error_type, "message": message[:MAX_ERROR_MESSAGE_CHARS], "at": at.isoformat()}
+
+
+def summarised(errors: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``errors`` plus ``entry``, the oldest folded into one summary entry past :data:`MAX_ATTEMPT_ERRORS`."""
+    kept = [*errors, entry]
+    if len(kept) <= MAX_ATTEMPT_ERRORS:
+        return kept
+    head, tail = kept[: len(kept) - MAX_ATTEMPT_ERRORS + 1], kept[len(kept) - MAX_ATTEMPT_ERRORS + 1 :]
+    folded = sum(e.get("folded", 1) for e in head)
+    first = head[0].get("first_attempt", head[0].get("attempt"))
+    last = head[-1].get("attempt")
+    summary = {
+        "type": "summary",
+        "folded": folded,
+        "first_attempt": first,
+        "attempt": last,
+        "message": f"{folded} earlier attempt errors (attempts {first} to {last}) are summarised",
+        "at": head[-1].get("at"),
+    }
+    return [summary, *tail]
