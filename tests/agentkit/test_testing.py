@@ -20,9 +20,9 @@ from agentkit.testing import (
     FunctionModel,
     OfflineModel,
     ScriptedModel,
+    _find_expression,
     allow_model_requests,
     block_real_requests,
-    find_expression,
     real_requests_allowed,
 )
 
@@ -101,11 +101,11 @@ async def test_offline_model_without_tools_ignores_arithmetic() -> None:
     ],
 )
 def test_find_expression_in_realistic_goals(goal: str, expression: str | None) -> None:
-    assert find_expression(goal) == expression
+    assert _find_expression(goal) == expression
 
 
 # The single regex the offline model used to search with: the reference for what counts as an
-# expression. Fine on short text, quadratic on long text, hence find_expression.
+# expression. Fine on short text, quadratic on long text, hence _find_expression.
 _REFERENCE_RE = re.compile(r"[-+(]*\s*\d[\d.\s]*(?:(?:\*\*|//|[-+*/%])[\s(]*\d[\d.\s)]*)+")
 
 
@@ -121,11 +121,11 @@ def test_find_expression_agrees_with_the_reference_regex() -> None:
     wide = "12 .+-*/(%)x=\t\n\u0663\u00a0"  # and a non-ASCII digit and space: \d and \s are Unicode
     longer = ("".join(rng.choice(wide) for _ in range(rng.randint(6, 40))) for _ in range(20_000))
     for text in itertools.chain(short, longer):
-        assert find_expression(text) == _reference(text), text
+        assert _find_expression(text) == _reference(text), text
 
 
 # Each shape made the reference regex retry from every start position (minutes for 1 MB), or
-# once made a match as long as the text; 2 s is about a hundred times what find_expression needs.
+# once made a match as long as the text; 2 s is about a hundred times what _find_expression needs.
 @pytest.mark.parametrize("unit", ["1 ", "1", "(", "-", "( 1 ", "1 - -", "1 )", "1 * x ", "1+", "1*("])
 async def test_offline_model_plans_in_linear_time_on_a_megabyte_goal(unit: str) -> None:
     goal = unit * (1_000_000 // len(unit))

@@ -98,7 +98,7 @@ class ScriptedModel(Model):
 # An arithmetic expression in a goal ("17 * (3 + 4)", "2**10") is a sign/paren prefix, a first
 # operand, then one or more "operator, operand" pairs. One regex for the whole shape, searched,
 # retries from every start position and is quadratic on text such as "1 1 1 ..."; so
-# find_expression walks the goal once, matching these pieces at fixed positions. Quantifiers
+# _find_expression walks the goal once, matching these pieces at fixed positions. Quantifiers
 # are possessive: no char class overlaps what follows it, so backtracking could never find
 # another match, only burn time.
 _FIRST_OPERAND_RE = re.compile(r"\d[\d.\s]*+")
@@ -107,7 +107,7 @@ _PREFIX_CHARS = "-+("
 _TIME_RE = re.compile(r"\b(time|date|today|now|clock|day)\b", re.IGNORECASE)
 
 
-def find_expression(text: str) -> str | None:
+def _find_expression(text: str) -> str | None:
     """The first arithmetic expression in ``text``, stripped, or None; time linear in ``len(text)``."""
     pos = 0
     while (operand := _FIRST_OPERAND_RE.search(text, pos)) is not None:
@@ -171,7 +171,7 @@ class OfflineModel(Model):
     def _plan(goal: str, tool_names: set[str]) -> tuple[ToolCall, ...]:
         calls: list[ToolCall] = []
         if "calculator" in tool_names:
-            expression = find_expression(goal)
+            expression = _find_expression(goal)
             if expression:
                 calls.append(ToolCall(id="offline-1", name="calculator", arguments={"expression": expression}))
         if "current_time" in tool_names and _TIME_RE.search(goal):
