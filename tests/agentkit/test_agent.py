@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -98,6 +100,63 @@ async def test_tool_calls_in_one_turn_run_concurrently() -> None:
     assert isinstance(outcome, RunSuccess)
     results = [m for m in model.requests[1].messages if isinstance(m, ToolResultMessage)]
     assert [(r.tool_call_id, r.content, r.is_error) for r in results] == [("c1", "L", False), ("c2", "R", False)]
+
+
+@pytest.mark.parametrize("how", ["sleeps", "spins"])
+async def test_a_blocking_sync_tool_leaves_the_event_loop_free(how: str) -> None:
+    loop_ticked = threading.Event()
+
+    @tool(timeout=3 * DEADLINE)
+    def blocking() -> str:
+        """Blocks (sleeping or burning CPU) until the loop has ticked, or gives up at the deadline."""
+        deadline = time.monotonic() + DEADLINE
+        while not loop_ticked.is_set() and time.monotonic() < deadline:
+            if how == "sleeps":
+                time.sleep(0.01)
+        # Run on the event loop, this call would hold it until the deadline: no tick could happen.
+        return "the loop ran meanwhile" if loop_ticked.is_set() else "the loop was frozen"
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+            if ticks >= 5:
+                loop_ticked.set()
+
+    log = EventLog()
+    model = ScriptedModel([calls(call("blocking")), answer("done")])
+    ticking = asyncio.create_task(ticker())
+    try:
+        outcome = await make_agent(model, blocking).run("go", hooks=RunHooks(on_event=log))
+    finally:
+        ticking.cancel()
+    assert isinstance(outcome, RunSuccess)
+    results = [m for m in outcome.messages if isinstance(m, ToolResultMessage)]
+    assert [(r.content, r.is_error) for r in results] == [("the loop ran meanwhile", False)]
+    assert [e.payload["verdict"] for e in log.of(RunEventType.POLICY_DECISION)] == ["allow"]
+    assert [e.payload["content"] for e in log.of(RunEventType.TOOL_RESULT)] == ["the loop ran meanwhile"]
+
+
+async def test_a_stuck_sync_tool_times_out_without_holding_the_loop() -> None:
+    release = threading.Event()
+
+    @tool
+    def stuck() -> str:
+        """Waits for a release that only comes after the run."""
+        release.wait(DEADLINE)
+        return "late"
+
+    model = ScriptedModel([calls(call("stuck")), answer("gave up")])
+    try:
+        outcome = await make_agent(model, stuck, limits=Limits(tool_timeout=0.05)).run("go")
+    finally:
+        release.set()
+    assert isinstance(outcome, RunSuccess)
+    timed_out = [m for m in outcome.messages if isinstance(m, ToolResultMessage)]
+    assert [m.content for m in timed_out] == ["Tool 'stuck' timed out after 0.05s."]
 
 
 async def test_tool_timeout_is_reported_and_repeated_tool_errors_end_the_run() -> None:

@@ -71,3 +71,14 @@ async def test_current_time_is_utc_by_default_and_accepts_iana_zones() -> None:
     assert tokyo.utcoffset() == timedelta(hours=9)
     bad = await current_time.run({"timezone": "Mars/Base"}, CTX, default_timeout=5)
     assert bad.is_error and "Unknown timezone" in bad.content
+
+
+@pytest.mark.parametrize(
+    ("arguments", "tool_name"),
+    [({"expression": "1+" * 500_000}, "calculator"), ({"timezone": "Europe/" + "x" * 1_000_000}, "current_time")],
+)
+async def test_an_error_quotes_only_the_start_of_a_huge_argument(arguments: dict[str, str], tool_name: str) -> None:
+    chosen = calculator if tool_name == "calculator" else current_time
+    output = await chosen.run(arguments, CTX, default_timeout=5)
+    assert output.is_error and output.error_kind == "retry"
+    assert len(output.content) < 300 and "characters)" in output.content

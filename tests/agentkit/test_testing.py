@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import itertools
+import random
+import re
+import time
+
 import pytest
 
 from agentkit.agent import Agent, AgentDefinition
@@ -15,6 +20,7 @@ from agentkit.testing import (
     FunctionModel,
     OfflineModel,
     ScriptedModel,
+    _find_expression,
     allow_model_requests,
     block_real_requests,
     real_requests_allowed,
@@ -79,6 +85,57 @@ async def test_offline_model_usage_is_deterministic() -> None:
 async def test_offline_model_without_tools_ignores_arithmetic() -> None:
     response = await OfflineModel().request(ModelRequest(messages=[UserMessage(content="2 + 2")]))
     assert response.tool_calls == () and response.text is not None
+
+
+@pytest.mark.parametrize(
+    ("goal", "expression"),
+    [
+        ("What is 6 * 7?", "6 * 7"),
+        ("What is 17 * (3 + 4), and what time is it?", "17 * (3 + 4)"),
+        ("Compute 2**10 please", "2**10"),
+        ("-5 + 3 =", "-5 + 3"),
+        ("((1 + 2) * 3) / 4.5", "((1 + 2) * 3) / 4.5"),
+        ("Step 1: add 10 % 3 and 7 // 2", "10 % 3"),
+        ("Run 2 agents at 3 pm", None),
+        ("no numbers here - just words + signs", None),
+    ],
+)
+def test_find_expression_in_realistic_goals(goal: str, expression: str | None) -> None:
+    assert _find_expression(goal) == expression
+
+
+# The single regex the offline model used to search with: the reference for what counts as an
+# expression. Fine on short text, quadratic on long text, hence _find_expression.
+_REFERENCE_RE = re.compile(r"[-+(]*\s*\d[\d.\s]*(?:(?:\*\*|//|[-+*/%])[\s(]*\d[\d.\s)]*)+")
+
+
+def _reference(text: str) -> str | None:
+    match = _REFERENCE_RE.search(text)
+    return match.group(0).strip() if match else None
+
+
+def test_find_expression_agrees_with_the_reference_regex() -> None:
+    alphabet = "1 .+-*/(%)x"
+    short = ("".join(chars) for size in range(6) for chars in itertools.product(alphabet, repeat=size))
+    rng = random.Random(20261126)
+    wide = "12 .+-*/(%)x=\t\n\u0663\u00a0"  # and a non-ASCII digit and space: \d and \s are Unicode
+    longer = ("".join(rng.choice(wide) for _ in range(rng.randint(6, 40))) for _ in range(20_000))
+    for text in itertools.chain(short, longer):
+        assert _find_expression(text) == _reference(text), text
+
+
+# Each shape made the reference regex retry from every start position (minutes for 1 MB), or
+# once made a match as long as the text; 2 s is about a hundred times what _find_expression needs.
+@pytest.mark.parametrize("unit", ["1 ", "1", "(", "-", "( 1 ", "1 - -", "1 )", "1 * x ", "1+", "1*("])
+async def test_offline_model_plans_in_linear_time_on_a_megabyte_goal(unit: str) -> None:
+    goal = unit * (1_000_000 // len(unit))
+    request = ModelRequest(messages=[UserMessage(content=goal)], tools=builtin_toolset().definitions())
+    started = time.perf_counter()
+    response = await OfflineModel().request(request)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, f"{unit!r} * 1 MB took {elapsed:.1f}s"
+    expected = _reference(unit * 3)  # the same shape, short enough for the reference regex
+    assert bool(response.tool_calls) == (expected is not None)
 
 
 def test_block_real_requests_allows_only_loopback() -> None:

@@ -3,7 +3,8 @@
 The calculator walks the parsed expression tree and only knows numbers and a
 handful of operators, so there is nothing to escape from: no names, calls,
 attributes or subscripts are ever looked up, and nothing is passed to
-``eval``. Size limits keep a hostile expression from burning CPU or memory.
+``eval``. Size limits keep a hostile expression from burning CPU or memory,
+and an error message quotes at most the start of a huge argument.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
 MAX_EXPRESSION_LENGTH = 200
 MAX_EXPONENT = 1000
 MAX_INT_BITS = 4096  # ~1233 decimal digits: plenty for arithmetic, cheap to compute and print
+_MAX_QUOTED = 80
 
 Number = int | float
 
@@ -113,7 +115,7 @@ def calculator(expression: str) -> str:
     try:
         return str(evaluate_arithmetic(expression))
     except CalculationError as exc:
-        raise ToolRetry(f"Cannot evaluate {expression!r}: {exc}.") from exc
+        raise ToolRetry(f"Cannot evaluate {_quote(expression)}: {exc}.") from exc
 
 
 @tool
@@ -128,8 +130,14 @@ def current_time(timezone: str | None = None) -> str:
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ToolRetry(f"Unknown timezone {timezone!r}; use an IANA name such as 'Europe/Paris'.") from exc
+        raise ToolRetry(f"Unknown timezone {_quote(timezone)}; use an IANA name such as 'Europe/Paris'.") from exc
     return datetime.now(zone).isoformat()
+
+
+def _quote(argument: str) -> str:
+    if len(argument) <= _MAX_QUOTED:
+        return repr(argument)
+    return f"{argument[:_MAX_QUOTED]!r}... ({len(argument)} characters)"
 
 
 BUILTIN_TOOLS: tuple[Tool, ...] = (calculator, current_time)

@@ -95,9 +95,33 @@ class ScriptedModel(Model):
         return response
 
 
-# Digits and operators, at least one operator between two operands: "17 * (3 + 4)", "2**10".
-_EXPRESSION_RE = re.compile(r"[-+(]*\s*\d[\d.\s]*(?:(?:\*\*|//|[-+*/%])[\s(]*\d[\d.\s)]*)+")
+# An arithmetic expression in a goal ("17 * (3 + 4)", "2**10") is a sign/paren prefix, a first
+# operand, then one or more "operator, operand" pairs. One regex for the whole shape, searched,
+# retries from every start position and is quadratic on text such as "1 1 1 ..."; so
+# _find_expression walks the goal once, matching these pieces at fixed positions. Quantifiers
+# are possessive: no char class overlaps what follows it, so backtracking could never find
+# another match, only burn time.
+_FIRST_OPERAND_RE = re.compile(r"\d[\d.\s]*+")
+_OPERATIONS_RE = re.compile(r"(?:(?:\*\*|//|[-+*/%])[\s(]*+\d[\d.\s)]*+)++")
+_PREFIX_CHARS = "-+("
 _TIME_RE = re.compile(r"\b(time|date|today|now|clock|day)\b", re.IGNORECASE)
+
+
+def _find_expression(text: str) -> str | None:
+    """The first arithmetic expression in ``text``, stripped, or None; time linear in ``len(text)``."""
+    pos = 0
+    while (operand := _FIRST_OPERAND_RE.search(text, pos)) is not None:
+        first, end = operand.span()
+        operations = _OPERATIONS_RE.match(text, end)
+        if operations is not None:
+            # The prefix is whitespace after signs and parentheses; it cannot reach back past
+            # ``pos``, where the previous attempt ended on a character that is no whitespace.
+            start = pos + len(text[pos:first].rstrip().rstrip(_PREFIX_CHARS))
+            return text[start : operations.end()].strip()
+        # Every later digit before ``end`` reaches the same ``end`` and fails the same way;
+        # a sign at ``end`` may still start the next expression.
+        pos = end
+    return None
 
 
 class OfflineModel(Model):
@@ -147,9 +171,8 @@ class OfflineModel(Model):
     def _plan(goal: str, tool_names: set[str]) -> tuple[ToolCall, ...]:
         calls: list[ToolCall] = []
         if "calculator" in tool_names:
-            match = _EXPRESSION_RE.search(goal)
-            if match:
-                expression = match.group(0).strip().rstrip("=").strip()
+            expression = _find_expression(goal)
+            if expression:
                 calls.append(ToolCall(id="offline-1", name="calculator", arguments={"expression": expression}))
         if "current_time" in tool_names and _TIME_RE.search(goal):
             calls.append(ToolCall(id=f"offline-{len(calls) + 1}", name="current_time", arguments={}))

@@ -92,7 +92,7 @@ class Execution:
     async def _run(self) -> None:
         task = self._task
         try:
-            agent = Agent(self._ctx.registry.get(task.agent), model=self._ctx.models.get(task.model))
+            agent = Agent(self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model))
         except UserError as exc:
             await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
             return
