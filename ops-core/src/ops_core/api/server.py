@@ -91,6 +91,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(self.body_timeout, self._body_expired)
         super().on_headers_complete()
 
+    def handle_websocket_upgrade(self) -> None:
+        # The connection now belongs to the WebSocket protocol; these HTTP deadlines no longer apply.
+        self._disarm()
+        self._refused = True
+        super().handle_websocket_upgrade()
+
     def on_message_complete(self) -> None:
         self._disarm()
         self._head_bytes = 0
