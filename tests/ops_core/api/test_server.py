@@ -195,6 +195,21 @@ def test_an_idle_new_connection_is_closed(api_port: int) -> None:
     assert time.monotonic() - started >= HEADER_TIMEOUT * 0.9
 
 
+def test_a_crowd_of_idle_connections_is_closed_after_the_header_timeout(api_port: int) -> None:
+    crowd = [connect(api_port) for _ in range(100)]
+    try:
+        open_ = set(crowd)
+        deadline = time.monotonic() + DEADLINE
+        while open_ and time.monotonic() < deadline:
+            for sock in select.select(list(open_), [], [], 0.1)[0]:
+                assert sock.recv(1) == b""
+                open_.discard(sock)
+        assert not open_, f"{len(open_)} of {len(crowd)} idle connections still open after {DEADLINE}s"
+    finally:
+        for sock in crowd:
+            sock.close()
+
+
 def test_an_idle_keep_alive_connection_is_closed(api_port: int) -> None:
     with connect(api_port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
