@@ -3,11 +3,14 @@
 uvicorn already bounds open connections (``limit_concurrency``: a request
 beyond it gets 503), idle keep-alive connections (``timeout_keep_alive``), the
 listen backlog, and which peers may set ``X-Forwarded-*`` (``forwarded_allow_ips``).
-What it lacks, and its httptools protocol adds here, is a bound on the request
-head: httptools buffers a header value of any size, and nothing closes a
+What it lacks, and its httptools protocol gets here, is a bound on the request
+head (``h11_max_incomplete_event_size`` exists only for the much slower h11
+protocol; httptools buffers a header value of any size) and any deadline on a
 connection that trickles its headers or its body. Hypercorn's ``read_timeout``
-is per read (a trickle defeats it) and granian answers overload by queueing
-rather than 503, so uvicorn stays and its protocol gets three guards:
+is per read (a trickle defeats it) and it has no connection bound; granian has
+a header-read timeout but no body timeout, answers overload by queueing
+rather than 503, and serves an in-process app object (``opscore dev``) only
+through its experimental embed API. So uvicorn stays, and its protocol gets three guards:
 
 * the request line plus headers may not exceed ``max_header_bytes`` (431);
 * they must arrive within ``header_timeout_seconds`` of the connection opening
