@@ -37,6 +37,10 @@ def test_defaults_are_the_embedded_setup(monkeypatch: pytest.MonkeyPatch) -> Non
         ("OPSCORE_LEASE_SECONDS", "-1"),
         ("OPSCORE_LOG_LEVEL", "LOUD"),
         ("OPSCORE_QUEUE_NAME", "has spaces"),
+        ("OPSCORE_FORWARDED_ALLOW_IPS", "10.0.0.1, proxy.example"),
+        ("OPSCORE_MAX_HEADER_BYTES", "100"),
+        ("OPSCORE_HEADER_TIMEOUT_SECONDS", "0"),
+        ("OPSCORE_MAX_CONNECTIONS", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -44,3 +48,9 @@ def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variabl
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert variable in caught.value.message
+
+
+def test_forwarded_allow_ips_takes_addresses_networks_or_star() -> None:
+    assert load_settings(forwarded_allow_ips="10.0.0.1, 192.168.0.0/16,::1").forwarded_allow_ips
+    assert load_settings(forwarded_allow_ips="*").forwarded_allow_ips == "*"
+    assert load_settings().forwarded_allow_ips == ""

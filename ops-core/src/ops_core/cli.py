@@ -20,7 +20,7 @@ import typer
 
 from ops_core.api.client import ApiClient, ApiError, JsonObject, WaitTimeout
 from ops_core.config import Settings, load_settings
-from ops_core.errors import ConfigError
+from ops_core.errors import ConfigError, Unavailable
 from ops_core.lifecycle import TaskStatus
 
 EXIT_FAILED = 1
@@ -61,14 +61,13 @@ def build_cli(
     @cli.command()
     def api(host: HostOpt = None, port: PortOpt = None) -> None:
         """Serve the REST API (OpenAPI docs at /docs)."""
-        import uvicorn
-
         from ops_core.api.app import create_app
+        from ops_core.api.server import serve
 
         settings = _settings(**_given(host=host, port=port))
         app = create_app(settings)
         gc.freeze()  # the app and every module it imported live as long as the process (see worker.py)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+        serve(app, settings)
 
     @cli.command()
     def worker(
@@ -82,6 +81,11 @@ def build_cli(
     ) -> None:
         """Run a pool of worker processes that execute queued tasks."""
         settings = _settings(**_given(worker_concurrency=concurrency, worker_threads=threads))
+        from ops_core import preflight
+
+        with _unavailable():
+            preflight.wait_for_broker(settings)
+            preflight.wait_for_database(settings)
         from ops_core.worker import run_pool
 
         run_pool(settings, processes, settings.worker_threads, settings.worker_concurrency)
@@ -98,8 +102,11 @@ def build_cli(
     def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
         """Migrate the database schema up to REVISION."""
         settings = _settings()
+        from ops_core import preflight
         from ops_core.db import migrate
 
+        with _unavailable():
+            preflight.wait_for_database(settings)
         migrate.upgrade(settings, revision=revision)
         typer.echo(f"database upgraded to {revision}")
 
@@ -109,8 +116,11 @@ def build_cli(
     ) -> None:
         """Migrate the database schema down to REVISION (default: one step)."""
         settings = _settings()
+        from ops_core import preflight
         from ops_core.db import migrate
 
+        with _unavailable():
+            preflight.wait_for_database(settings)
         migrate.downgrade(settings, revision=revision)
         typer.echo(f"database downgraded to {revision}")
 
@@ -218,6 +228,16 @@ def _api_errors() -> Iterator[None]:
     try:
         yield
     except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """A database or broker that refuses or never answers: one line naming the setting, no traceback."""
+    try:
+        yield
+    except Unavailable as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
 

@@ -6,6 +6,7 @@ A bad value fails at startup: pydantic names the setting in its error, and
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
@@ -37,6 +38,29 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_body_drain_bytes: int = Field(
+        default=16 * 1_048_576,
+        ge=0,
+        description="How much of an over-limit body is read and discarded so that the client can read its 413.",
+    )
+    max_header_bytes: int = Field(
+        default=65_536, ge=1024, le=16 * 1_048_576, description="Largest request line plus headers; larger gets 431."
+    )
+    header_timeout_seconds: Seconds = Field(
+        default=10.0, description="A client must send its request line and headers within this; else 408 and close."
+    )
+    body_timeout_seconds: Seconds = Field(
+        default=30.0, description="A client must send the whole body within this after its headers; else 408 and close."
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, le=3600, description="An idle keep-alive connection is closed.")
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Open connections per API process; a request beyond gets 503."
+    )
+    backlog: int = Field(default=2048, ge=1, le=65_535, description="Listen backlog of the API socket.")
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Comma-separated proxy IPs/CIDRs (or *) whose X-Forwarded-For/-Proto are trusted; empty: none.",
+    )
     worker_concurrency: int = Field(default=100, ge=1, le=100_000, description="Runs one worker process holds at once.")
     # A dispatch thread holds one message while its claim is in flight, so the threads bound how many
     # claims share a batch; they run no agent code (measurements: docs/benchmarks.md, Findings).
@@ -57,6 +81,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, ge=1, le=1000)
     db_timeout_seconds: Seconds = 5.0
+    startup_timeout_seconds: Seconds = Field(
+        default=30.0,
+        description="How long start-up waits for an unreachable database or broker before exiting non-zero.",
+    )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     @field_validator("database_url")
@@ -71,6 +99,17 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, value: str) -> str:
         if not value.startswith(BROKER_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        for item in forwarded_allow_list(value):
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address, a CIDR network or *") from None
         return value
 
     @field_validator("default_model")
@@ -93,6 +132,10 @@ class Settings(BaseSettings):
     @property
     def is_memory_broker(self) -> bool:
         return self.broker_url.startswith("memory://")
+
+
+def forwarded_allow_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from ops_core.config import Settings
 from ops_core.db import migrate
 from ops_core.logs import configure_logging
@@ -23,6 +21,7 @@ DEV_THREADS = 4
 
 def run_dev(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     from ops_core.api.app import create_app
+    from ops_core.api.server import serve
 
     configure_logging(settings.log_level)
     migrate.upgrade(settings)
@@ -31,6 +30,6 @@ def run_dev(settings: Settings, host: str | None = None, port: int | None = None
     worker.start()
     try:
         app = create_app(settings, broker=broker)
-        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level.lower())
+        serve(app, settings, host=host, port=port)
     finally:
         worker.stop()

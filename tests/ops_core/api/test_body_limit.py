@@ -100,3 +100,68 @@ async def test_streamed_body_is_not_read_past_the_limit() -> None:
     assert raised.value.status_code == 413
     assert pulled == 3  # 120 bytes > 100: the fourth chunk is never pulled
     assert sent == []
+
+
+async def run_declared(total: int, limit: int, drain: int, chunk: int = 40) -> tuple[int, list[Message]]:
+    """Drive the middleware with a declared body of ``total`` bytes; returns (chunks pulled, messages sent)."""
+    pulled = 0
+    chunks_total = -(-total // chunk)
+
+    async def receive() -> Message:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * chunk, "more_body": pulled < chunks_total}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the app must not run for a declared over-limit body")
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"%d" % total)]}
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await BodyLimitMiddleware(app, max_body_bytes=limit, max_drain_bytes=drain)(scope, receive, send)
+    return pulled, sent
+
+
+async def test_a_declared_body_within_the_drain_bound_is_read_before_the_413() -> None:
+    pulled, sent = await run_declared(total=400, limit=100, drain=1000)
+
+    assert pulled == 10  # all of it, so the client finishes sending and reads the answer
+    assert sent[0]["status"] == 413
+    assert (b"connection", b"close") not in sent[0]["headers"]
+
+
+async def test_a_declared_body_over_the_drain_bound_is_refused_unread_and_the_connection_closed() -> None:
+    pulled, sent = await run_declared(total=4000, limit=100, drain=1000)
+
+    assert pulled == 0
+    assert sent[0]["status"] == 413
+    assert (b"connection", b"close") in sent[0]["headers"]
+
+
+async def test_a_streamed_body_is_drained_up_to_the_bound_then_refused_with_close() -> None:
+    limit, chunk, total_chunks, drain = 100, 40, 1000, 400
+    pulled = 0
+
+    async def receive() -> Message:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * chunk, "more_body": pulled < total_chunks}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("the middleware itself sends nothing for a streamed body")
+
+    with pytest.raises(HTTPException) as raised:
+        await BodyLimitMiddleware(app, max_body_bytes=limit, max_drain_bytes=drain)(scope, receive, send)
+
+    assert raised.value.status_code == 413
+    assert pulled == 11  # 440 bytes > the 400-byte drain bound: nothing more is pulled
+    assert raised.value.headers == {"connection": "close"}

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pytest
 
 from ops_core.api.app import create_app
-from ops_core.api.deps import get_publisher
 from ops_core.config import Settings, load_settings
 from ops_core.db import migrate
-from ops_core.queue.publisher import Publisher
 from ops_core.runtime import Runtime
 from tests.ops_core.api.conftest import DEAD_DATABASE_URL
+from tests.support import services
 
 
 @asynccontextmanager
@@ -69,22 +72,74 @@ async def test_readyz_is_503_naming_the_broker(tmp_path: Path) -> None:
         assert "127.0.0.1:1" in response.json()["checks"]["broker"]
 
 
-class SilentPublisher(Publisher):
-    """A broker that accepts the TCP connection and then never says a word."""
+@contextmanager
+def silent_broker() -> Iterator[tuple[str, socket.socket]]:
+    """A port that completes the TCP handshake (the kernel does) and then never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"amqp://guest:guest@127.0.0.1:{listener.getsockname()[1]}/%2F", listener
 
-    async def ping(self) -> None:
-        await asyncio.Event().wait()
+
+def pending_connections(listener: socket.socket) -> int:
+    listener.setblocking(False)
+    count = 0
+    while count < 1000:
+        try:
+            listener.accept()[0].close()
+        except BlockingIOError:
+            return count
+        count += 1
+    return count
 
 
 async def test_readyz_never_hangs_on_a_silent_dependency(tmp_path: Path, runtime: Runtime) -> None:
-    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", db_timeout_seconds=0.05)
-    app = create_app(settings, runtime=runtime)
-    app.dependency_overrides[get_publisher] = lambda: SilentPublisher(runtime.broker, "q", "amqp://x")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        response = await http.get("/readyz")
+    with silent_broker() as (url, _):
+        settings = load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", broker_url=url, db_timeout_seconds=0.05
+        )
+        app = create_app(settings, runtime=runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            response = await http.get("/readyz")
 
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "broker": "no answer within 0.05s"}
+
+
+async def test_a_storm_of_readiness_probes_logs_in_to_the_broker_once(tmp_path: Path, runtime: Runtime) -> None:
+    with silent_broker() as (url, listener):
+        settings = load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", broker_url=url, db_timeout_seconds=0.2
+        )
+        app = create_app(settings, runtime=runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            responses = await asyncio.gather(*(http.get("/readyz") for _ in range(20)))
+
+        assert {response.status_code for response in responses} == {503}
+        # Each login is one TCP connection: the probes arrived together, well within the time an answer is kept.
+        assert pending_connections(listener) == 1
+
+
+@pytest.mark.integration
+async def test_readyz_logs_in_to_the_real_broker(tmp_path: Path, runtime: Runtime) -> None:
+    good = services.require("RabbitMQ", services.amqp_url())
+    parts = urlsplit(good)
+    host = parts.netloc.rpartition("@")[2]
+    wrong = urlunsplit(parts._replace(netloc=f"{parts.username or 'guest'}:not-the-password@{host}"))
+    database = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"
+
+    for url, status in ((wrong, 503), (good, 200)):
+        app = create_app(load_settings(database_url=database, broker_url=url), runtime=runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            response = await http.get("/readyz")
+
+        assert response.status_code == status, response.json()
+        broker = response.json()["checks"]["broker"]
+        if status == 503:
+            assert "OPSCORE_BROKER_URL" in broker and "ACCESS_REFUSED" in broker
+            assert "not-the-password" not in broker
+        else:
+            assert broker == "ok"
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
@@ -128,6 +183,22 @@ async def test_openapi_documents_the_v1_routes(client: httpx.AsyncClient) -> Non
 
     assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/events", "/v1/workers"} <= set(schema["paths"])
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_docs_load_swagger_ui_from_the_api_itself(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/docs")).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+    assert assets, page
+    for asset in assets:
+        assert asset.startswith("/docs/assets/"), f"{asset} is not served by the API"
+        response = await client.get(asset)
+        assert response.status_code == 200, asset
+        assert response.content
+    assert "swagger-ui-bundle.js" in " ".join(assets)
+    assert "'/openapi.json'" in page
+    assert "//" not in " ".join(assets)
+    assert (await client.get("/redoc")).status_code == 404  # ReDoc would load from a CDN
 
 
 def test_the_lifespan_opens_and_closes_its_own_runtime(settings: Settings) -> None:

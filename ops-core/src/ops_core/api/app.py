@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from ops_core.api.body_limit import BodyLimitMiddleware
+from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import health, tasks, workers
@@ -56,18 +57,26 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
         version=API_VERSION,
         summary="A durable task orchestrator for agent runs.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         middleware=[
             # Outermost, so rejected bodies (413) are counted too.
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_body_bytes=settings.max_body_bytes,
+                max_drain_bytes=settings.max_body_drain_bytes,
+            ),
         ],
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.broker_check = health.BrokerCheck(settings)
     # Set here rather than in the lifespan so that an app driven without one
     # (httpx's ASGITransport in tests) still serves with the caller's runtime.
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_router())
     app.include_router(tasks.router)
