@@ -39,7 +39,7 @@ class Runtime:
         engine = create_engine(settings)
         store = open_store(engine, policy=RetryPolicy.from_settings(settings))
         broker = broker or setup_broker(settings)
-        publisher = Publisher(broker, settings.queue_name, settings.broker_url)
+        publisher = Publisher(broker, settings.queue_name)
         registry = load_agents(settings)
         return cls(
             settings=settings,

@@ -32,7 +32,6 @@ async def test_an_open_circuit_fails_publishes_without_trying_the_broker() -> No
     publisher = Publisher(
         broker,  # type: ignore[arg-type]
         "q",
-        "amqp://x",
         breaker=CircuitBreaker(threshold=2, cooldown=3, clock=lambda: clock[0]),
     )
     for _ in range(5):

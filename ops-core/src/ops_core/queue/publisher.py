@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import dramatiq
@@ -29,7 +27,6 @@ from ops_core.queue.send_threads import SendThreads
 
 log = logging.getLogger(__name__)
 
-PING_TIMEOUT_SECONDS = 2.0
 # Each send waits for RabbitMQ's confirm (about a round trip), so a few threads cover
 # hundreds of sends per second; each one is a broker connection.
 PUBLISH_THREADS = 4
@@ -40,14 +37,12 @@ class Publisher:
         self,
         broker: dramatiq.Broker,
         queue_name: str,
-        broker_url: str,
         *,
         breaker: CircuitBreaker | None = None,
         threads: int = PUBLISH_THREADS,
     ) -> None:
         self._broker = broker
         self._queue_name = queue_name
-        self._broker_url = broker_url
         self.breaker = breaker or CircuitBreaker()
         # Threads start on the first send, not here: building a publisher has no side effects.
         self._threads = SendThreads(threads, "opscore-publish")
@@ -86,21 +81,3 @@ class Publisher:
                 self.breaker.succeeded()
             else:
                 self.breaker.failed()
-
-    async def ping(self) -> None:
-        """Check that the broker accepts connections, within a bound."""
-        if self._broker_url.startswith("memory://"):
-            return
-        parts = urlsplit(self._broker_url)
-        host = parts.hostname or "localhost"
-        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        try:
-            async with asyncio.timeout(PING_TIMEOUT_SECONDS):
-                _, writer = await asyncio.open_connection(host, port)
-                # The AMQP handshake proves it is RabbitMQ answering, not just an open port.
-                writer.write(b"AMQP\x00\x00\x09\x01")
-                await writer.drain()
-                writer.close()
-                await writer.wait_closed()
-        except (OSError, TimeoutError, socket.gaierror) as exc:
-            raise BrokerUnavailable(f"broker unreachable at {host}:{port}: {exc}") from exc
