@@ -194,6 +194,7 @@ SELECT {_RUNNING} FROM tasks LEFT JOIN workers ON workers.id = tasks.worker_id
 WHERE tasks.{_UNFINISHED} AND tasks.status = 'running'
   AND (workers.stopped_at IS NOT NULL OR workers.last_heartbeat < $1
        OR (workers.id IS NULL AND (tasks.claimed_at IS NULL OR tasks.claimed_at < $1)))
+  AND tasks.worker_id IS DISTINCT FROM $2
 ORDER BY tasks.id"""
 
 RUNNING_SQL = f"SELECT {_RUNNING} FROM tasks WHERE {_UNFINISHED} AND status = 'running' ORDER BY id"
@@ -482,9 +483,9 @@ class PostgresStore(TaskStore):
 
     # ---- crash recovery ----------------------------------------------------------------------------
 
-    async def _orphans(self, cutoff: datetime) -> builtins.list[Running]:
+    async def _orphans(self, cutoff: datetime, caller: str | None) -> builtins.list[Running]:
         async with self._db() as db:
-            return [_running_row(row) for row in await db.fetch(ORPHANS, cutoff)]
+            return [_running_row(row) for row in await db.fetch(ORPHANS, cutoff, caller)]
 
     async def _running(self) -> builtins.list[Running]:
         async with self._db() as db:

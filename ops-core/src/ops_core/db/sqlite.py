@@ -332,7 +332,7 @@ class SqliteStore(TaskStore):
 
     # ---- crash recovery ----------------------------------------------------------------------------
 
-    async def _orphans(self, cutoff: datetime) -> builtins.list[Running]:
+    async def _orphans(self, cutoff: datetime, caller: str | None) -> builtins.list[Running]:
         stmt = (
             select(*_RUNNING_COLUMNS)
             .select_from(TASKS.outerjoin(WORKERS, WORKERS.c.id == TASKS.c.worker_id))
@@ -345,6 +345,7 @@ class SqliteStore(TaskStore):
                     # An unknown worker gets the same grace, measured from its claim.
                     and_(WORKERS.c.id.is_(None), or_(TASKS.c.claimed_at.is_(None), TASKS.c.claimed_at < cutoff)),
                 ),
+                TASKS.c.worker_id.is_distinct_from(caller),
             )
             .order_by(TASKS.c.id)
         )

@@ -355,16 +355,17 @@ class TaskStore(abc.ABC):
 
     # ---- crash recovery ----------------------------------------------------------------------------
 
-    async def requeue_orphans(self, *, stale_after: float) -> builtins.list[uuid.UUID]:
+    async def requeue_orphans(self, *, stale_after: float, caller: str | None = None) -> builtins.list[uuid.UUID]:
         """Running tasks whose worker stopped heartbeating → pending (or failed when out of retries).
 
         The lost attempt counts. Each task moves with its own write fenced on
         its attempt, so many workers may call this at once: each orphan is
-        recovered exactly once.
+        recovered exactly once. ``caller``, the reaping worker, is alive
+        whatever its heartbeat row says: its own runs are never orphans.
         """
         now = utcnow()
         moved: builtins.list[uuid.UUID] = []
-        for run in await self._orphans(now - timedelta(seconds=stale_after)):
+        for run in await self._orphans(now - timedelta(seconds=stale_after), caller):
             message = f"worker {run.worker_id} stopped heartbeating during attempt {run.attempt}"
             decision = self.policy.decide(
                 attempt=run.attempt, max_retries=run.max_retries, retryable=True, backoff=False
@@ -416,8 +417,9 @@ class TaskStore(abc.ABC):
         return await self._fail_unstarted(await self._unstarted(now), now)
 
     @abc.abstractmethod
-    async def _orphans(self, cutoff: datetime) -> builtins.list[Running]:
-        """Running attempts whose worker stopped, or last heartbeat (or, unknown, claim) is before ``cutoff``."""
+    async def _orphans(self, cutoff: datetime, caller: str | None) -> builtins.list[Running]:
+        """Running attempts whose worker stopped, or last heartbeat (or, unknown, claim) is before ``cutoff``;
+        none of ``caller``'s."""
 
     @abc.abstractmethod
     async def _running(self) -> builtins.list[Running]: ...
