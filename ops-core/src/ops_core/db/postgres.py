@@ -41,7 +41,7 @@ from ops_core.db.rules import (
 from ops_core.db.rules import (
     UNSTARTED as UNSTARTED_MOVE,
 )
-from ops_core.db.store import TaskStore, decode_cursor, encode_cursor, not_found
+from ops_core.db.store import TaskStore, decode_cursor, not_found, page_of
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import RetryPolicy, TaskStatus
@@ -323,9 +323,7 @@ class PostgresStore(TaskStore):
         )
         async with self._db() as db:
             rows = await db.fetch(sql, *args)
-        items = [Task.from_row(r) for r in rows[:limit]]
-        more = len(rows) > limit and items
-        return TaskPage(items, encode_cursor(items[-1]) if more else None)
+        return page_of([Task.from_row(r) for r in rows], limit)
 
     async def list_events(
         self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000

@@ -34,7 +34,7 @@ from ops_core.db.rules import (
     status_event,
     utcnow,
 )
-from ops_core.db.store import TaskStore, decode_cursor, encode_cursor, not_found
+from ops_core.db.store import TaskStore, decode_cursor, not_found, page_of
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import PENDING, RUNNING, TaskStatus
@@ -129,9 +129,7 @@ class SqliteStore(TaskStore):
             stmt = stmt.where(tuple_(TASKS.c.created_at, TASKS.c.id) < tuple_(created_at, last_id))
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
-        items = [Task.from_row(r) for r in rows[:limit]]
-        more = len(rows) > limit and items
-        return TaskPage(items, encode_cursor(items[-1]) if more else None)
+        return page_of([Task.from_row(r) for r in rows], limit)
 
     async def list_events(
         self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000

@@ -451,6 +451,12 @@ class TaskStore(abc.ABC):
     async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
 
 
+def page_of(tasks: builtins.list[Task], limit: int) -> TaskPage:
+    """A page from up to ``limit + 1`` tasks read newest first: the extra one says whether more follow."""
+    items = tasks[:limit]
+    return TaskPage(items, encode_cursor(items[-1]) if len(tasks) > limit and items else None)
+
+
 def encode_cursor(task: Task) -> str:
     raw = json.dumps([task.created_at.isoformat(), task.id.hex]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
