@@ -10,7 +10,8 @@
     │   ├── UnknownAgent
     │   └── InvalidModel
     ├── Conflict                  409
-    │   └── TaskFinished          the task is terminal; it cannot be cancelled
+    │   ├── TaskFinished          the task is terminal; it cannot be cancelled
+    │   └── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
     ├── PayloadTooLarge           413
     ├── Unavailable               503
     │   ├── DatabaseUnavailable
@@ -66,6 +67,10 @@ class Conflict(OpsCoreError):
 
 class TaskFinished(Conflict):
     code = "task_finished"
+
+
+class RetryLimitReached(Conflict):
+    code = "retry_limit_reached"
 
 
 class PayloadTooLarge(OpsCoreError):

@@ -39,7 +39,7 @@ from ops_core.db.rules import (
     utcnow,
 )
 from ops_core.domain import ErrorType, EventType
-from ops_core.errors import Conflict, InvalidRequest, LeaseLost, TaskFinished, TaskNotFound
+from ops_core.errors import Conflict, InvalidRequest, LeaseLost, RetryLimitReached, TaskFinished, TaskNotFound
 from ops_core.lifecycle import CANCELLED, FAILED, PENDING, RUNNING, GiveUp, RetryPolicy, TaskStatus
 
 # Each round re-reads the status; a task changes under an operator's request only a few times
@@ -341,7 +341,7 @@ class TaskStore(abc.ABC):
             if task.status not in (FAILED, CANCELLED):
                 raise Conflict(f"task {task_id} is {task.status.value}; only failed or cancelled tasks can be retried")
             if task.manual_retries >= self.policy.max_manual_retries:
-                raise Conflict(
+                raise RetryLimitReached(
                     f"task {task_id} was already retried by hand {task.manual_retries} times, the most allowed"
                 )
             retried = await self._reopen(task, utcnow())
