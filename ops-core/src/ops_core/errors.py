@@ -8,9 +8,12 @@
     │   └── TaskNotFound
     ├── InvalidRequest            422
     │   ├── UnknownAgent
-    │   └── InvalidModel
+    │   ├── InvalidModel
+    │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
+    │   └── InvalidData           the database refused a value (out of range, unstorable text)
     ├── Conflict                  409
-    │   └── TaskFinished          the task is terminal; it cannot be cancelled
+    │   ├── TaskFinished          the task is terminal; it cannot be cancelled
+    │   └── IdempotencyConflict   an idempotency key reused with a different request
     ├── PayloadTooLarge           413
     ├── Unavailable               503
     │   ├── DatabaseUnavailable
@@ -59,6 +62,14 @@ class InvalidModel(InvalidRequest):
     code = "invalid_model"
 
 
+class ModelNotAllowed(InvalidModel):
+    code = "model_not_allowed"
+
+
+class InvalidData(InvalidRequest):
+    code = "invalid_data"
+
+
 class Conflict(OpsCoreError):
     status_code = 409
     code = "conflict"
@@ -66,6 +77,10 @@ class Conflict(OpsCoreError):
 
 class TaskFinished(Conflict):
     code = "task_finished"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
 
 
 class PayloadTooLarge(OpsCoreError):

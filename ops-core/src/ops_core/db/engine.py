@@ -1,9 +1,14 @@
-"""The async engine factory and the one place database failures become :class:`DatabaseUnavailable`."""
+"""The async engine factory and the one place database failures are classified.
+
+Connection failures and timeouts become :class:`DatabaseUnavailable` (503); a
+value the database or its driver refuses becomes :class:`InvalidData` (422).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,12 +16,13 @@ from datetime import date, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
+import asyncpg.exceptions._base as asyncpg_client
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ops_core.config import Settings
-from ops_core.errors import DatabaseUnavailable
+from ops_core.errors import DatabaseUnavailable, InvalidData
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -113,29 +119,53 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A value the database cannot take: out of its column's range, text it cannot hold (NUL, a lone surrogate),
+# a date past the calendar's edge. Checked before _CONNECTION_ERRORS: asyncpg's client-side DataError is an
+# InterfaceError, which would otherwise read as a broken connection.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    exc.DataError,
+    asyncpg.exceptions.DataError,  # SQLSTATE class 22: NumericValueOutOfRange, UntranslatableCharacter, ...
+    asyncpg_client.DataError,  # refused while encoding an argument, e.g. an int beyond int32
+    sqlite3.DataError,
+    OverflowError,  # a Python int too large for SQLite, or datetime arithmetic past year 9999
+    UnicodeEncodeError,  # a lone surrogate sent to SQLite
+)
+
+_STATEMENT_OR_DATA_ERRORS: tuple[type[BaseException], ...] = (exc.StatementError, *_DATA_ERRORS)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the driver's exceptions under SQLAlchemy's wrapper (and its adapter's)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(chain) < 4:
+        chain.append(seen)
+        seen = seen.orig if isinstance(seen, exc.StatementError) else seen.__cause__
+    return chain
+
+
+def _is_data_error(error: BaseException) -> bool:
+    return any(isinstance(seen, _DATA_ERRORS) for seen in _causes(error))
+
+
 def _is_unavailable(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError) and (
         error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError)
     ):
         return True
-    # The driver's own exception sits under SQLAlchemy's wrapper (and its adapter's).
-    seen: BaseException | None = error
-    for _ in range(4):
-        if seen is None:
-            return False
-        if isinstance(seen, _CONNECTION_ERRORS):
-            return True
-        seen = seen.orig if isinstance(seen, exc.DBAPIError) else seen.__cause__
-    return False
+    return any(isinstance(seen, _CONNECTION_ERRORS) for seen in _causes(error))
 
 
 @asynccontextmanager
 async def database_errors() -> AsyncIterator[None]:
-    """Turn connection failures and timeouts into :class:`DatabaseUnavailable` (the API answers 503)."""
+    """Turn connection failures and timeouts into :class:`DatabaseUnavailable` (the API answers 503),
+    and values the database refuses into :class:`InvalidData` (422)."""
     try:
         yield
-    except exc.DBAPIError as error:
-        if _is_unavailable(error):
+    except _STATEMENT_OR_DATA_ERRORS as error:
+        if _is_data_error(error):
+            raise InvalidData(f"the database refused a value: {_describe(error)}") from error
+        if isinstance(error, exc.DBAPIError) and _is_unavailable(error):
             raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
         raise
     except (OSError, TimeoutError, exc.TimeoutError) as error:
@@ -143,7 +173,7 @@ async def database_errors() -> AsyncIterator[None]:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+    if isinstance(error, exc.StatementError) and error.orig is not None:
         error = error.orig
     return f"{type(error).__name__}: {error}".strip().rstrip(":")
 
