@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from ops_core.errors import OpsCoreError, Unavailable
 
@@ -54,13 +55,45 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI answers 400 when a JSON body cannot even be decoded (not UTF-8, nested past
+        # Python's recursion limit, an integer of too many digits): bad input like any other, so a
+        # 422 in the usual shape instead of a status the API does not document.
+        return error_response(422, "validation_error", f"body: {_undecodable(exc.__cause__)}")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 404 and exc.detail == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
+        # Starlette names only the methods of the first route with this path; a resource served by
+        # several routes (GET and POST /v1/tasks) allows them all, as its OpenAPI document says.
+        allowed = _documented_methods(request)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return error_response(exc.status_code, code, message, headers)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _documented_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for template, item in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.url.path):
+            methods.update(method.upper() for method in item if method in _HTTP_METHODS)
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return sorted(methods)
+
+
+def _undecodable(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte 0x{cause.object[cause.start]:02x} at position {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "JSON nested too deeply to decode"
+    return f"cannot be decoded as JSON: {cause}"
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
