@@ -31,6 +31,7 @@ def test_every_error_status_is_documented_with_the_error_body(document: dict[str
     for method, path, operation in operations(document):
         errors = {status: response for status, response in operation["responses"].items() if status >= "400"}
         assert "503" in errors, f"{method} {path}"
+        assert "Retry-After" in errors["503"]["headers"], f"{method} {path}"
         if operation.get("parameters") or "requestBody" in operation:
             assert "422" in errors, f"{method} {path}"
         if "{task_id}" in path:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
+from ops_core.api.schemas import ErrorBody
 from ops_core.errors import OpsCoreError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,25 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     503: "unavailable",
+}
+
+
+def error_doc(description: str) -> dict[str, Any]:
+    """An error status in a route's OpenAPI ``responses``: our body, so the document shows what is sent."""
+    return {"model": ErrorBody, "description": description}
+
+
+# Routes declare these; FastAPI would otherwise document its own HTTPValidationError for 422,
+# which this API never sends (see _validation_error).
+Responses = dict[int | str, dict[str, Any]]
+INVALID: Responses = {422: error_doc("Invalid id, body or query; the message names the field")}
+NOT_FOUND: Responses = {404: error_doc("No task with that id")}
+TOO_LARGE: Responses = {413: error_doc("The body is larger than OPSCORE_MAX_BODY_BYTES")}
+UNAVAILABLE: Responses = {
+    503: {
+        **error_doc("The database or broker is unavailable"),
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}},
+    }
 }
 
 

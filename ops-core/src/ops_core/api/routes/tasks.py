@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
 from ops_core.api.deps import MetricsDep, SettingsDep, StoreDep, TaskServiceDep, bounded
+from ops_core.api.errors import INVALID, NOT_FOUND, TOO_LARGE, UNAVAILABLE, error_doc
 from ops_core.api.schemas import (
-    ErrorBody,
     TaskCreate,
     TaskEventPublic,
     TaskEventsPublic,
@@ -23,18 +23,6 @@ from ops_core.lifecycle import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
-
-
-# Declared with our body so the document shows what is sent; FastAPI would otherwise
-# document its own HTTPValidationError for 422, which this API never returns.
-Responses = dict[int | str, dict[str, Any]]
-INVALID: Responses = {422: _error("Invalid id, body or query; the message names the field")}
-UNAVAILABLE: Responses = {503: _error("The database or broker is unavailable; retry after Retry-After seconds")}
-NOT_FOUND: Responses = {404: _error("No task with that id")}
-TOO_LARGE: Responses = {413: _error("The body is larger than OPSCORE_MAX_BODY_BYTES")}
 
 MAX_PAGE = 500
 MAX_EVENTS = 1000
@@ -52,7 +40,7 @@ def _task_response(task: Task, status_code: int = status.HTTP_200_OK) -> Respons
     response_model=TaskPublic,
     responses={
         200: {"model": TaskPublic, "description": "The task submitted earlier with this idempotency_key"},
-        409: _error("The idempotency_key was used before with a different request"),
+        409: error_doc("The idempotency_key was used before with a different request"),
         **TOO_LARGE,
         **INVALID,
         **UNAVAILABLE,
@@ -103,7 +91,7 @@ async def get_task(task_id: UUID, store: StoreDep, settings: SettingsDep) -> Res
 @router.post(
     "/{task_id}/cancel",
     response_model=TaskPublic,
-    responses={**NOT_FOUND, 409: _error("The task already finished"), **INVALID, **UNAVAILABLE},
+    responses={**NOT_FOUND, 409: error_doc("The task already finished"), **INVALID, **UNAVAILABLE},
 )
 async def cancel_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
     """Cancel: a pending task at once; a running one is flagged and its worker stops it."""
@@ -118,7 +106,7 @@ async def cancel_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDe
     response_model=TaskPublic,
     responses={
         **NOT_FOUND,
-        409: _error("Only failed or cancelled tasks can be retried, at most OPSCORE_MAX_MANUAL_RETRIES times"),
+        409: error_doc("Only failed or cancelled tasks can be retried, at most OPSCORE_MAX_MANUAL_RETRIES times"),
         **INVALID,
         **UNAVAILABLE,
     },
