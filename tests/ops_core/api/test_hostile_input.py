@@ -101,6 +101,27 @@ async def test_task_stored_with_deep_input_before_the_limit_still_reads(
     assert [item["id"] for item in listed.json()["items"]] == [str(task.id)]
 
 
+async def test_task_stored_with_unserialisable_text_before_the_checks_still_reads(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # SQLite's JSON text holds a lone surrogate as an escape; pydantic cannot write it back as UTF-8.
+    task, _ = await runtime.store.create(
+        NewTask(
+            agent="default",
+            goal="old row",
+            input={"s": "\udfff"},
+            model="offline:default",
+            max_retries=0,
+            timeout_seconds=60,
+        )
+    )
+
+    one = await client.get(f"/v1/tasks/{task.id}")
+
+    assert one.status_code == 200
+    assert '"\\udfff"' in one.text
+
+
 # ---- item 2: values the database cannot hold --------------------------------------------------------------
 
 

@@ -166,11 +166,12 @@ def _summary_fields(task: Task) -> dict[str, Any]:
 
 
 def to_json(body: BaseModel) -> bytes:
-    """``body`` as JSON, also when it holds JSON nested deeper than pydantic's serialiser goes.
+    """``body`` as JSON, also when it holds what pydantic's serialiser refuses to write.
 
-    New input is bounded (see :mod:`ops_core.api.storable`), but rows stored
-    before that bound, and results an agent produced, may nest further; they
-    are written by the standard library's encoder instead of failing the read.
+    New input is checked (see :mod:`ops_core.api.storable`), but rows stored
+    before those checks, and results an agent produced, may nest deeper than
+    pydantic goes (255 levels) or hold a lone surrogate (SQLite keeps it as an
+    escape); the standard library's encoder writes those instead of the read failing.
     """
     try:
         return body.model_dump_json().encode()
