@@ -41,6 +41,8 @@ def test_defaults_are_the_embedded_setup(monkeypatch: pytest.MonkeyPatch) -> Non
         ("OPSCORE_MAX_HEADER_BYTES", "100"),
         ("OPSCORE_HEADER_TIMEOUT_SECONDS", "0"),
         ("OPSCORE_MAX_CONNECTIONS", "0"),
+        ("OPSCORE_ALLOWED_MODELS", " , "),
+        ("OPSCORE_DEFAULT_TIMEOUT_SECONDS", str(2**31)),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -54,3 +56,39 @@ def test_forwarded_allow_ips_takes_addresses_networks_or_star() -> None:
     assert load_settings(forwarded_allow_ips="10.0.0.1, 192.168.0.0/16,::1").forwarded_allow_ips
     assert load_settings(forwarded_allow_ips="*").forwarded_allow_ips == "*"
     assert load_settings().forwarded_allow_ips == ""
+
+
+@pytest.mark.parametrize(
+    ("settings", "model", "allowed"),
+    [
+        # Unset: every model, but the offline one only where the default is offline (dev, tests).
+        ({}, "offline:other", True),
+        ({}, "openai:gpt-4o", True),
+        ({"default_model": "openai:gpt-4o"}, "offline:default", False),
+        ({"default_model": "openai:gpt-4o"}, " Offline:x", False),
+        ({"default_model": "openai:gpt-4o"}, "anthropic:claude-x", True),
+        # Set: exactly the patterns, matched against the canonical provider:name.
+        ({"default_model": "openai:gpt-4o", "allowed_models": "openai:gpt-4o*,anthropic:*"}, "openai:gpt-4o", True),
+        (
+            {"default_model": "openai:gpt-4o", "allowed_models": "openai:gpt-4o*,anthropic:*"},
+            "OPENAI: gpt-4o-mini",
+            True,
+        ),
+        ({"default_model": "openai:gpt-4o", "allowed_models": "openai:gpt-4o*,anthropic:*"}, "openai:o1", False),
+        ({"default_model": "openai:gpt-4o", "allowed_models": "openai:gpt-4o*,anthropic:*"}, "offline:x", False),
+        ({"default_model": "offline:default", "allowed_models": "offline:*"}, "offline:x", True),
+    ],
+)
+def test_allowed_models(settings: dict[str, str], model: str, allowed: bool) -> None:
+    assert load_settings(**settings).allows_model(model) is allowed
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"default_model": "openai:o1", "allowed_models": "anthropic:*"}, {"allowed_models": "openai:*"}],
+)
+def test_a_default_model_that_is_not_allowed_fails_at_startup(settings: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**settings)
+    assert "OPSCORE_DEFAULT_MODEL" in caught.value.message
+    assert "OPSCORE_ALLOWED_MODELS" in caught.value.message

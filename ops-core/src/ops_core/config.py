@@ -7,9 +7,10 @@ A bad value fails at startup: pydantic names the setting in its error, and
 from __future__ import annotations
 
 import ipaddress
+from fnmatch import fnmatchcase
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ops_core.errors import ConfigError
@@ -18,6 +19,14 @@ DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 BROKER_SCHEMES = ("amqp://", "amqps://", "memory://")
 
 Seconds = Annotated[float, Field(gt=0)]
+
+# Bounds of a task's time limits: they fit PostgreSQL's INTEGER columns and any
+# timestamp arithmetic done with them (now + limit) stays inside the calendar.
+MAX_TIMEOUT_SECONDS = 7 * 86_400
+MAX_SCHEDULE_TO_START_SECONDS = 30 * 86_400
+# Unless OPSCORE_ALLOWED_MODELS says otherwise, the offline model (canned answers, no provider)
+# serves only deployments whose own default is offline: dev mode, the embedded default, tests.
+OFFLINE_MODELS = "offline:*"
 
 
 class Settings(BaseSettings):
@@ -33,6 +42,11 @@ class Settings(BaseSettings):
     )
     queue_name: str = Field(default="opscore.tasks", pattern=r"^[A-Za-z0-9_.\-]{1,200}$")
     default_model: str = Field(default="offline:default", description="agentkit model string for tasks without one.")
+    allowed_models: str | None = Field(
+        default=None,
+        description="Comma-separated fnmatch patterns of the models tasks may use, e.g. 'openai:gpt-4o*,anthropic:*'; "
+        "unset: any model except offline:*, which only a server whose default model is offline allows.",
+    )
     agents: str | None = Field(default=None, description="Module path of the user's agent definitions.")
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
@@ -68,7 +82,7 @@ class Settings(BaseSettings):
     heartbeat_seconds: Seconds = 5.0
     lease_seconds: Seconds = 30.0
     default_max_retries: int = Field(default=3, ge=0, le=100)
-    default_timeout_seconds: int = Field(default=3600, ge=1)
+    default_timeout_seconds: int = Field(default=3600, ge=1, le=MAX_TIMEOUT_SECONDS)
     retry_backoff_seconds: Seconds = 2.0
     retry_backoff_max_seconds: Seconds = 300.0
     max_manual_retries: int = Field(
@@ -104,7 +118,7 @@ class Settings(BaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _proxy_addresses(cls, value: str) -> str:
-        for item in forwarded_allow_list(value):
+        for item in comma_list(value):
             if item != "*":
                 try:
                     ipaddress.ip_network(item, strict=False)
@@ -125,6 +139,35 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("allowed_models")
+    @classmethod
+    def _model_patterns(cls, value: str | None) -> str | None:
+        if value is not None and not comma_list(value):
+            raise ValueError("names no pattern; leave it unset to allow every model")
+        return value
+
+    @model_validator(mode="after")
+    def _default_model_allowed(self) -> Settings:
+        if not self.allows_model(self.default_model):
+            raise ValueError(
+                f"OPSCORE_DEFAULT_MODEL {self.default_model!r} is not allowed by OPSCORE_ALLOWED_MODELS"
+                f" ({self.allowed_models or 'unset: ' + OFFLINE_MODELS + ' needs an offline default'})"
+            )
+        return self
+
+    def allows_model(self, model: str) -> bool:
+        """Whether tasks may run on ``model`` (a valid agentkit model string), per ``allowed_models``."""
+        from agentkit.models import parse_model_string
+
+        # Matched in canonical form, so ' OpenAI:x' cannot slip past a pattern written 'openai:*'.
+        provider, name = parse_model_string(model)
+        canonical = f"{provider}:{name}"
+        if self.allowed_models is not None:
+            return any(fnmatchcase(canonical, pattern) for pattern in comma_list(self.allowed_models))
+        if fnmatchcase(canonical, OFFLINE_MODELS):
+            return parse_model_string(self.default_model)[0] == provider
+        return True
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -134,7 +177,8 @@ class Settings(BaseSettings):
         return self.broker_url.startswith("memory://")
 
 
-def forwarded_allow_list(value: str) -> list[str]:
+def comma_list(value: str) -> list[str]:
+    """The non-empty items of a comma-separated setting, stripped."""
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
@@ -144,6 +188,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"OPSCORE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"OPSCORE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None

@@ -8,10 +8,13 @@
     │   └── TaskNotFound
     ├── InvalidRequest            422
     │   ├── UnknownAgent
-    │   └── InvalidModel
+    │   ├── InvalidModel
+    │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
+    │   └── InvalidData           the database refused a value (out of range, unstorable text)
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
-    │   └── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
+    │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
+    │   └── IdempotencyConflict   an idempotency key reused with a different request
     ├── PayloadTooLarge           413
     ├── Unavailable               503
     │   ├── DatabaseUnavailable
@@ -60,6 +63,14 @@ class InvalidModel(InvalidRequest):
     code = "invalid_model"
 
 
+class ModelNotAllowed(InvalidModel):
+    code = "model_not_allowed"
+
+
+class InvalidData(InvalidRequest):
+    code = "invalid_data"
+
+
 class Conflict(OpsCoreError):
     status_code = 409
     code = "conflict"
@@ -71,6 +82,10 @@ class TaskFinished(Conflict):
 
 class RetryLimitReached(Conflict):
     code = "retry_limit_reached"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
 
 
 class PayloadTooLarge(OpsCoreError):

@@ -64,13 +64,53 @@ async def test_submit_publishes_the_task_to_the_broker(client: httpx.AsyncClient
 async def test_repeated_idempotency_key_returns_200_and_the_same_task(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    first = await submit(client, idempotency_key="order-42")
-    again = await submit(client, idempotency_key="order-42", goal="something else")
+    request = {"idempotency_key": "order-42", "input": {"n": 1, "tags": ["a"]}, "priority": 3}
+    first = await submit(client, **request)
+    again = await submit(client, **request)
 
     assert first.status_code == 202
     assert again.status_code == 200
+    assert again.json() == first.json()
+    page = await runtime.store.list(limit=10)
+    assert len(page.items) == 1
+
+
+async def test_repeat_that_spells_out_the_defaults_is_the_same_request(client: httpx.AsyncClient) -> None:
+    first = await submit(client, idempotency_key="order-7")
+    # The fixture's settings: default agent and model, 2 retries, 120 s.
+    explicit = {"agent": "default", "model": "offline:default", "max_retries": 2, "timeout_seconds": 120}
+    again = await submit(client, idempotency_key="order-7", **explicit)
+
+    assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
-    assert again.json()["goal"] == "say hi"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"goal": "something else"}, "goal"),
+        ({"input": {"n": 2}}, "input"),
+        ({"input": {"n": True}}, "input"),
+        ({"priority": 4}, "priority"),
+        ({"max_retries": 7}, "max_retries"),
+        ({"timeout_seconds": 60}, "timeout_seconds"),
+        ({"schedule_to_start_seconds": 30}, "schedule_to_start_seconds"),
+        ({"model": "offline:other"}, "model"),
+    ],
+)
+async def test_idempotency_key_reused_with_a_different_request_is_409(
+    client: httpx.AsyncClient, runtime: Runtime, change: dict[str, Any], field: str
+) -> None:
+    first = await submit(client, idempotency_key="order-42", input={"n": 1})
+    again = await submit(client, **{"idempotency_key": "order-42", "input": {"n": 1}, **change})
+
+    assert first.status_code == 202
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert error["code"] == "idempotency_conflict"
+    assert "order-42" in error["message"]
+    assert field in error["message"]
+    assert first.json()["id"] in error["message"]
     page = await runtime.store.list(limit=10)
     assert len(page.items) == 1
 

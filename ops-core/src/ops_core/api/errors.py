@@ -16,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
+from ops_core.api.schemas import ErrorBody
 from ops_core.errors import OpsCoreError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,25 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     503: "unavailable",
+}
+
+
+def error_doc(description: str) -> dict[str, Any]:
+    """An error status in a route's OpenAPI ``responses``: our body, so the document shows what is sent."""
+    return {"model": ErrorBody, "description": description}
+
+
+# Routes declare these; FastAPI would otherwise document its own HTTPValidationError for 422,
+# which this API never sends (see _validation_error).
+Responses = dict[int | str, dict[str, Any]]
+INVALID: Responses = {422: error_doc("Invalid id, body or query; the message names the field")}
+NOT_FOUND: Responses = {404: error_doc("No task with that id")}
+TOO_LARGE: Responses = {413: error_doc("The body is larger than OPSCORE_MAX_BODY_BYTES")}
+UNAVAILABLE: Responses = {
+    503: {
+        **error_doc("The database or broker is unavailable"),
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}},
+    }
 }
 
 
@@ -54,13 +75,45 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI answers 400 when a JSON body cannot even be decoded (not UTF-8, nested past
+        # Python's recursion limit, an integer of too many digits): bad input like any other, so a
+        # 422 in the usual shape instead of a status the API does not document.
+        return error_response(422, "validation_error", f"body: {_undecodable(exc.__cause__)}")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 404 and exc.detail == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
+        # Starlette names only the methods of the first route with this path; a resource served by
+        # several routes (GET and POST /v1/tasks) allows them all, as its OpenAPI document says.
+        allowed = _documented_methods(request)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return error_response(exc.status_code, code, message, headers)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _documented_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for template, item in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.url.path):
+            methods.update(method.upper() for method in item if method in _HTTP_METHODS)
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return sorted(methods)
+
+
+def _undecodable(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte 0x{cause.object[cause.start]:02x} at position {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "JSON nested too deeply to decode"
+    return f"cannot be decoded as JSON: {cause}"
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

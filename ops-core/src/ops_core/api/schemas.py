@@ -8,12 +8,16 @@ internal field (lease tokens, publish bookkeeping) leaks out by accident.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticSerializationError
 
-from ops_core.db.models import Task, WorkerView
+from ops_core.api.storable import MAX_INPUT_BYTES, MAX_JSON_DEPTH, StorableJsonObject, StorableText
+from ops_core.config import MAX_SCHEDULE_TO_START_SECONDS, MAX_TIMEOUT_SECONDS
+from ops_core.db.engine import json_dumps
+from ops_core.db.models import Task, TaskPage, WorkerView
 from ops_core.lifecycle import TaskStatus
 
 MAX_GOAL_CHARS = 20_000
@@ -22,29 +26,50 @@ MAX_NAME_CHARS = 200
 MAX_PRIORITY = 9
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: e.g. validation_error, task_not_found, unavailable.")
+    message: str = Field(description="What went wrong, naming the field or value at fault.")
+
+
+class ErrorBody(BaseModel):
+    """Every error response's body."""
+
+    error: ErrorDetail
+
+
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    goal: str = Field(min_length=1, max_length=MAX_GOAL_CHARS, description="What the agent should do.")
-    agent: str = Field(default="default", min_length=1, max_length=MAX_NAME_CHARS)
-    input: dict[str, Any] = Field(default_factory=dict, description="Structured input handed to the agent.")
-    model: str | None = Field(
+    goal: StorableText = Field(min_length=1, max_length=MAX_GOAL_CHARS, description="What the agent should do.")
+    agent: StorableText = Field(default="default", min_length=1, max_length=MAX_NAME_CHARS)
+    input: StorableJsonObject = Field(
+        default_factory=dict,
+        description=f"Structured input handed to the agent: at most {MAX_JSON_DEPTH} levels deep and"
+        f" {MAX_INPUT_BYTES} bytes of JSON, finite numbers, no NUL characters.",
+    )
+    model: StorableText | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_NAME_CHARS,
         description="agentkit model string, e.g. 'openai:gpt-4o-mini'; defaults to the agent's, then the server's.",
     )
-    idempotency_key: str | None = Field(
+    idempotency_key: StorableText | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_KEY_CHARS,
-        description="Submitting the same key again returns the first task (200) instead of creating one.",
+        description="Submitting the same request with the same key again returns the first task (200) instead"
+        " of creating one; the same key with a different request is refused (409).",
     )
     max_retries: int | None = Field(default=None, ge=0, le=100)
-    timeout_seconds: int | None = Field(default=None, gt=0, description="Wall-clock limit of one attempt.")
+    timeout_seconds: int | None = Field(
+        default=None, gt=0, le=MAX_TIMEOUT_SECONDS, description="Wall-clock limit of one attempt."
+    )
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY, description="RabbitMQ priority: 9 runs first.")
     schedule_to_start_seconds: int | None = Field(
-        default=None, gt=0, description="Fail the task if no worker has started it this long after submission."
+        default=None,
+        gt=0,
+        le=MAX_SCHEDULE_TO_START_SECONDS,
+        description="Fail the task if no worker has started it this long after submission.",
     )
 
     @field_validator("goal")
@@ -67,19 +92,18 @@ class UsagePublic(BaseModel):
     reused_tokens: int = Field(description="Input tokens served from a provider's prompt cache.")
 
 
-class TaskPublic(BaseModel):
+class TaskSummary(BaseModel):
+    """A task without its large fields (input, result, attempt_errors): the items of a listing."""
+
     id: UUID
     agent: str
     goal: str
-    input: dict[str, Any]
     model: str
     status: TaskStatus
     cancel_requested: bool = Field(description="A cancel was asked for; a running task stops at its next step.")
-    result: Any
     error: TaskErrorPublic | None
     attempts: int
     max_retries: int = Field(description="Retries the task was submitted with.")
-    attempt_errors: list[dict[str, Any]]
     usage: UsagePublic
     priority: int
     idempotency_key: str | None
@@ -92,45 +116,76 @@ class TaskPublic(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def from_task(cls, task: Task) -> TaskPublic:
-        error = None
-        if task.error_type is not None:
-            error = TaskErrorPublic(type=task.error_type, message=task.error_message or "")
-        return cls(
-            id=task.id,
-            agent=task.agent,
-            goal=task.goal,
-            input=task.input,
-            model=task.model,
-            status=task.status,
-            cancel_requested=task.cancel_requested,
-            result=task.result,
-            error=error,
-            attempts=task.attempts,
-            # Manual retries raise the stored limit; clients see what they asked for.
-            max_retries=task.configured_max_retries,
-            attempt_errors=task.attempt_errors,
-            usage=UsagePublic(
-                input_tokens=task.input_tokens,
-                output_tokens=task.output_tokens,
-                total_tokens=task.input_tokens + task.output_tokens,
-                reused_tokens=task.reused_tokens,
-            ),
-            priority=task.priority,
-            idempotency_key=task.idempotency_key,
-            timeout_seconds=task.timeout_seconds,
-            schedule_to_start_seconds=task.schedule_to_start_seconds,
-            worker_id=task.worker_id,
-            created_at=task.created_at,
-            started_at=task.started_at,
-            finished_at=task.finished_at,
-            updated_at=task.updated_at,
-        )
+    def from_task(cls, task: Task) -> Self:
+        return cls(**_summary_fields(task))
+
+
+class TaskPublic(TaskSummary):
+    """A task with everything: what ``GET /v1/tasks/{id}`` and the task's own actions answer."""
+
+    input: dict[str, Any]
+    result: Any
+    attempt_errors: list[dict[str, Any]]
+
+    @classmethod
+    def from_task(cls, task: Task) -> Self:
+        return cls(**_summary_fields(task), input=task.input, result=task.result, attempt_errors=task.attempt_errors)
+
+
+def _summary_fields(task: Task) -> dict[str, Any]:
+    error = None
+    if task.error_type is not None:
+        error = TaskErrorPublic(type=task.error_type, message=task.error_message or "")
+    return {
+        "id": task.id,
+        "agent": task.agent,
+        "goal": task.goal,
+        "model": task.model,
+        "status": task.status,
+        "cancel_requested": task.cancel_requested,
+        "error": error,
+        "attempts": task.attempts,
+        # Manual retries raise the stored limit; clients see what they asked for.
+        "max_retries": task.configured_max_retries,
+        "usage": UsagePublic(
+            input_tokens=task.input_tokens,
+            output_tokens=task.output_tokens,
+            total_tokens=task.input_tokens + task.output_tokens,
+            reused_tokens=task.reused_tokens,
+        ),
+        "priority": task.priority,
+        "idempotency_key": task.idempotency_key,
+        "timeout_seconds": task.timeout_seconds,
+        "schedule_to_start_seconds": task.schedule_to_start_seconds,
+        "worker_id": task.worker_id,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "updated_at": task.updated_at,
+    }
+
+
+def to_json(body: BaseModel) -> bytes:
+    """``body`` as JSON, also when it holds what pydantic's serialiser refuses to write.
+
+    New input is checked (see :mod:`ops_core.api.storable`), but rows stored
+    before those checks, and results an agent produced, may nest deeper than
+    pydantic goes (255 levels) or hold a lone surrogate (SQLite keeps it as an
+    escape); the standard library's encoder writes those instead of the read failing.
+    """
+    try:
+        return body.model_dump_json().encode()
+    except PydanticSerializationError:
+        return json_dumps(body.model_dump()).encode()
 
 
 class TasksPublic(BaseModel):
-    items: list[TaskPublic]
+    items: list[TaskSummary] = Field(description="Summaries: read a task by id for its input, result and errors.")
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null on the last.")
+
+    @classmethod
+    def from_page(cls, page: TaskPage) -> TasksPublic:
+        return cls(items=[TaskSummary.from_task(task) for task in page.items], next_cursor=page.next_cursor)
 
 
 class TaskEventPublic(BaseModel):

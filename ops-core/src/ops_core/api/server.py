@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ops_core.config import Settings, forwarded_allow_list
+from ops_core.config import Settings, comma_list
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def protocol_for(settings: Settings) -> type[GuardedHttpToolsProtocol]:
 
 def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None) -> uvicorn.Config:
     """The uvicorn configuration for serving ``app`` with ``settings``' limits."""
-    proxies = forwarded_allow_list(settings.forwarded_allow_ips)
+    proxies = comma_list(settings.forwarded_allow_ips)
     return uvicorn.Config(
         app,
         host=host or settings.host,

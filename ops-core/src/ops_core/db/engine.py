@@ -1,8 +1,13 @@
-"""The async engine factory and the one place database failures become :class:`DatabaseUnavailable`."""
+"""The async engine factory and the one place database failures are classified.
+
+Connection failures and timeouts become :class:`DatabaseUnavailable` (503); a
+value the database or its driver refuses becomes :class:`InvalidData` (422).
+"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,12 +15,13 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions._base as asyncpg_client
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ops_core.config import Settings
-from ops_core.errors import DatabaseUnavailable
+from ops_core.errors import DatabaseUnavailable, InvalidData
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option marking a connection that only reads: on SQLite it gets a
@@ -112,35 +118,61 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A value the database cannot take: out of its column's range, text it cannot hold (NUL, a lone surrogate),
+# a date past the calendar's edge. Checked before _CONNECTION_ERRORS: asyncpg's client-side DataError is an
+# InterfaceError, which would otherwise read as a broken connection.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    exc.DataError,
+    asyncpg.exceptions.DataError,  # SQLSTATE class 22: NumericValueOutOfRange, UntranslatableCharacter, ...
+    asyncpg_client.DataError,  # refused while encoding an argument, e.g. an int beyond int32
+    sqlite3.DataError,
+    OverflowError,  # a Python int too large for SQLite, or datetime arithmetic past year 9999
+    UnicodeEncodeError,  # a lone surrogate sent to SQLite
+)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the driver's exceptions under SQLAlchemy's wrapper (and its adapter's)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(chain) < 4:
+        chain.append(seen)
+        seen = seen.orig if isinstance(seen, exc.StatementError) else seen.__cause__
+    return chain
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether ``error`` is the database (or its driver) refusing a value: the caller's input, not an outage."""
+    return any(isinstance(seen, _DATA_ERRORS) for seen in _causes(error))
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database could not be reached or did not answer in time."""
+    if is_data_error(error):
+        return False
     if isinstance(error, exc.DBAPIError) and (
         error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError)
     ):
         return True
-    # The driver's own exception sits under SQLAlchemy's wrapper (and its adapter's).
-    seen: BaseException | None = error
-    for _ in range(4):
-        if seen is None:
-            return False
-        if isinstance(seen, _CONNECTION_ERRORS):
-            return True
-        seen = seen.orig if isinstance(seen, exc.DBAPIError) else seen.__cause__
-    return False
+    return any(isinstance(seen, _CONNECTION_ERRORS) for seen in _causes(error))
 
 
 @asynccontextmanager
 async def database_errors() -> AsyncIterator[None]:
-    """Turn connection failures and timeouts into :class:`DatabaseUnavailable` (the API answers 503)."""
+    """Turn connection failures and timeouts into :class:`DatabaseUnavailable` (the API answers 503),
+    and values the database refuses into :class:`InvalidData` (422): the one place both backends'
+    driver errors are classified."""
     try:
         yield
     except Exception as error:
+        if is_data_error(error):
+            raise InvalidData(f"the database refused a value: {_describe(error)}") from error
         if is_unavailable(error):
             raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
         raise
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+    if isinstance(error, exc.StatementError) and error.orig is not None:
         error = error.orig
     return f"{type(error).__name__}: {error}".strip().rstrip(":")

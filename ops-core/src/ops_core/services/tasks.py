@@ -2,6 +2,10 @@
 
 A submit is one statement (the insert) plus one confirmed publish; marking the
 task published is batched off the request path (see :mod:`ops_core.services.publish_marks`).
+
+An idempotency key names one request: repeating it returns the first task,
+but reusing the key for a different request is refused (409), as payment APIs
+do, instead of silently answering with a task the client did not ask for.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from agentkit.registry import AgentRegistry
 from ops_core.config import Settings
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
-from ops_core.errors import BrokerUnavailable, InvalidModel, UnknownAgent
+from ops_core.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    IdempotencyConflict,
+    InvalidModel,
+    ModelNotAllowed,
+    UnknownAgent,
+)
 from ops_core.lifecycle import TaskStatus
 from ops_core.queue.publisher import Publisher
 from ops_core.services.publish_marks import PublishMarks
@@ -30,6 +41,12 @@ class TaskService:
         self._publisher = publisher
         self._registry = registry
         self._settings = settings
+        for name in registry.names():
+            agent_model = registry.get(name).model
+            if agent_model is not None and not _allowed(settings, agent_model):
+                raise ConfigError(
+                    f"agent {name!r} runs on {agent_model!r}, which OPSCORE_ALLOWED_MODELS does not allow"
+                )
         self.publish_marks = PublishMarks(store.mark_published)
 
     async def close(self) -> None:
@@ -60,24 +77,27 @@ class TaskService:
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
         resolved_model = model or self._registry.get(agent).model or self._settings.default_model
         try:
-            parse_model_string(resolved_model)
+            allowed = _allowed(self._settings, resolved_model)
         except UnknownProviderError as exc:
             raise InvalidModel(str(exc)) from None
-        task, created = await self._store.create(
-            NewTask(
-                agent=agent,
-                goal=goal,
-                input=input or {},
-                model=resolved_model,
-                idempotency_key=idempotency_key,
-                max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
-                timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
-                priority=priority,
-                schedule_to_start_seconds=schedule_to_start_seconds,
-            )
+        if not allowed:
+            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        new = NewTask(
+            agent=agent,
+            goal=goal,
+            input=input or {},
+            model=resolved_model,
+            idempotency_key=idempotency_key,
+            max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
+            timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
+            priority=priority,
+            schedule_to_start_seconds=schedule_to_start_seconds,
         )
+        task, created = await self._store.create(new)
         if created:
             await self.publish(task)
+        else:
+            _check_same_request(task, new)
         return task, created
 
     async def cancel(self, task_id: UUID) -> Task:
@@ -99,3 +119,38 @@ class TaskService:
             return False
         self.publish_marks.add(task.id)
         return True
+
+
+def _allowed(settings: Settings, model: str) -> bool:
+    parse_model_string(model)  # an unknown provider raises before any pattern is matched
+    return settings.allows_model(model)
+
+
+# What a submit asked for, as stored: the fields two requests with one idempotency key must agree on.
+_REQUEST_FIELDS = ("agent", "goal", "input", "model", "max_retries", "timeout_seconds", "priority")
+
+
+def _check_same_request(existing: Task, new: NewTask) -> None:
+    """Raise :class:`IdempotencyConflict` unless ``new`` repeats the request that created ``existing``."""
+    stored = {name: getattr(existing, name) for name in _REQUEST_FIELDS}
+    # A manual retry raises the stored limit; the request carried the configured one.
+    stored["max_retries"] = existing.configured_max_retries
+    stored["schedule_to_start_seconds"] = existing.schedule_to_start_seconds
+    asked = {name: getattr(new, name) for name in stored}
+    differing = sorted(name for name in stored if not _same_json(stored[name], asked[name]))
+    if differing:
+        raise IdempotencyConflict(
+            f"idempotency_key {new.idempotency_key!r} was used for task {existing.id} with a different request"
+            f" (differs in: {', '.join(differing)}); use a new key for a new request"
+        )
+
+
+def _same_json(stored: object, asked: object) -> bool:
+    """Equal as JSON values: 1 and 1.0 are one number (the database may store either), true is not 1."""
+    if isinstance(stored, bool) or isinstance(asked, bool):
+        return stored is asked
+    if isinstance(stored, dict) and isinstance(asked, dict):
+        return stored.keys() == asked.keys() and all(_same_json(stored[key], asked[key]) for key in stored)
+    if isinstance(stored, list) and isinstance(asked, list):
+        return len(stored) == len(asked) and all(_same_json(a, b) for a, b in zip(stored, asked, strict=True))
+    return stored == asked

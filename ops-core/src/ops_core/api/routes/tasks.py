@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
 from ops_core.api.deps import MetricsDep, SettingsDep, StoreDep, TaskServiceDep, bounded
-from ops_core.api.schemas import TaskCreate, TaskEventPublic, TaskEventsPublic, TaskPublic, TasksPublic
+from ops_core.api.errors import INVALID, NOT_FOUND, TOO_LARGE, UNAVAILABLE, error_doc
+from ops_core.api.schemas import (
+    TaskCreate,
+    TaskEventPublic,
+    TaskEventsPublic,
+    TaskPublic,
+    TasksPublic,
+    to_json,
+)
+from ops_core.api.storable import INT32_MAX, StorableText
+from ops_core.db.models import Task
 from ops_core.lifecycle import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No task with that id"},
-    422: {"description": "Invalid id, body or query"},
-    503: {"description": "The database or broker is unavailable"},
-}
 
 MAX_PAGE = 500
 MAX_EVENTS = 1000
+
+
+def _task_response(task: Task, status_code: int = status.HTTP_200_OK) -> Response:
+    # Serialised here, once: returned as a model, FastAPI would validate it again against
+    # response_model, dump it to a dict and json-encode that (~5x the cost, measured).
+    return Response(content=to_json(TaskPublic.from_task(task)), status_code=status_code, media_type="application/json")
 
 
 @router.post(
@@ -29,8 +40,10 @@ MAX_EVENTS = 1000
     response_model=TaskPublic,
     responses={
         200: {"model": TaskPublic, "description": "The task submitted earlier with this idempotency_key"},
-        422: ERRORS[422],
-        503: ERRORS[503],
+        409: error_doc("The idempotency_key was used before with a different request"),
+        **TOO_LARGE,
+        **INVALID,
+        **UNAVAILABLE,
     },
 )
 async def submit_task(body: TaskCreate, tasks: TaskServiceDep, settings: SettingsDep, metrics: MetricsDep) -> Response:
@@ -49,66 +62,72 @@ async def submit_task(body: TaskCreate, tasks: TaskServiceDep, settings: Setting
         )
     if created:
         metrics.task_submitted(task.agent)
-    # Serialised here, once: returned as a model, FastAPI would validate it again against
-    # response_model, dump it to a dict and json-encode that (~5x the cost, measured).
-    return Response(
-        content=TaskPublic.from_task(task).model_dump_json(),
-        status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
-        media_type="application/json",
-    )
+    return _task_response(task, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
-@router.get("", responses={422: ERRORS[422], 503: ERRORS[503]})
+@router.get("", response_model=TasksPublic, responses={**INVALID, **UNAVAILABLE})
 async def list_tasks(
     store: StoreDep,
     settings: SettingsDep,
     status: TaskStatus | None = None,
-    agent: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    agent: Annotated[StorableText | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
-) -> TasksPublic:
-    """Tasks newest first; follow ``next_cursor`` for older pages."""
+    cursor: Annotated[StorableText | None, Query(min_length=1, max_length=500)] = None,
+) -> Response:
+    """Task summaries, newest first; follow ``next_cursor`` for older pages."""
     async with bounded(settings):
         page = await store.list(status=status, agent=agent, limit=limit, cursor=cursor)
-    return TasksPublic(items=[TaskPublic.from_task(t) for t in page.items], next_cursor=page.next_cursor)
+    return Response(content=to_json(TasksPublic.from_page(page)), media_type="application/json")
 
 
-@router.get("/{task_id}", responses=ERRORS)
-async def get_task(task_id: UUID, store: StoreDep, settings: SettingsDep) -> TaskPublic:
+@router.get("/{task_id}", response_model=TaskPublic, responses={**NOT_FOUND, **INVALID, **UNAVAILABLE})
+async def get_task(task_id: UUID, store: StoreDep, settings: SettingsDep) -> Response:
+    """The task with everything: input, result and every attempt's error."""
     async with bounded(settings):
         task = await store.get(task_id)
-    return TaskPublic.from_task(task)
+    return _task_response(task)
 
 
-@router.post("/{task_id}/cancel", responses={**ERRORS, 409: {"description": "The task already finished"}})
-async def cancel_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> TaskPublic:
+@router.post(
+    "/{task_id}/cancel",
+    response_model=TaskPublic,
+    responses={**NOT_FOUND, 409: error_doc("The task already finished"), **INVALID, **UNAVAILABLE},
+)
+async def cancel_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
     """Cancel: a pending task at once; a running one is flagged and its worker stops it."""
     async with bounded(settings):
         task = await tasks.cancel(task_id)
-    return TaskPublic.from_task(task)
+    return _task_response(task)
 
 
 @router.post(
     "/{task_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**ERRORS, 409: {"description": "Only failed or cancelled tasks can be retried"}},
+    response_model=TaskPublic,
+    responses={
+        **NOT_FOUND,
+        409: error_doc("Only failed or cancelled tasks can be retried, at most OPSCORE_MAX_MANUAL_RETRIES times"),
+        **INVALID,
+        **UNAVAILABLE,
+    },
 )
-async def retry_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> TaskPublic:
+async def retry_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
     """Queue a failed or cancelled task again, with a fresh retry budget."""
     async with bounded(settings):
         task = await tasks.retry(task_id)
-    return TaskPublic.from_task(task)
+    return _task_response(task, status.HTTP_202_ACCEPTED)
 
 
-@router.get("/{task_id}/events", responses=ERRORS)
+@router.get("/{task_id}/events", response_model=TaskEventsPublic, responses={**NOT_FOUND, **INVALID, **UNAVAILABLE})
 async def list_task_events(
     task_id: UUID,
     store: StoreDep,
     settings: SettingsDep,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = MAX_EVENTS,
-) -> TaskEventsPublic:
+) -> Response:
     """The task's events in ``seq`` order, starting after ``after_seq``."""
     async with bounded(settings):
         events = await store.list_events(task_id, after_seq=after_seq, limit=limit)
-    return TaskEventsPublic(items=[TaskEventPublic.model_validate(e) for e in events])
+    body = TaskEventsPublic(items=[TaskEventPublic.model_validate(e) for e in events])
+    return Response(content=to_json(body), media_type="application/json")

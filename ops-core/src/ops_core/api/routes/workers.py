@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ops_core.api.deps import SettingsDep, StoreDep, bounded
+from ops_core.api.errors import UNAVAILABLE
 from ops_core.api.schemas import WorkerPublic, WorkersPublic
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
@@ -13,7 +14,7 @@ router = APIRouter(prefix="/v1/workers", tags=["workers"])
 MISSED_HEARTBEATS = 3
 
 
-@router.get("", responses={503: {"description": "The database is unavailable"}})
+@router.get("", responses=UNAVAILABLE)
 async def list_workers(store: StoreDep, settings: SettingsDep) -> WorkersPublic:
     """Live workers with their last heartbeat and the ids of the tasks they are running."""
     stale_after = settings.heartbeat_seconds * MISSED_HEARTBEATS
