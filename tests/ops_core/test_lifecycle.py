@@ -23,7 +23,7 @@ from ops_core.lifecycle import (
     check,
     sources,
 )
-from ops_core.services.execute import decide, retry_policy
+from ops_core.worker.execute import decide, retry_policy
 
 POLICY = retry_policy(Settings(retry_backoff_seconds=2, retry_backoff_max_seconds=30))
 

@@ -67,7 +67,7 @@ def build_cli(
 
         settings = _settings(**_given(host=host, port=port))
         app = create_app(settings)
-        gc.freeze()  # the app and every module it imported live as long as the process (see worker.py)
+        gc.freeze()  # the app and every module it imported live as long as the process (see worker/process.py)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
     @cli.command()
@@ -82,7 +82,7 @@ def build_cli(
     ) -> None:
         """Run a pool of worker processes that execute queued tasks."""
         settings = _settings(**_given(worker_concurrency=concurrency, worker_threads=threads))
-        from ops_core.worker import run_pool
+        from ops_core.worker.pool import run_pool
 
         run_pool(settings, processes, settings.worker_threads, settings.worker_concurrency)
 

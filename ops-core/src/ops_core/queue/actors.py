@@ -19,8 +19,17 @@ from ops_core.queue.broker import RUN_TASK
 Dispatch = Callable[[str], Awaitable[None]]
 
 
-class DispatchRefused(Exception):
-    """The worker is shutting down: the message goes back to the queue."""
+class DispatchRefused(dramatiq.Retry):
+    """The worker is stopping: the message goes back to the queue.
+
+    A :class:`dramatiq.Retry`, so Dramatiq treats it as the planned thing it
+    is: no error and no traceback in the log (its Retries middleware notes the
+    requeue at INFO), and the message is enqueued again at once rather than
+    after a backoff.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, delay=0)
 
 
 def _retry_dispatch(retries: int, exc: BaseException) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentkit.models.openai import OpenAIModel
-from ops_core.services.models import ModelCache
+from ops_core.worker.models import ModelCache
 
 
 async def test_one_model_per_string_and_aclose_releases_their_clients(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,8 @@ from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import TaskStatus
-from ops_core.services.execute import Execution, ExecutionContext
-from ops_core.services.models import ModelCache
+from ops_core.worker.execute import Execution, ExecutionContext
+from ops_core.worker.models import ModelCache
 from tests.ops_core.db.helpers import make_task
 
 
