@@ -64,12 +64,13 @@ class WorkerOps(StoreBase):
             for w in workers
         ]
 
-    async def requeue_orphans(self, *, stale_after: float) -> list[uuid.UUID]:
+    async def requeue_orphans(self, *, stale_after: float, caller: str | None = None) -> list[uuid.UUID]:
         """Running tasks whose worker stopped heartbeating → pending (or failed when out of retries).
 
         The lost attempt counts. Each task moves with its own conditional
         UPDATE fenced on its attempt, so many workers may call this at once:
-        each orphan is recovered exactly once.
+        each orphan is recovered exactly once. ``caller``, the reaping worker,
+        is alive whatever its heartbeat says: its own runs are never orphans.
         """
         now = utcnow()
         cutoff = now - timedelta(seconds=stale_after)
@@ -88,6 +89,8 @@ class WorkerOps(StoreBase):
             )
             .order_by(TASKS.c.id)  # one lock order for every caller: no deadlocks
         )
+        if caller is not None:
+            stmt = stmt.where(TASKS.c.worker_id.is_distinct_from(caller))
         async with self._read() as conn:
             orphans = (await conn.execute(stmt)).all()
         moved: list[uuid.UUID] = []
