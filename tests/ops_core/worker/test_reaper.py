@@ -14,8 +14,8 @@ from ops_core.lifecycle import TaskStatus
 from ops_core.worker.heartbeat import Heartbeat
 from ops_core.worker.lease import ReapGuard
 from ops_core.worker.reaper import Reaper
-from tests.ops_core.db.helpers import make_task
-from tests.ops_core.worker.helpers import AGENT, Clock, orphan
+from tests.ops_core.db.helpers import make_task, running_task
+from tests.ops_core.worker.helpers import AGENT, Clock, age, orphan
 
 LEASE = 10.0
 
@@ -31,7 +31,7 @@ class Published:
 def _reaper(store: TaskStore, clock: Clock) -> tuple[Reaper, ReapGuard, Published]:
     guard = ReapGuard(LEASE, clock=clock)
     published = Published()
-    return Reaper(store, guard, Settings(lease_seconds=LEASE), published), guard, published
+    return Reaper(store, guard, Settings(lease_seconds=LEASE), published, worker_id="me"), guard, published
 
 
 async def test_orphans_wait_until_this_worker_has_been_healthy_for_a_lease_then_go_out_at_once(
@@ -112,3 +112,18 @@ async def test_a_failed_heartbeat_stops_reaping(store: TaskStore) -> None:
         await heartbeat.beat(_Broken())  # type: ignore[arg-type]
     clock.now += LEASE
     assert not guard.may_reap()
+
+
+async def test_a_worker_whose_own_heartbeat_row_is_late_does_not_requeue_its_own_runs(store: TaskStore) -> None:
+    clock = Clock()
+    reaper, guard, published = _reaper(store, clock)
+    await store.register_worker("me", "h", 1, 1)
+    claim = await running_task(store, worker="me", agent=AGENT)
+    await age(store, "me", claim.task.id, LEASE * 3)  # as if its heartbeat writes had lagged under load
+    guard.heartbeat_succeeded()
+    clock.now += LEASE
+
+    await reaper()
+
+    assert (await store.get(claim.task.id)).status is TaskStatus.RUNNING
+    assert published.calls == []

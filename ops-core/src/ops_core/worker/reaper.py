@@ -3,7 +3,9 @@
 Any live worker may reap, and many at once: each task moves with a
 conditional UPDATE fenced on its attempt, so it is recovered exactly once.
 Orphans are presumed dead only when this worker's own heartbeat has been
-healthy for a lease (:mod:`ops_core.worker.lease`).
+healthy for a lease (:mod:`ops_core.worker.lease`), and never its own: a
+worker running this is alive, however late its heartbeat row (a worker that
+requeued its own runs under load ran them again while still running them).
 
 A requeued orphan is published here, at once. Left to the relay it would wait
 for the relay's next pass, behind whatever backlog of unpublished tasks the
@@ -29,8 +31,11 @@ Publish = Callable[[Task, float], Awaitable[None]]
 
 
 class Reaper:
-    def __init__(self, store: TaskStore, guard: ReapGuard, settings: Settings, publish: Publish) -> None:
+    def __init__(
+        self, store: TaskStore, guard: ReapGuard, settings: Settings, publish: Publish, *, worker_id: str
+    ) -> None:
         self._store = store
+        self._worker_id = worker_id
         self._guard = guard
         self._settings = settings
         self._publish = publish
@@ -40,7 +45,7 @@ class Reaper:
         if self._guard.may_reap():
             # Timeouts first: a run far past its timeout is failed, not given another attempt.
             await self._store.fail_expired(grace_seconds=lease)
-            for task_id in await self._store.requeue_orphans(stale_after=lease):
+            for task_id in await self._store.requeue_orphans(stale_after=lease, caller=self._worker_id):
                 await self._settle_orphan(await self._store.get(task_id))
         # Not a guess about liveness: a deadline that has passed has passed.
         await self._store.fail_unstarted()
