@@ -63,7 +63,7 @@ async def _wait_rerun(stack: Stack, task_id: str, timeout: float) -> None:
 
 def _process_of(deployment: Deployment, worker_id: str) -> Any:
     pid = next(w["pid"] for w in deployment.live_workers() if w["id"] == worker_id)
-    return next(p for p in deployment.workers if p.alive() and p.pid == pid)
+    return deployment.pool_of(int(pid))
 
 
 # ---- 5 (and 1): durable steps across a crash ----------------------------------------------
