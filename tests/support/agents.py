@@ -16,7 +16,7 @@ from agentkit.tools import tool
 ARITHMETIC_GOAL = "What is 6 * 7?"
 # How long ``sleepy``'s tool waits; a test may change it between runs in its own process.
 SLEEP_SECONDS = {"value": 30.0}
-HOG_SECONDS = 4.0
+HOG_SECONDS = 6.0
 LOOP_HOG_SECONDS = 60.0
 
 

@@ -38,7 +38,7 @@ from ops_core.worker.lease import ReapGuard
 from ops_core.worker.periodic import every
 from ops_core.worker.reaper import Reaper
 from ops_core.worker.relay import Relay
-from ops_core.worker.watchdog import LoopWatchdog
+from ops_core.worker.watchdog import LoopWatchdog, stall_limit
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TaskRunner:
         self._heartbeat.start()
         self._watchdog = LoopWatchdog(
             asyncio.get_running_loop(),
-            settings.lease_seconds,
+            stall_limit(settings.lease_seconds),
             describe=self._describe_runs,
             exit_process=self._exit_on_stall,
         )

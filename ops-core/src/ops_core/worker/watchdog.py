@@ -12,11 +12,13 @@ crash. A task that blocks its loop on every attempt so ends ``failed`` with
 ``worker_lost`` once its retries are spent, while the other runs of the
 process are retried elsewhere.
 
-The limit is the lease: a worker that cannot make progress for a lease is
-lost, which is what a lapsed heartbeat meant before the heartbeat moved to a
-thread of its own. Shorter stalls (a burst of CPU, a garbage collection) are
-left alone, and a run that holds the loop overruns its timeout by at most
-a lease.
+The limit is the lease, and at least ``MIN_LIMIT_SECONDS``: a worker that
+cannot make progress for a lease is lost, which is what a lapsed heartbeat
+meant before the heartbeat moved to a thread of its own. Shorter stalls are
+left alone: a burst of CPU, a garbage collection, or the first import of a
+model provider's SDK on the loop (seconds on a busy machine), which with a
+short lease would otherwise end a healthy process. A run that holds the loop
+so overruns its timeout by at most the limit.
 
 Under ``opscore dev`` there is no supervisor (API and worker share the
 process), so the watchdog only logs.
@@ -36,7 +38,13 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
+MIN_LIMIT_SECONDS = 10.0
 EXIT_LOOP_STALLED = 70  # EX_SOFTWARE
+
+
+def stall_limit(lease_seconds: float) -> float:
+    """How long the loop may go without turning before the process is ended."""
+    return max(lease_seconds, MIN_LIMIT_SECONDS)
 
 
 class LoopWatchdog:
