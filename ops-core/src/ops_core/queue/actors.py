@@ -24,12 +24,13 @@ class DispatchRefused(dramatiq.Retry):
 
     A :class:`dramatiq.Retry`, so Dramatiq treats it as the planned thing it
     is: no error and no traceback in the log (its Retries middleware notes the
-    requeue at INFO), and the message is enqueued again at once rather than
-    after a backoff.
+    requeue at INFO). The message comes back after the dispatch backoff, not at
+    once: a stopping worker still consumes until Dramatiq stops its threads, and
+    a message sent back at once would come straight back to it, round and round.
     """
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason, delay=0)
+        super().__init__(reason)
 
 
 def _retry_dispatch(retries: int, exc: BaseException) -> bool:
