@@ -22,13 +22,14 @@ from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.queue.broker import UvloopAsyncIO
 from ops_core.runtime import Runtime
 from ops_core.worker.execute import ExecutionContext, retry_policy
-from ops_core.worker.middleware import RunnerMiddleware
+from ops_core.worker.middleware import RunnerMiddleware, RunnerStartFailed
 from ops_core.worker.models import ModelCache
 from ops_core.worker.runner import TaskRunner
 
 log = logging.getLogger(__name__)
 
 GC_THRESHOLDS = (50_000, 50, 50)
+EXIT_START_FAILED = 1
 
 
 class WorkerProcess:
@@ -124,7 +125,12 @@ def run_worker_process(settings: Settings, threads: int, concurrency: int) -> No
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker = WorkerProcess(settings, threads=threads, concurrency=concurrency)
-    worker.start()
+    try:
+        worker.start()
+    except RunnerStartFailed as exc:
+        # One line, not a traceback: the supervisor restarts the process after a backoff.
+        log.error("%s", exc)
+        raise SystemExit(EXIT_START_FAILED) from None
     # What start-up built lives as long as the process: keep it out of the cyclic GC. A full
     # collection over it (~275k objects) pauses every run on the loop for ~180 ms on a small machine.
     gc.freeze()
