@@ -112,3 +112,27 @@ def test_a_graceful_stop_hands_back_quietly_and_a_restart_runs_it_at_once(
     finally:
         again.stop()
     assert all(_status(settings, i) == (TaskStatus.COMPLETED, 1) for i in ids)
+
+
+def test_a_message_waiting_at_start_up_is_run_by_the_first_dispatch(
+    settings: Settings, nap: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner is up before Dramatiq consumes (the middleware's before_worker_boot), so a message
+    already queued is claimed by its first delivery: never refused, never retried."""
+    agents.SLEEP_SECONDS["value"] = 0.0
+    broker = setup_broker(settings)
+    task_id = _submit(settings, broker, agents.ARITHMETIC_GOAL)  # queued before any worker exists
+    worker = WorkerProcess(settings, threads=2, concurrency=2, broker=broker, supervised=False)
+    with caplog.at_level(logging.INFO):
+        worker.start()
+        try:
+            wait_for_sync(
+                lambda: _status(settings, task_id),
+                lambda found: found[0] is TaskStatus.COMPLETED,
+                timeout=20,
+                what=f"task {task_id} completed",
+            )
+        finally:
+            worker.stop()
+    assert _status(settings, task_id) == (TaskStatus.COMPLETED, 1)
+    assert not [r for r in caplog.records if "Retrying message" in r.getMessage() or r.levelno >= logging.ERROR]
