@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     worker_concurrency: int = Field(default=100, ge=1, le=100_000, description="Runs one worker process holds at once.")
-    # A dispatch thread holds one message while its claim is in flight (runner.py), so the threads bound
+    # A dispatch thread holds one message while its claim is in flight (worker/runner.py), so the threads bound
     # how many claims share a batch; they run no agent code. Drains of 10,000 tasks, 1 process: 8 threads
     # 1,631 tasks/s, 16 1,923, 32 2,031 (bench/findings.md).
     worker_threads: int = Field(default=32, ge=1, le=1024, description="Dramatiq dispatch threads per worker process.")

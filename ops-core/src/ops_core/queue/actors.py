@@ -52,7 +52,7 @@ def declare_run_task(broker: dramatiq.Broker, queue_name: str, dispatch: Dispatc
         priority=0,
         options={
             "retry_when": _retry_dispatch,
-            # The run itself happens after the actor returns (see runner.py);
+            # The run itself happens after the actor returns (see worker/runner.py);
             # the actor only claims, so it never needs Dramatiq's time limit.
             "time_limit": 60_000,
         },
