@@ -25,7 +25,6 @@ from types import FrameType
 
 from ops_core.config import Settings
 from ops_core.logs import configure_logging
-from ops_core.worker.process import run_worker_process
 from ops_core.worker.watchdog import EXIT_LOOP_STALLED
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def run_pool(settings: Settings, processes: int, threads: int, concurrency: int 
 
     def spawn() -> BaseProcess:
         child = context.Process(
-            target=run_worker_process, args=(settings, threads, concurrency), daemon=False, name="opscore-worker"
+            target=_worker_main, args=(settings, threads, concurrency), daemon=False, name="opscore-worker"
         )
         child.start()
         return child
@@ -79,6 +78,14 @@ def run_pool(settings: Settings, processes: int, threads: int, concurrency: int 
         for slot in slots:
             _supervise(slot, now, spawn)
     _stop_all(slots, received[0] if received else signal.SIGTERM, settings.shutdown_grace_seconds)
+
+
+def _worker_main(settings: Settings, threads: int, concurrency: int) -> None:
+    # Imported in the child only: the supervisor stays a small process that never loads the worker's
+    # stack (SQLAlchemy, Dramatiq, agentkit, the provider SDKs).
+    from ops_core.worker.process import run_worker_process
+
+    run_worker_process(settings, threads, concurrency)
 
 
 def _supervise(slot: _Slot, now: float, spawn: Callable[[], BaseProcess]) -> None:
