@@ -141,9 +141,10 @@ async def test_a_retry_is_logged_with_its_reason_and_delay(
         await Execution(ctx, claim, cancelled=asyncio.Event()).run()
 
     assert (await store.get(task.id)).status is TaskStatus.PENDING
-    ended = [r for r in caplog.records if getattr(r, "status", None) == "failed, retrying"]
+    ended = [r for r in caplog.records if getattr(r, "status", None) == "pending"]
     assert len(ended) == 1 and ended[0].levelno == logging.INFO
     [delay] = republished
     assert getattr(ended[0], "retry_in_seconds", None) == round(delay, 3)
     assert getattr(ended[0], "error_type", None) == "model_error"
-    assert "injected 503" in ended[0].getMessage() and f"{delay:.1f}s" in ended[0].getMessage()
+    assert "failed, retrying" in ended[0].getMessage() and f"in {delay:.1f}s" in ended[0].getMessage()
+    assert "injected 503" in ended[0].getMessage()

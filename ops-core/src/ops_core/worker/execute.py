@@ -113,13 +113,14 @@ class Execution:
                 extra=self._fields(),
             )
 
-    def _log_end(self, status: str, used: Usage, detail: str = "", **more: Any) -> None:
+    def _log_end(self, status: str, used: Usage, detail: str = "", *, outcome: str = "", **more: Any) -> None:
+        """The run's last line; ``status`` is the task's status after it, ``outcome`` words it if that is not enough."""
         duration = time.monotonic() - self._started
         log.info(
             "task %s: attempt %d %s%s in %.2fs (%d input + %d output tokens)",
             self._task.id,
             self._attempt,
-            status,
+            outcome or status,
             detail,
             duration,
             used.input_tokens,
@@ -254,9 +255,10 @@ class Execution:
         )
         if moved:
             self._log_end(
-                "failed, retrying",
+                "pending",
                 used,
                 f" in {delay:.1f}s ({error.kind}: {_short(str(error))})",
+                outcome="failed, retrying",
                 error_type=error.kind,
                 retry_in_seconds=round(delay, 3),
             )
