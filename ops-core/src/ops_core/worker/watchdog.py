@@ -20,6 +20,11 @@ model provider's SDK on the loop (seconds on a busy machine), which with a
 short lease would otherwise end a healthy process. A run that holds the loop
 so overruns its timeout by at most the limit.
 
+A sync tool runs in a thread: it shares the GIL (which the interpreter hands
+round every few milliseconds) but never holds the loop, so this does not
+apply to it; nor can anything stop such a thread: when its run times out,
+the thread goes on until the tool returns.
+
 Under ``opscore dev`` there is no supervisor (API and worker share the
 process), so the watchdog only logs.
 """
