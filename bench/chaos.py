@@ -90,15 +90,18 @@ async def _statuses(conn: asyncpg.Connection) -> dict[str, int]:
 
 
 async def _kill_one(pool: ManagedProcess, conn: asyncpg.Connection) -> Kill | None:
-    children = [c for c in psutil.Process(pool.pid).children() if c.is_running()]
-    if not children:
-        return None
-    victim = random.choice(children)
-    worker_id = await conn.fetchval(
-        "SELECT id FROM workers WHERE pid = $1 ORDER BY started_at DESC LIMIT 1", victim.pid
+    # Only registered worker processes: the supervisor also has multiprocessing's resource tracker.
+    children = [c.pid for c in psutil.Process(pool.pid).children() if c.is_running()]
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (pid) pid, id FROM workers WHERE pid = ANY($1::int[]) AND stopped_at IS NULL"
+        " ORDER BY pid, started_at DESC",
+        children,
     )
-    os.kill(victim.pid, signal.SIGKILL)
-    return Kill(at=datetime.now(UTC), pid=victim.pid, worker_id=worker_id)
+    if not rows:
+        return None
+    victim = random.choice(rows)
+    os.kill(victim["pid"], signal.SIGKILL)
+    return Kill(at=datetime.now(UTC), pid=victim["pid"], worker_id=victim["id"])
 
 
 async def _recovery(conn: asyncpg.Connection, kill: Kill) -> None:

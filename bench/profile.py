@@ -132,8 +132,11 @@ class PySpy:
 
     async def worker(self, system: deploy.OpsCore, workers: ManagedProcess) -> None:
         await system.workers_ready(1)
-        # `opscore worker --processes 1` runs in the process it was started as; with more, the first child.
-        children = psutil.Process(workers.pid).children(recursive=True)
+        # The pool's supervisor runs its workers in spawned children (also with --processes 1), next to
+        # multiprocessing's resource tracker: profile the first worker.
+        children = [
+            child for child in psutil.Process(workers.pid).children() if "spawn_main" in " ".join(child.cmdline())
+        ]
         await self.record(children[0].pid if children else workers.pid)
 
 

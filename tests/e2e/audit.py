@@ -21,6 +21,7 @@ import pika
 from sqlalchemy.engine import make_url
 
 from tests.e2e.stack import Deployment, Stack
+from tests.support.processes import ManagedProcess
 from tests.support.waiting import wait_for
 
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
@@ -130,17 +131,32 @@ async def requeued_from(deployment: Deployment, ids: Sequence[str], worker_id: s
     return int(count)
 
 
-async def registered_worker_id(deployment: Deployment, pid: int) -> str:
-    """The id the running worker process ``pid`` registered under, however fresh its last heartbeat."""
+async def registered_worker_id(deployment: Deployment, pool: ManagedProcess) -> str:
+    """The id the running worker process of ``pool`` (one ``opscore worker``) registered under, however
+    fresh its last heartbeat."""
     conn = await asyncpg.connect(_dsn(deployment.direct_database_url), timeout=10)
     try:
         found = await conn.fetchval(
-            "SELECT id FROM workers WHERE pid = $1 AND stopped_at IS NULL ORDER BY started_at DESC LIMIT 1", pid
+            "SELECT id FROM workers WHERE pid = ANY($1::int[]) AND stopped_at IS NULL ORDER BY started_at DESC LIMIT 1",
+            sorted(Deployment.pool_pids(pool)),
         )
     finally:
         await conn.close()
-    assert found is not None, f"no worker registered with pid {pid}"
+    assert found is not None, f"no worker registered under the pool {pool.pid}"
     return str(found)
+
+
+async def heartbeat_age(deployment: Deployment, worker_id: str) -> float:
+    """Seconds since ``worker_id`` last wrote its heartbeat, by the database's clock."""
+    conn = await asyncpg.connect(_dsn(deployment.direct_database_url), timeout=10)
+    try:
+        age = await conn.fetchval(
+            "SELECT extract(epoch FROM clock_timestamp() - last_heartbeat) FROM workers WHERE id = $1", worker_id
+        )
+    finally:
+        await conn.close()
+    assert age is not None, f"no worker {worker_id}"
+    return float(age)
 
 
 async def wait_running(deployment: Deployment, ids: Sequence[str], at_least: int, *, timeout: float = 60) -> Audit:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from ops_core.db import migrate
 from tests.support import services
@@ -70,6 +71,19 @@ class Deployment:
         worker = ManagedProcess(name, args, env, self.log_dir)
         self.workers.append(worker.start())
         return worker
+
+    @staticmethod
+    def pool_pids(pool: ManagedProcess) -> set[int]:
+        """The processes an ``opscore worker`` supervisor runs (its worker processes, and any helper of
+        multiprocessing's): the workers register under these pids, never under the supervisor's."""
+        try:
+            return {child.pid for child in psutil.Process(pool.pid).children()}
+        except psutil.NoSuchProcess:
+            return set()
+
+    def pool_of(self, worker_pid: int) -> ManagedProcess:
+        """The live ``opscore worker`` process that supervises the worker process ``worker_pid``."""
+        return next(p for p in self.workers if p.alive() and worker_pid in self.pool_pids(p))
 
     def logs(self) -> str:
         parts = [f"--- {p.name} ---\n{p.log_tail()}" for p in [self.api, *self.workers] if p is not None]

@@ -75,7 +75,7 @@ async def test_worker_sigkilled_mid_run(stack: Stack, faulty: Deployment) -> Non
     victim = next(w for w in faulty.workers if w.alive())
     # From its registration, not /v1/workers: with 200 runs just claimed, a heartbeat may be a few
     # seconds late, which drops a worker from that list (3 missed beats) but not from its lease.
-    victim_id = await registered_worker_id(faulty, victim.pid)
+    victim_id = await registered_worker_id(faulty, victim)
 
     victim.kill()
     faulty.start_worker()  # as a supervisor would

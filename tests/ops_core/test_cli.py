@@ -342,11 +342,11 @@ def test_no_arguments_shows_help() -> None:
 def test_worker_threads_come_from_the_option_then_the_setting(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str], threads: int
 ) -> None:
-    import ops_core.worker
+    import ops_core.worker.pool
 
     started: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        ops_core.worker,
+        ops_core.worker.pool,
         "run_pool",
         lambda settings, processes, threads, concurrency: started.append((processes, threads)),
     )

@@ -23,9 +23,9 @@ from ops_core.lifecycle import (
     check,
     sources,
 )
-from ops_core.services.execute import decide, retry_policy
+from ops_core.worker.execute import decide
 
-POLICY = retry_policy(Settings(retry_backoff_seconds=2, retry_backoff_max_seconds=30))
+POLICY = RetryPolicy.from_settings(Settings(retry_backoff_seconds=2, retry_backoff_max_seconds=30))
 
 
 def _delay(attempt: int, error: ModelError, max_retries: int = 100) -> float:

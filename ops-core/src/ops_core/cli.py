@@ -66,7 +66,7 @@ def build_cli(
 
         settings = _settings(**_given(host=host, port=port))
         app = create_app(settings)
-        gc.freeze()  # the app and every module it imported live as long as the process (see worker.py)
+        gc.freeze()  # the app and every module it imported live as long as the process (see worker/process.py)
         serve(app, settings)
 
     @cli.command()
@@ -86,7 +86,7 @@ def build_cli(
         with _unavailable():
             preflight.wait_for_broker(settings)
             preflight.wait_for_database(settings)
-        from ops_core.worker import run_pool
+        from ops_core.worker.pool import run_pool
 
         run_pool(settings, processes, settings.worker_threads, settings.worker_concurrency)
 

@@ -76,8 +76,8 @@ class Settings(BaseSettings):
         description="Comma-separated proxy IPs/CIDRs (or *) whose X-Forwarded-For/-Proto are trusted; empty: none.",
     )
     worker_concurrency: int = Field(default=100, ge=1, le=100_000, description="Runs one worker process holds at once.")
-    # A dispatch thread holds one message while its claim is in flight, so the threads bound how many
-    # claims share a batch; they run no agent code (measurements: docs/benchmarks.md, Findings).
+    # A dispatch thread holds one message while its claim is in flight (worker/runner.py), so the threads
+    # bound how many claims share a batch; they run no agent code (measurements: docs/benchmarks.md, Findings).
     worker_threads: int = Field(default=32, ge=1, le=1024, description="Dramatiq dispatch threads per worker process.")
     heartbeat_seconds: Seconds = 5.0
     lease_seconds: Seconds = 30.0

@@ -132,6 +132,17 @@ async def test_requeue_orphans_by_heartbeat_age_and_concurrently(store: TaskStor
         assert task.status is TaskStatus.PENDING and len(task.attempt_errors) == 1
 
 
+async def test_a_worker_never_requeues_its_own_runs_however_stale_its_heartbeat(store: TaskStore) -> None:
+    await store.register_worker("me", "h", 1, 8)
+    await store.register_worker("other", "h", 2, 8)
+    mine = await running_task(store, worker="me")
+    theirs = await running_task(store, worker="other")
+
+    assert await store.requeue_orphans(stale_after=0, caller="me") == [theirs.task.id]
+    assert (await store.get(mine.task.id)).status is TaskStatus.RUNNING
+    assert await store.requeue_orphans(stale_after=0) == [mine.task.id]
+
+
 async def test_requeue_orphans_with_unknown_worker_waits_for_grace(store: TaskStore) -> None:
     claim = await running_task(store, worker="never-registered")
     assert await store.requeue_orphans(stale_after=3600) == []

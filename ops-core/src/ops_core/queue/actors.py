@@ -19,8 +19,18 @@ from ops_core.queue.broker import RUN_TASK
 Dispatch = Callable[[str], Awaitable[None]]
 
 
-class DispatchRefused(Exception):
-    """The worker is shutting down: the message goes back to the queue."""
+class DispatchRefused(dramatiq.Retry):
+    """The worker is stopping: the message goes back to the queue.
+
+    A :class:`dramatiq.Retry`, so Dramatiq treats it as the planned thing it
+    is: no error and no traceback in the log (its Retries middleware notes the
+    requeue at INFO). The message comes back after the dispatch backoff, not at
+    once: a stopping worker still consumes until Dramatiq stops its threads, and
+    a message sent back at once would come straight back to it, round and round.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
 def _retry_dispatch(retries: int, exc: BaseException) -> bool:
@@ -42,7 +52,7 @@ def declare_run_task(broker: dramatiq.Broker, queue_name: str, dispatch: Dispatc
         priority=0,
         options={
             "retry_when": _retry_dispatch,
-            # The run itself happens after the actor returns (see runner.py);
+            # The run itself happens after the actor returns (see worker/runner.py);
             # the actor only claims, so it never needs Dramatiq's time limit.
             "time_limit": 60_000,
         },

@@ -1,1 +1,1 @@
-"""What the API routes and the queue actor call: submit, cancel, retry, and execute a claimed task."""
+"""What the API calls: submitting, cancelling and retrying tasks, and batching their publish marks."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from agentkit.errors import ModelServerError
+from agentkit.models.base import ModelRequest, ModelResponse
 from agentkit.registry import default_registry
+from agentkit.testing import FunctionModel
 from ops_core.config import Settings
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
@@ -17,8 +21,8 @@ from ops_core.db.sqlite import SqliteStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import TaskStatus
-from ops_core.services.execute import Execution, ExecutionContext
-from ops_core.services.models import ModelCache
+from ops_core.worker.execute import Execution, ExecutionContext
+from ops_core.worker.models import ModelCache
 from tests.ops_core.db.helpers import make_task
 
 
@@ -103,3 +107,52 @@ async def test_a_write_that_finds_the_database_down_is_retried_until_it_lands(sq
 
     assert done.status is TaskStatus.COMPLETED
     assert store.completions == 3
+
+
+async def test_a_run_logs_one_line_when_it_starts_and_one_when_it_ends(
+    store: CountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="ops_core.worker.execute"):
+        done = await _run(store.store, "What is 6 * 7?")
+
+    lines = [r for r in caplog.records if r.name == "ops_core.worker.execute"]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    started, ended = lines
+    assert all(str(done.id) in r.getMessage() and getattr(r, "task_id", None) == str(done.id) for r in lines)
+    assert "started" in started.getMessage() and getattr(started, "attempt", None) == 1
+    assert getattr(ended, "status", None) == "completed"
+    assert getattr(ended, "duration_seconds", -1) >= 0
+    assert getattr(ended, "input_tokens", 0) == done.input_tokens > 0
+    assert getattr(ended, "output_tokens", 0) == done.output_tokens > 0
+
+
+def _failing(request: ModelRequest) -> ModelResponse:
+    raise ModelServerError("injected 503")
+
+
+async def test_a_retry_is_logged_with_its_reason_and_delay(
+    store: CountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = store.store
+    republished: list[float] = []
+
+    async def republish(task: Task, delay: float) -> None:
+        republished.append(delay)
+
+    task = await make_task(real, agent="default", goal="say hello", model="offline:default", max_retries=2)
+    claim = await real.claim(task.id, "w1")
+    assert claim is not None
+    models = ModelCache()
+    models._models["offline:default"] = FunctionModel(_failing)  # this process's client for the task's model
+    ctx = ExecutionContext(real, default_registry(), models, Settings(), republish)
+    with caplog.at_level(logging.INFO, logger="ops_core.worker.execute"):
+        await Execution(ctx, claim, cancelled=asyncio.Event()).run()
+
+    assert (await real.get(task.id)).status is TaskStatus.PENDING
+    ended = [r for r in caplog.records if getattr(r, "status", None) == "pending"]
+    assert len(ended) == 1 and ended[0].levelno == logging.INFO
+    [delay] = republished
+    assert getattr(ended[0], "retry_in_seconds", None) == round(delay, 3)
+    assert getattr(ended[0], "error_type", None) == "model_error"
+    assert "failed, retrying" in ended[0].getMessage() and f"in {delay:.1f}s" in ended[0].getMessage()
+    assert "injected 503" in ended[0].getMessage()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,8 @@ from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable, LeaseLost
 from ops_core.lifecycle import Decision, Retry, RetryPolicy
-from ops_core.services.models import ModelCache
-from ops_core.services.recorder import EventRecorder, jsonable
+from ops_core.worker.models import ModelCache
+from ops_core.worker.recorder import EventRecorder, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ class ExecutionContext:
     settings: Settings
     republish: Republish
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy.from_settings(settings)
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -74,6 +71,7 @@ class Execution:
         # what the task row already holds for this run, so each write adds only what is new.
         self._saved = self._resume.usage if self._resume else Usage()
         self._baseline = self._saved
+        self._started = 0.0
 
     @property
     def attempt(self) -> int:
@@ -83,11 +81,50 @@ class Execution:
     def cancelled_event(self) -> asyncio.Event:
         return self._cancelled
 
+    def _fields(self, **more: Any) -> dict[str, Any]:
+        """Structured fields of this run's log lines (``extra=``), for a JSON log formatter."""
+        return {"task_id": str(self._task.id), "attempt": self._attempt, "agent": self._task.agent, **more}
+
     async def run(self) -> None:
+        self._started = time.monotonic()
+        log.info(
+            "task %s: attempt %d started (agent %s, model %s)",
+            self._task.id,
+            self._attempt,
+            self._task.agent,
+            self._task.model,
+            extra=self._fields(model=self._task.model),
+        )
         try:
             await self._run()
         except LeaseLost:
-            log.warning("task %s attempt %s: lease lost; another worker owns it now", self._task.id, self._attempt)
+            log.warning(
+                "task %s attempt %s: lease lost; another worker owns it now",
+                self._task.id,
+                self._attempt,
+                extra=self._fields(),
+            )
+
+    def _log_end(self, status: str, used: Usage, detail: str = "", *, outcome: str = "", **more: Any) -> None:
+        """The run's last line; ``status`` is the task's status after it, ``outcome`` words it if that is not enough."""
+        duration = time.monotonic() - self._started
+        log.info(
+            "task %s: attempt %d %s%s in %.2fs (%d input + %d output tokens)",
+            self._task.id,
+            self._attempt,
+            outcome or status,
+            detail,
+            duration,
+            used.input_tokens,
+            used.output_tokens,
+            extra=self._fields(
+                status=status,
+                duration_seconds=round(duration, 3),
+                input_tokens=used.input_tokens,
+                output_tokens=used.output_tokens,
+                **more,
+            ),
+        )
 
     async def _run(self) -> None:
         task = self._task
@@ -114,13 +151,14 @@ class Execution:
             case RunSuccess():
                 await self._complete(outcome)
             case RunFailure(error=RunCancelled()):
-                await self._finish(
+                if await self._finish(
                     lambda events, used, reused: self._ctx.store.finish_cancelled(
                         task.id, self._attempt, **self._usage_kwargs(used, reused), events=events
                     ),
                     outcome.usage,
                     outcome.reused_usage,
-                )
+                ):
+                    self._log_end("cancelled", outcome.usage)
             case RunFailure(error=error):
                 decision = decide(self._attempt, task.max_retries, self._ctx.policy, error)
                 if isinstance(decision, Retry):
@@ -163,17 +201,18 @@ class Execution:
 
     async def _complete(self, outcome: RunSuccess) -> None:
         result = jsonable(outcome.output)
-        await self._finish(
+        if await self._finish(
             lambda events, used, reused: self._ctx.store.complete(
                 self._task.id, self._attempt, result=result, **self._usage_kwargs(used, reused), events=events
             ),
             outcome.usage,
             outcome.reused_usage,
-        )
+        ):
+            self._log_end("completed", outcome.usage)
 
     async def _fail(self, error_type: str, message: str, used: Usage, reused: Usage) -> None:
         self.recorder.add(EventType.ERROR, {"type": error_type, "message": message})
-        await self._finish(
+        if await self._finish(
             lambda events, u, r: self._ctx.store.fail(
                 self._task.id,
                 self._attempt,
@@ -184,7 +223,8 @@ class Execution:
             ),
             used,
             reused,
-        )
+        ):
+            self._log_end("failed", used, f" ({error_type}: {_short(message)})", error_type=str(error_type))
 
     async def _schedule_retry(self, error: RunError, delay: float, used: Usage, reused: Usage) -> None:
         run_after = datetime.now(UTC) + timedelta(seconds=delay)
@@ -206,6 +246,14 @@ class Execution:
             reused,
         )
         if moved:
+            self._log_end(
+                "pending",
+                used,
+                f" in {delay:.1f}s ({error.kind}: {_short(str(error))})",
+                outcome="failed, retrying",
+                error_type=error.kind,
+                retry_in_seconds=round(delay, 3),
+            )
             await self._ctx.republish(self._task, delay)
 
     async def _finish(
@@ -236,6 +284,12 @@ class Execution:
                     raise failed.pop()
                 return await write()
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """An error message as one bounded line: a tool's error text can be long or span lines."""
+    line = " ".join(message.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _is_final(checkpoint: Checkpoint) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops_core.lease import ReapGuard
+from ops_core.worker.lease import ReapGuard
 
 
 class Clock:

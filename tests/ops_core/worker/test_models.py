@@ -12,8 +12,8 @@ from agentkit.models import infer_model
 from agentkit.models.base import Model
 from agentkit.models.openai import OpenAIModel
 from agentkit.testing import OfflineModel
-from ops_core.services import models as models_module
-from ops_core.services.models import ModelCache
+from ops_core.worker import models as models_module
+from ops_core.worker.models import ModelCache
 from tests.support.waiting import wait_for
 
 DEADLINE = 5.0

@@ -9,12 +9,11 @@ database, not an unacked message, so:
   Dramatiq time limit;
 * one process holds thousands of waiting runs on asyncio instead of a thread each;
 * a crashed worker's runs are found by their stale heartbeat and requeued by
-  any live worker (``requeue_orphans``), not by the broker.
+  any live worker (:mod:`ops_core.worker.reaper`), not by the broker.
 
-The same loop runs the periodic duties: heartbeat, cancel polling, recovery
-(orphans of dead workers, runs past their timeout whose worker never ended
-them, pending tasks past their schedule-to-start deadline) and the outbox
-relay that publishes tasks the API stored while the broker was down.
+Around the runs: the heartbeat (its own thread, :mod:`~ops_core.worker.heartbeat`),
+the loop watchdog (:mod:`~ops_core.worker.watchdog`), and on the loop the
+periodic duties, one module each: cancel poll, event flush, reaper, relay.
 """
 
 from __future__ import annotations
@@ -24,28 +23,35 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from ops_core.db.models import Claim, Task
 from ops_core.db.store import TaskStore
-from ops_core.lease import ReapGuard
 from ops_core.queue.actors import DispatchRefused
 from ops_core.queue.publisher import Publisher
-from ops_core.services.execute import Execution, ExecutionContext
+from ops_core.worker.cancel_poll import CANCEL_POLL_SECONDS, CancelPoll
+from ops_core.worker.execute import Execution, ExecutionContext
+from ops_core.worker.flush import FLUSH_SECONDS, EventFlush
+from ops_core.worker.heartbeat import Heartbeat
+from ops_core.worker.lease import ReapGuard
+from ops_core.worker.periodic import every
+from ops_core.worker.reaper import Reaper
+from ops_core.worker.relay import Relay
+from ops_core.worker.watchdog import LoopWatchdog, stall_limit
 
 log = logging.getLogger(__name__)
 
-CANCEL_POLL_SECONDS = 0.5
-RELAY_BATCH = 500
+SHUTDOWN_REASON = "worker shutdown"
 
 
 @dataclass
 class _Run:
     execution: Execution
     task: asyncio.Task[None] = field(init=False)
+
+    def request_cancel(self) -> None:
+        self.execution.cancelled_event.set()
 
 
 def new_worker_id() -> str:
@@ -61,6 +67,8 @@ class TaskRunner:
         concurrency: int,
         worker_id: str | None = None,
         reap_guard: ReapGuard | None = None,
+        heartbeat: Heartbeat | None = None,
+        exit_on_stall: bool = True,
     ) -> None:
         self._ctx = ctx
         self._store: TaskStore = ctx.store
@@ -71,7 +79,19 @@ class TaskRunner:
         self._runs: dict[UUID, _Run] = {}
         self._duties: list[asyncio.Task[None]] = []
         self._closing = False
-        self._reap_guard = reap_guard or ReapGuard(ctx.settings.lease_seconds)
+        # Claims under way, which shutdown waits for: a claim that lands after it must be handed back.
+        self._claiming = 0
+        self._claims_done = asyncio.Event()
+        self._claims_done.set()
+        settings = ctx.settings
+        self._reap_guard = reap_guard or ReapGuard(settings.lease_seconds)
+        self._heartbeat = heartbeat or Heartbeat(settings, self.worker_id, self._reap_guard)
+        self._exit_on_stall = exit_on_stall
+        self._watchdog: LoopWatchdog | None = None
+        self.cancel_poll = CancelPoll(self._store, self._runs)
+        self.flush_events = EventFlush(lambda: [run.execution.recorder for run in list(self._runs.values())])
+        self.reaper = Reaper(self._store, self._reap_guard, settings, self.republish, worker_id=self.worker_id)
+        self.relay = Relay(self._store, publisher, settings)
 
     @property
     def in_flight(self) -> int:
@@ -80,12 +100,24 @@ class TaskRunner:
     async def start(self) -> None:
         await self._store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self._concurrency)
         settings = self._ctx.settings
+        self._heartbeat.start()
+        self._watchdog = LoopWatchdog(
+            asyncio.get_running_loop(),
+            stall_limit(settings.lease_seconds),
+            describe=self._describe_runs,
+            exit_process=self._exit_on_stall,
+        )
+        self._watchdog.start()
         self._duties = [
-            asyncio.create_task(self._every(settings.heartbeat_seconds, self._heartbeat), name="heartbeat"),
-            asyncio.create_task(self._every(CANCEL_POLL_SECONDS, self._poll_cancels), name="cancel-poll"),
-            asyncio.create_task(self._every(settings.relay_interval_seconds, self._recover), name="recover"),
-            asyncio.create_task(self._every(1.0, self._flush_events), name="flush-events"),
+            asyncio.create_task(every(CANCEL_POLL_SECONDS, self.cancel_poll, "cancel poll"), name="cancel-poll"),
+            asyncio.create_task(every(FLUSH_SECONDS, self.flush_events, "event flush"), name="flush-events"),
+            asyncio.create_task(every(settings.relay_interval_seconds, self.reaper, "reaper"), name="reaper"),
+            asyncio.create_task(every(settings.relay_interval_seconds, self.relay, "relay"), name="relay"),
         ]
+
+    def _describe_runs(self) -> str:
+        ids = [str(task_id) for task_id in list(self._runs)]
+        return ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "") if ids else "none"
 
     async def dispatch(self, raw_task_id: str) -> None:
         """Claim the task and start its run; returns once the run is started (or there is nothing to run)."""
@@ -97,13 +129,20 @@ class TaskRunner:
         if self._closing:
             raise DispatchRefused("worker is shutting down")
         await self._slots.acquire()
+        if self._closing:
+            self._slots.release()
+            raise DispatchRefused("worker is shutting down")
+        self._claiming += 1
+        self._claims_done.clear()
         try:
-            if self._closing:
-                raise DispatchRefused("worker is shutting down")
             claim = await self._store.claim(task_id, self.worker_id)
         except BaseException:
             self._slots.release()
             raise
+        finally:
+            self._claiming -= 1
+            if not self._claiming:
+                self._claims_done.set()
         if claim is None:
             # Already running elsewhere, finished, cancelled, or a duplicate delivery.
             self._slots.release()
@@ -121,7 +160,7 @@ class TaskRunner:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("task %s: unexpected error in the runner", task_id)
+            log.exception("task %s: unexpected error in the runner", task_id, extra={"task_id": str(task_id)})
         finally:
             self._runs.pop(task_id, None)
             self._slots.release()
@@ -129,9 +168,10 @@ class TaskRunner:
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking work, let runs finish for ``grace_seconds``, then hand the rest back."""
         self._closing = True
+        await self._claims_done.wait()
         pending = [run.task for run in self._runs.values()]
         if pending:
-            log.info("waiting up to %.0fs for %d runs to finish", grace_seconds, len(pending))
+            log.info("stopping: waiting up to %.0fs for %d runs to finish", grace_seconds, len(pending))
             await asyncio.wait(pending, timeout=grace_seconds)
         leftover = list(self._runs.items())
         for task_id, run in leftover:
@@ -142,17 +182,31 @@ class TaskRunner:
         for duty in self._duties:
             duty.cancel()
         await asyncio.gather(*self._duties, return_exceptions=True)
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        await asyncio.to_thread(self._heartbeat.stop)
         with contextlib.suppress(Exception):
             await self._store.deregister_worker(self.worker_id)
 
     async def _hand_back(self, task_id: UUID, run: _Run) -> None:
+        attempt = run.execution.attempt
         try:
             await run.execution.recorder.flush()
-            if await self._store.hand_back(task_id, run.execution.attempt, reason="worker shutdown"):
-                await self._publish(await self._store.get(task_id))
+            if await self._store.hand_back(task_id, attempt, reason=SHUTDOWN_REASON):
+                log.info(
+                    "task %s: handed back at shutdown (attempt %d not counted); it runs again on the next worker",
+                    task_id,
+                    attempt,
+                    extra={"task_id": str(task_id), "attempt": attempt, "status": "pending"},
+                )
+                await self.republish(await self._store.get(task_id), 0.0)
         except Exception:
             # The task stays running under a worker that stops heartbeating: another worker requeues it.
-            log.exception("task %s: could not hand back; it will be recovered as an orphan", task_id)
+            log.exception(
+                "task %s: could not hand back; it will be recovered as an orphan",
+                task_id,
+                extra={"task_id": str(task_id), "attempt": attempt},
+            )
 
     async def republish(self, task: Task, delay_seconds: float) -> None:
         """Publish a task moved back to pending; on failure the relay publishes it when it is due."""
@@ -162,67 +216,3 @@ class TaskRunner:
             log.warning("task %s: republish failed (%s); the relay will retry", task.id, exc)
             return
         await self._store.mark_published([task.id])
-
-    async def _publish(self, task: Task) -> None:
-        await self.republish(task, 0.0)
-
-    async def _every(self, seconds: float, duty: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            try:
-                await duty()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A database or broker outage must not kill the duty loops: they resume when it is back.
-                log.warning("%s failed: %s", getattr(duty, "__name__", duty), exc)
-            await asyncio.sleep(seconds)
-
-    async def _heartbeat(self) -> None:
-        try:
-            await self._store.heartbeat(self.worker_id)
-        except Exception:
-            self._reap_guard.heartbeat_failed()
-            raise
-        self._reap_guard.heartbeat_succeeded()
-
-    async def _poll_cancels(self) -> None:
-        if not self._runs:
-            return
-        for task_id in await self._store.cancel_requested(list(self._runs)):
-            run = self._runs.get(task_id)
-            if run is not None:
-                run.execution.cancelled_event.set()
-
-    async def _flush_events(self) -> None:
-        # All at once, so the store sends them as one statement; only runs with events waiting, since
-        # each flush is a task of its own and a thousand runs mostly wait on their model.
-        flushes = [
-            run.execution.recorder.flush() for run in list(self._runs.values()) if run.execution.recorder.pending
-        ]
-        for outcome in await asyncio.gather(*flushes, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    async def _recover(self) -> None:
-        """Settle what no live worker will, then publish every due, unpublished task."""
-        lease = self._ctx.settings.lease_seconds
-        if self._reap_guard.may_reap():
-            # Timeouts first: a run far past its timeout is failed, not given another attempt.
-            await self._store.fail_expired(grace_seconds=lease)
-            await self._store.requeue_orphans(stale_after=lease)
-        await self._store.fail_unstarted()
-        # A message can still be lost after a successful publish (dead-lettered, a queue deleted by
-        # hand): a task published long ago and never claimed is published again. A duplicate is
-        # harmless, the claim is conditional.
-        republish_before = datetime.now(UTC) - timedelta(seconds=self._ctx.settings.republish_after_seconds)
-        due = await self._store.due_for_publish(limit=RELAY_BATCH, republish_before=republish_before)
-        published: list[UUID] = []
-        for task in due:
-            try:
-                await self._publisher.publish(task.id, priority=task.priority)
-            except Exception as exc:
-                log.warning("relay: broker still unavailable: %s", exc)
-                break
-            published.append(task.id)
-        if published:
-            await self._store.mark_published(published, republished_before=republish_before)
