@@ -137,3 +137,34 @@ async def test_a_run_that_holds_the_event_loop_is_ended_by_the_watchdog_and_fail
         assert dead["attempts"] == 1
         after = await stack.submit(goal="after the loop hog")
         assert (await stack.wait_status(after["id"], TERMINAL, timeout=60))["status"] == "completed"
+
+
+async def test_the_forty_thousand_character_goal_holds_up_neither_the_other_runs_nor_the_heartbeat(
+    deployments: DeploymentFactory,
+) -> None:
+    # The finding: 40,000 characters of "1 1 1 …" in a goal or an input froze a worker for 68 s in the
+    # offline model's parser (on the loop, holding the GIL), then the next worker it was requeued to. A goal
+    # is now refused past 20,000 characters (422), so the goal here is the longest accepted one.
+    deployment, worker = await _one_worker(deployments)
+    async with open_stack(deployment) as stack:
+        warm = await stack.submit(goal="[[delay=0.5]] warm-up", model=MODEL)
+        assert (await stack.wait_status(warm["id"], TERMINAL, timeout=30))["status"] == "completed"
+        watch = HeartbeatWatch(deployment, str(worker["id"]))
+
+        async def all_of_them() -> list[dict[str, Any]]:
+            hostile = [
+                stack.submit(goal="1 " * 10_000, model="offline:default"),
+                stack.submit(goal="hello", input={"x": "1 " * 20_000}, model="offline:default"),
+            ]
+            others = [stack.submit(goal=f"[[delay=0.5]] beside it {i}", model=MODEL) for i in range(8)]
+            tasks = await asyncio.gather(*hostile, *others)
+            return [await stack.wait_status(t["id"], TERMINAL, timeout=30) for t in tasks]
+
+        going = asyncio.ensure_future(all_of_them())
+        await watch.sample_while(going)
+        hostile_done, others_done = going.result()[:2], going.result()[2:]
+
+    assert all(t["status"] == "completed" and t["attempts"] == 1 for t in going.result()), going.result()
+    assert max(_run_seconds(t) for t in others_done) < NORMAL_RUN_SECONDS, [_run_seconds(t) for t in others_done]
+    assert max(_run_seconds(t) for t in hostile_done) < NORMAL_RUN_SECONDS, [_run_seconds(t) for t in hostile_done]
+    assert watch.samples > 3 and watch.oldest < LEASE, watch.oldest
