@@ -344,6 +344,7 @@ async def test_event_sequence_and_payloads() -> None:
         "output_tokens": 10,
         "total_tokens": 20,
         "requests": 1,
+        "estimated": False,
     }
     assert log.events[2].payload == {"id": "c1", "name": "add", "arguments": {"a": 2, "b": 3}}
     assert log.events[4].payload["content"] == "5"

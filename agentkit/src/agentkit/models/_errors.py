@@ -7,9 +7,13 @@ same way (which ones are retryable, how ``Retry-After`` is read).
 
 from __future__ import annotations
 
+import json
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 from agentkit.errors import (
     ModelAuthError,
@@ -21,7 +25,15 @@ from agentkit.errors import (
     ModelTimeoutError,
 )
 
-__all__ = ["body_message", "connection_error", "parse_retry_after", "status_error", "timeout_error"]
+__all__ = [
+    "body_message",
+    "empty_response_error",
+    "missing_v1_hint",
+    "parse_retry_after",
+    "status_error",
+    "timeout_error",
+    "transport_error",
+]
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -44,17 +56,51 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+_BODY_LIMIT = 500
+
+
 def body_message(body: object, fallback: str) -> str:
-    """The human-readable message from an error body (``{"error": {"message": ...}}`` or flat)."""
+    """The human-readable message from an error body, whatever its shape.
+
+    Providers answer ``{"error": {"message": ...}}``; servers built on FastAPI
+    (vLLM, llama-cpp-python) may answer ``{"detail": "Not Found"}`` or a list of
+    validation errors; some answer plain text. ``fallback`` is for an empty body.
+    """
     if isinstance(body, dict):
         inner = body.get("error", body)
+        if isinstance(inner, str) and inner:
+            return _clip(inner)
         if isinstance(inner, dict):
             message = inner.get("message")
             if isinstance(message, str) and message:
-                return message
-        elif isinstance(inner, str) and inner:
-            return inner
+                return _clip(message)
+            detail = _detail(inner.get("detail"))
+            if detail:
+                return _clip(detail)
+        if body:
+            return _clip(json.dumps(body, default=str))
+    elif isinstance(body, str) and body.strip():
+        return _clip(body.strip())
     return fallback
+
+
+def _detail(detail: object) -> str | None:
+    if isinstance(detail, str) and detail:
+        return detail
+    if isinstance(detail, list):
+        # FastAPI's validation errors: [{"loc": [...], "msg": "..."}, ...]
+        problems = []
+        for item in detail:
+            if isinstance(item, dict) and isinstance(item.get("msg"), str):
+                loc = item.get("loc")
+                where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
+                problems.append(f"{where}: {item['msg']}" if where else item["msg"])
+        return "; ".join(problems) or None
+    return None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _BODY_LIMIT else text[: _BODY_LIMIT - 3] + "..."
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -71,9 +117,13 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def status_error(provider: str, status: int, message: str, headers: Mapping[str, str] | None = None) -> ModelError:
-    """The ModelError for an HTTP error status, keeping the provider's own message."""
+def status_error(
+    provider: str, status: int, message: str, headers: Mapping[str, str] | None = None, *, hint: str = ""
+) -> ModelError:
+    """The ModelError for an HTTP error status, keeping the provider's own message (and ``hint``, if any)."""
     text = f"{provider} returned HTTP {status}: {message}"
+    if hint:
+        text = f"{text} ({hint})"
     if status == 429:
         retry_after = parse_retry_after(_header(headers, "retry-after"))
         return ModelRateLimitError(text, provider=provider, status_code=status, retry_after=retry_after)
@@ -87,9 +137,74 @@ def status_error(provider: str, status: int, message: str, headers: Mapping[str,
     return ModelRequestError(text, provider=provider, status_code=status)
 
 
+def missing_v1_hint(base_url: str) -> str:
+    """For a 404 from an OpenAI-compatible server: the usual cause is a base URL without ``/v1``."""
+    segments = [part for part in urlsplit(base_url).path.split("/") if part]
+    if "v1" in segments:
+        return ""
+    return (
+        f"the base URL {base_url} has no /v1 path segment; OpenAI-compatible servers usually serve "
+        "/v1/chat/completions, so try the base URL ending in /v1"
+    )
+
+
 def timeout_error(provider: str, timeout: float) -> ModelTimeoutError:
     return ModelTimeoutError(f"{provider} did not answer within {timeout:g}s", provider=provider)
 
 
-def connection_error(provider: str, detail: str) -> ModelConnectionError:
-    return ModelConnectionError(f"could not reach {provider}: {detail}", provider=provider)
+def transport_error(
+    provider: str,
+    error: BaseException,
+    *,
+    timeout: float,
+    base_url: str,
+    timeout_types: tuple[type[BaseException], ...] = (),
+) -> ModelError:
+    """The ModelError for a request that got no HTTP answer, named after its root cause.
+
+    The SDKs' aiohttp transport reports every failed connect as a connect
+    *timeout* (openai) or a bare aiohttp error (google-genai), so the chain of
+    causes is what tells a refused port or an unknown host from a server that
+    is merely slow. ``timeout_types`` are the transport's own timeout
+    exceptions, which need not subclass :class:`TimeoutError`.
+    """
+    causes = _causes(error)
+    where = f"{provider} at {base_url}"
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return ModelConnectionError(
+                f"could not reach {where}: cannot resolve the host ({cause})", provider=provider
+            )
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError):
+            return ModelConnectionError(
+                f"could not reach {where}: connection refused (is the server running and listening there?)",
+                provider=provider,
+            )
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return ModelConnectionError(f"could not reach {where}: TLS failure ({cause})", provider=provider)
+    for cause in causes:
+        if isinstance(cause, (TimeoutError, *timeout_types)):
+            return timeout_error(provider, timeout)
+    root = causes[-1]
+    detail = str(root) or type(root).__name__
+    return ModelConnectionError(f"could not reach {where}: {detail}", provider=provider)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and everything it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def empty_response_error(provider: str) -> ModelServerError:
+    """A stream that ended before any content or finish reason: the server failed, and may not next time."""
+    return ModelServerError(
+        f"{provider} ended the response stream without any content or finish reason (an empty response)",
+        provider=provider,
+    )
