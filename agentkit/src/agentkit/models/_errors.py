@@ -198,7 +198,8 @@ def _causes(error: BaseException) -> list[BaseException]:
     current: BaseException | None = error
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        # The same rule as a traceback's: an explicit cause, else the implicit context unless suppressed.
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return chain
 
 
