@@ -342,7 +342,11 @@ async def test_the_error_event_carries_the_servers_message_for_a_500(server: Fak
     assert len(server.requests) == 5  # one step, then 4 attempts at the second: the status is the server's word
     (error,) = log.of(RunEventType.ERROR)
     assert "HTTP 500" in error.payload["message"]
-    assert "Input should be a valid string" in error.payload["message"]
+    assert (
+        "messages.2.ChatCompletionRequestAssistantMessage.content: Input should be a valid string"
+        in (error.payload["message"])
+    )
+    assert "Input should be 'system'" not in error.payload["message"]  # the union members ruled out by role
     assert error.payload["status_code"] == 500
     assert error.step == 2  # 9: the step in flight, not the last finished one
     assert outcome.steps == 1

@@ -7,6 +7,7 @@ same way (which ones are retryable, how ``Retry-After`` is read).
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 import ssl
@@ -73,14 +74,14 @@ def body_message(body: object, fallback: str) -> str:
         if isinstance(inner, dict):
             message = inner.get("message")
             if isinstance(message, str) and message:
-                return _clip(message)
+                return _clip(_validation_text(message) or message)
             detail = _detail(inner.get("detail"))
             if detail:
                 return _clip(detail)
         if body:
             return _clip(json.dumps(body, default=str))
     elif isinstance(body, str) and body.strip():
-        return _clip(body.strip())
+        return _clip(_validation_text(body) or body.strip())
     return fallback
 
 
@@ -88,15 +89,49 @@ def _detail(detail: object) -> str | None:
     if isinstance(detail, str) and detail:
         return detail
     if isinstance(detail, list):
-        # FastAPI's validation errors: [{"loc": [...], "msg": "..."}, ...]
-        problems = []
-        for item in detail:
-            if isinstance(item, dict) and isinstance(item.get("msg"), str):
-                loc = item.get("loc")
-                where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
-                problems.append(f"{where}: {item['msg']}" if where else item["msg"])
-        return "; ".join(problems) or None
+        return _validation_problems([item for item in detail if isinstance(item, dict)])
     return None
+
+
+def _validation_text(text: str) -> str | None:
+    """The gist of a pydantic/FastAPI validation error that a server sent as text.
+
+    llama-cpp-python answers a request it cannot validate with HTTP 500 and
+    ``str(RequestValidationError)``: a count, then one ``repr`` of an error dict
+    per line, the useful one often past the first few hundred characters.
+    """
+    if "validation error" not in text:
+        return None
+    items: list[dict[str, object]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not (line.startswith("{") and line.endswith("}")):
+            continue
+        try:
+            item = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(item, dict):
+            items.append(item)
+    return _validation_problems(items)
+
+
+def _validation_problems(items: list[dict[str, object]]) -> str | None:
+    """``loc: msg`` for each error, leaving out the union members a field's literal already ruled out.
+
+    A message that fails validation is checked against every member of the
+    message union (system, user, assistant, tool...); the members whose
+    ``role`` did not match say nothing about what is wrong.
+    """
+    located = [(_loc(item.get("loc")), item) for item in items if isinstance(item.get("msg"), str)]
+    ruled_out = {loc[:-1] for loc, item in located if item.get("type") == "literal_error" and len(loc) > 1}
+    relevant = [(loc, item) for loc, item in located if not any(loc[: len(p)] == p for p in ruled_out)]
+    problems = [f"{'.'.join(loc)}: {item['msg']}" if loc else str(item["msg"]) for loc, item in relevant or located]
+    return "; ".join(problems) or None
+
+
+def _loc(loc: object) -> tuple[str, ...]:
+    return tuple(str(part) for part in loc) if isinstance(loc, list | tuple) else ()
 
 
 def _clip(text: str) -> str:

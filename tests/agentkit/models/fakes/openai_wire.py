@@ -130,19 +130,27 @@ class LlamaCppPython:
 
 
 def validation_error(index: int) -> Scripted:
-    """llama-cpp-python's answer to a null assistant content at ``messages[index]``.
+    """llama-cpp-python's answer to a null assistant content at ``messages[index]``, as 0.3.36 sends it.
 
-    Its route handler turns FastAPI's RequestValidationError into an HTTP 500.
+    Its route handler turns FastAPI's RequestValidationError into an HTTP 500
+    whose message is ``str(error)``: every member of the message union that the
+    turn failed, the one that matters third.
     """
-    problem = [
-        {
-            "type": "string_type",
-            "loc": ("body", "messages", index, "typed-dict", "content"),
-            "msg": "Input should be a valid string",
-            "input": None,
-        }
-    ]
-    body = {"error": {"message": str(problem), "type": "internal_server_error", "param": None, "code": None}}
+    loc = ("body", "messages", index)
+    problems: list[dict[str, Any]] = []
+    for member, role in (("System", "system"), ("User", "user"), ("Assistant", None), ("Tool", "tool")):
+        where = (*loc, f"ChatCompletionRequest{member}Message")
+        if role is None:
+            problems.append(
+                {"type": "string_type", "loc": (*where, "content"), "msg": "Input should be a valid string"}
+            )
+        else:
+            problems.append({"type": "literal_error", "loc": (*where, "role"), "msg": f"Input should be '{role}'"})
+    problems.append(
+        {"type": "missing", "loc": (*loc, "ChatCompletionRequestToolMessage", "tool_call_id"), "msg": "Field required"}
+    )
+    message = f"{len(problems)} validation errors:\n" + "".join(f"  {problem}\n" for problem in problems)
+    body = {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
     return Scripted(status=500, body=body)
 
 
