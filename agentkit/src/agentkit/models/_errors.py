@@ -2,7 +2,8 @@
 
 Each provider module pulls the status, message and headers out of its SDK's
 own exception and hands them here, so every provider classifies failures the
-same way (which ones are retryable, how ``Retry-After`` is read).
+same way (which ones are retryable, how ``Retry-After`` is read, what an error
+body says, and which root cause a request without an HTTP answer had).
 """
 
 from __future__ import annotations
