@@ -344,6 +344,7 @@ async def test_event_sequence_and_payloads() -> None:
         "output_tokens": 10,
         "total_tokens": 20,
         "requests": 1,
+        "estimated": False,
     }
     assert log.events[2].payload == {"id": "c1", "name": "add", "arguments": {"a": 2, "b": 3}}
     assert log.events[4].payload["content"] == "5"
@@ -455,3 +456,28 @@ async def test_a_failing_cancellation_check_cancels_the_run() -> None:
     hooks = RunHooks(is_cancelled=broken_check, cancel_poll_interval=0.001)
     outcome = await asyncio.wait_for(make_agent(FunctionModel(hang)).run("x", hooks=hooks), DEADLINE)
     assert isinstance(outcome, RunFailure) and outcome.error.kind == "cancelled"
+
+
+async def test_the_error_event_names_the_step_in_flight_not_the_last_finished_one() -> None:
+    async def fail(request: ModelRequest) -> ModelResponse:
+        raise ModelServerError("vllm returned HTTP 500: boom", provider="vllm", status_code=500)
+
+    log = EventLog()
+    outcome = await make_agent(FunctionModel(fail), add).run("x", hooks=RunHooks(on_event=log))
+
+    assert isinstance(outcome, RunFailure) and outcome.steps == 0
+    (request,) = log.of(RunEventType.MODEL_REQUEST)
+    (error,) = log.of(RunEventType.ERROR)
+    assert request.step == error.step == 1
+
+
+async def test_an_error_before_any_step_starts_stays_at_the_finished_step() -> None:
+    log = EventLog()
+    model = ScriptedModel([calls(call("add", a=1, b=1), tokens=50), answer("never")])
+    agent = make_agent(model, add, limits=Limits(max_total_tokens=10))
+
+    outcome = await agent.run("x", hooks=RunHooks(on_event=log))
+
+    assert isinstance(outcome, RunFailure) and isinstance(outcome.error, UsageLimitExceeded)
+    (error,) = log.of(RunEventType.ERROR)
+    assert error.step == outcome.steps == 1

@@ -47,10 +47,11 @@ class RunEvent(BaseModel):
         return cls(type=type, run_id=run_id, step=step, payload=to_jsonable_python(payload))
 
 
-def usage_payload(usage: Usage) -> dict[str, int]:
+def usage_payload(usage: Usage) -> dict[str, int | bool]:
     return {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
         "requests": usage.requests,
+        "estimated": usage.estimated,
     }

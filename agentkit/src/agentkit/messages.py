@@ -18,21 +18,34 @@ class _Frozen(BaseModel):
 
 
 class Usage(_Frozen):
-    """Tokens consumed by one or more model calls."""
+    """Tokens consumed by one or more model calls.
+
+    ``estimated_requests`` counts the requests whose provider reported no
+    usage, so agentkit estimated their tokens (see
+    ``agentkit.models._usage``); limits count those
+    estimates like reported tokens.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     requests: int = 0
+    estimated_requests: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def estimated(self) -> bool:
+        """Whether any of these tokens are agentkit's estimate rather than the provider's count."""
+        return self.estimated_requests > 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             requests=self.requests + other.requests,
+            estimated_requests=self.estimated_requests + other.estimated_requests,
         )
 
 

@@ -95,6 +95,7 @@ class AgentRun:
         self.run_id = run_id
         self.messages: list[Message] = []
         self.steps = 0
+        self.step_in_flight: int | None = None
         self._cancel_watch: asyncio.Future[None] | None = None
         self.usage = Usage()
         self.reused = Usage()
@@ -141,6 +142,7 @@ class AgentRun:
             if limit is not None and used >= limit:
                 raise _Stop(UsageLimitExceeded(f"{used} tokens used, limit is {limit}"))
             step = self.steps + 1
+            self.step_in_flight = step
             response = await self._call_model(step)
             self.messages.append(response.to_message())
             if response.tool_calls:
@@ -349,6 +351,7 @@ class AgentRun:
 
     async def _finish_step(self, step: int) -> None:
         self.steps = step
+        self.step_in_flight = None
         self.checkpoint = Checkpoint(
             run_id=self.run_id,
             agent_name=self.definition.name,
@@ -384,7 +387,9 @@ class AgentRun:
         if isinstance(error, ModelFailed):
             payload["cause"] = type(error.cause).__name__
             payload["status_code"] = error.cause.status_code
-        await self._emit(RunEventType.ERROR, self.steps, **payload)
+        # A step that failed half-way is the one the error belongs to, not the last finished one.
+        step = self.step_in_flight if self.step_in_flight is not None else self.steps
+        await self._emit(RunEventType.ERROR, step, **payload)
         return RunFailure(
             run_id=self.run_id,
             steps=self.steps,

@@ -54,6 +54,7 @@ async def test_tool_call_round_trip(server: FakeServer, retry: RetryPolicy) -> N
             },
         }
     ]
+    assert body["tool_choice"] == "auto"
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
 
     second = ModelRequest(
@@ -71,7 +72,7 @@ async def test_tool_call_round_trip(server: FakeServer, retry: RetryPolicy) -> N
     messages = server.requests[1].json()["messages"]
     assert messages[2] == {
         "role": "assistant",
-        "content": None,
+        "content": "",
         "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from agentkit.errors import (
     ModelServerError,
     ModelTimeoutError,
 )
-from agentkit.models._errors import parse_retry_after, status_error
+from agentkit.models._errors import body_message, parse_retry_after, status_error
 from agentkit.models._retry import RetryPolicy, call_with_retry
 from tests.agentkit.models.fakes.server import SleepRecorder
 
@@ -167,3 +168,33 @@ def test_status_classification(status: int, kind: type[ModelError]) -> None:
     assert "provider said so" in str(error)
     if isinstance(error, ModelRateLimitError):
         assert error.retry_after == 4.0
+
+
+# What llama-cpp-python 0.3.36 answered (HTTP 500, as "error.message") to an assistant turn with "content": null.
+_LLAMA_CPP_VALIDATION_MESSAGE = (Path(__file__).parent / "fakes" / "llama_cpp_validation_error.txt").read_text()
+
+
+def test_a_validation_error_sent_as_text_is_cut_to_what_is_wrong() -> None:
+    body = {"message": _LLAMA_CPP_VALIDATION_MESSAGE, "type": "internal_server_error", "param": None, "code": None}
+    assert body_message(body, "Error code: 500") == (
+        "body.messages.1.ChatCompletionRequestAssistantMessage.content: Input should be a valid string"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"detail": "Not Found"}, "Not Found"),
+        (
+            {"detail": [{"loc": ["body", "model"], "msg": "Field required", "type": "missing"}]},
+            "body.model: Field required",
+        ),
+        ("upstream connect error", "upstream connect error"),
+        ({"error": "model not loaded"}, "model not loaded"),
+        ({"status": "down"}, '{"status": "down"}'),
+        ({}, "Error code: 503"),
+        (None, "Error code: 503"),
+    ],
+)
+def test_error_bodies_of_every_shape_keep_the_servers_words(body: object, message: str) -> None:
+    assert body_message(body, "Error code: 503") == message

@@ -23,9 +23,10 @@ from agentkit.messages import (
 from agentkit.models import _guard
 from agentkit.models._clients import LoopClients, aiohttp_installed
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
-from agentkit.models._errors import connection_error, status_error, timeout_error
+from agentkit.models._errors import body_message, empty_response_error, status_error, transport_error
 from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._toolcalls import ToolCallAssembler
+from agentkit.models._usage import estimate_usage
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -83,6 +84,25 @@ class AnthropicModel(Model):
     def base_url(self) -> str:
         return self._base_url
 
+    @asynccontextmanager
+    async def _translate_errors(self, limit: float) -> AsyncIterator[None]:
+        """Map anthropic/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
+        import anthropic
+        import httpx2
+
+        try:
+            yield
+        except anthropic.APIStatusError as exc:
+            message = exc.api_message or body_message(exc.body, exc.message)
+            raise status_error("anthropic", exc.status_code, message, exc.response.headers) from exc
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            # APITimeoutError is an APIConnectionError; the cause chain tells a real timeout apart.
+            raise transport_error(
+                "anthropic", exc, timeout=limit, base_url=self._base_url, timeout_types=(httpx2.TimeoutException,)
+            ) from exc
+        except anthropic.APIError as exc:
+            raise ModelError(f"anthropic error: {exc}", provider="anthropic") from exc
+
     async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
         _guard.check_real_request("anthropic", self._base_url)
         kwargs = self._build_kwargs(request)
@@ -91,7 +111,7 @@ class AnthropicModel(Model):
         with self._clients.lease() as client:
             return await request_with_retry(
                 complete=lambda: self._complete(client, kwargs, timeout),
-                stream=lambda forward: self._stream(client, kwargs, timeout, forward),
+                stream=lambda forward: self._stream(client, request, kwargs, timeout, forward),
                 on_delta=on_delta,
                 policy=self._retry,
                 provider="anthropic",
@@ -115,6 +135,8 @@ class AnthropicModel(Model):
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
             ]
             kwargs["tools"] = tools
+            # Anthropic's default, said explicitly for compatible servers that default otherwise.
+            kwargs["tool_choice"] = {"type": "auto"}
         # ModelSettings.temperature is not sent: this Messages API generation (SDK 2.x) has no
         # sampling-temperature parameter, and an unknown field would be rejected with a 400.
         return kwargs
@@ -127,7 +149,7 @@ class AnthropicModel(Model):
         return AsyncAnthropic(api_key=self._api_key, base_url=self._base_url, max_retries=0, http_client=http_client)
 
     async def _complete(self, client: AsyncAnthropic, kwargs: dict[str, Any], limit: float) -> ModelResponse:
-        async with _translate_errors(limit):
+        async with self._translate_errors(limit):
             message: AnthropicMessage = await client.messages.create(**kwargs, timeout=limit)
         text: list[str] = []
         calls: list[ToolCall] = []
@@ -148,17 +170,24 @@ class AnthropicModel(Model):
         )
 
     async def _stream(
-        self, client: AsyncAnthropic, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback
+        self,
+        client: AsyncAnthropic,
+        request: ModelRequest,
+        kwargs: dict[str, Any],
+        limit: float,
+        on_delta: DeltaCallback,
     ) -> ModelResponse:
         text: list[str] = []
         calls = ToolCallAssembler("anthropic")
         stop_reason: str | None = None
         tokens = {"input": 0, "cache_creation": 0, "cache_read": 0, "output": 0}
-        async with _translate_errors(limit):
+        reported = False
+        async with self._translate_errors(limit):
             stream = await client.messages.create(**kwargs, stream=True, timeout=limit)
             async with stream:
                 async for event in stream:
                     if event.type == "message_start":
+                        reported = True
                         start = event.message.usage
                         tokens["input"] = start.input_tokens
                         tokens["cache_creation"] = start.cache_creation_input_tokens or 0
@@ -176,6 +205,7 @@ class AnthropicModel(Model):
                         elif delta.type == "input_json_delta":
                             calls.update(event.index, arguments=delta.partial_json)
                     elif event.type == "message_delta":
+                        reported = True
                         stop_reason = event.delta.stop_reason or stop_reason
                         # message_delta usage is cumulative; fields it omits keep their start values.
                         final = event.usage
@@ -187,33 +217,22 @@ class AnthropicModel(Model):
                         if final.cache_read_input_tokens is not None:
                             tokens["cache_read"] = final.cache_read_input_tokens
         tool_calls = calls.finish()
+        answer = "".join(text) or None
+        if stop_reason is None and answer is None and not tool_calls:
+            raise empty_response_error("anthropic")
         input_tokens = tokens["input"] + tokens["cache_creation"] + tokens["cache_read"]
+        usage = (
+            Usage(input_tokens=input_tokens, output_tokens=tokens["output"], requests=1)
+            if reported
+            else estimate_usage(request, answer, tool_calls)
+        )
         return ModelResponse(
-            text="".join(text) or None,
+            text=answer,
             tool_calls=tool_calls,
-            usage=Usage(input_tokens=input_tokens, output_tokens=tokens["output"], requests=1),
+            usage=usage,
             finish_reason=_finish_reason(stop_reason, bool(tool_calls)),
             model_name=self.name,
         )
-
-
-@asynccontextmanager
-async def _translate_errors(limit: float) -> AsyncIterator[None]:
-    """Map anthropic/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
-    import anthropic
-    import httpx2
-
-    try:
-        yield
-    except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
-        raise timeout_error("anthropic", limit) from exc
-    except anthropic.APIStatusError as exc:
-        message = exc.api_message or exc.message
-        raise status_error("anthropic", exc.status_code, message, exc.response.headers) from exc
-    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
-        raise connection_error("anthropic", str(exc)) from exc
-    except anthropic.APIError as exc:
-        raise ModelError(f"anthropic error: {exc}", provider="anthropic") from exc
 
 
 def _message_params(messages: Sequence[Message]) -> list[MessageParam]:

@@ -26,8 +26,9 @@ from agentkit.messages import (
 from agentkit.models import _guard
 from agentkit.models._clients import LoopClients
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
-from agentkit.models._errors import connection_error, status_error, timeout_error
+from agentkit.models._errors import body_message, empty_response_error, status_error, transport_error
 from agentkit.models._retry import RetryPolicy, request_with_retry
+from agentkit.models._usage import estimate_usage
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -97,8 +98,8 @@ class GoogleModel(Model):
         # The client is leased outside the timed attempts, so building one never eats the timeout.
         with self._clients.lease() as client:
             return await request_with_retry(
-                complete=lambda: self._complete(client, contents, config, timeout),
-                stream=lambda forward: self._stream(client, contents, config, timeout, forward),
+                complete=lambda: self._complete(client, request, contents, config, timeout),
+                stream=lambda forward: self._stream(client, request, contents, config, timeout, forward),
                 on_delta=on_delta,
                 policy=self._retry,
                 provider="google",
@@ -122,28 +123,30 @@ class GoogleModel(Model):
     async def _complete(
         self,
         client: Client,
+        request: ModelRequest,
         contents: list[genai_types.Content],
         config: genai_types.GenerateContentConfig,
         limit: float,
     ) -> ModelResponse:
-        async with _translate_errors(limit):
+        async with self._translate_errors(limit):
             response = await client.aio.models.generate_content(
                 model=self._model_name, contents=contents, config=config
             )
         accumulator = _Accumulator()
         accumulator.add(response)
-        return accumulator.response(self.name)
+        return accumulator.response(self.name, request)
 
     async def _stream(
         self,
         client: Client,
+        request: ModelRequest,
         contents: list[genai_types.Content],
         config: genai_types.GenerateContentConfig,
         limit: float,
         on_delta: DeltaCallback,
     ) -> ModelResponse:
         accumulator = _Accumulator()
-        async with _translate_errors(limit):
+        async with self._translate_errors(limit):
             stream = await client.aio.models.generate_content_stream(
                 model=self._model_name, contents=contents, config=config
             )
@@ -151,7 +154,37 @@ class GoogleModel(Model):
                 delta = accumulator.add(chunk)
                 if delta:
                     await on_delta(delta)
-        return accumulator.response(self.name)
+        if accumulator.empty:
+            raise empty_response_error("google")
+        return accumulator.response(self.name, request)
+
+    @asynccontextmanager
+    async def _translate_errors(self, limit: float) -> AsyncIterator[None]:
+        """Map google-genai, httpx2 and aiohttp exceptions raised inside the block to agentkit ModelErrors.
+
+        google-genai uses aiohttp for async calls when it is installed and lets
+        its errors through unwrapped; without this they would escape ``Agent.run``.
+        """
+        import httpx2
+        from google.genai import errors as genai_errors
+
+        transport: tuple[type[BaseException], ...] = (httpx2.TransportError, OSError, TimeoutError)
+        try:
+            import aiohttp
+
+            transport = (*transport, aiohttp.ClientError)
+        except ImportError:  # pragma: no cover - the google extra installs aiohttp
+            pass
+        try:
+            yield
+        except genai_errors.APIError as exc:
+            headers: Any = getattr(exc.response, "headers", None)
+            message = exc.message or body_message(exc.details, str(exc))
+            raise status_error("google", exc.code, message, headers) from exc
+        except transport as exc:
+            raise transport_error(
+                "google", exc, timeout=limit, base_url=self._base_url, timeout_types=(httpx2.TimeoutException,)
+            ) from exc
 
 
 class _Accumulator:
@@ -166,7 +199,7 @@ class _Accumulator:
         self._calls: list[ToolCall] = []
         self._finish: str | None = None
         self._blocked = False
-        self._usage = Usage(requests=1)
+        self._usage: Usage | None = None
 
     def add(self, chunk: genai_types.GenerateContentResponse) -> str:
         delta: list[str] = []
@@ -193,7 +226,12 @@ class _Accumulator:
         self._text.append(text)
         return text
 
-    def response(self, model_name: str) -> ModelResponse:
+    @property
+    def empty(self) -> bool:
+        """No chunk brought text, a call, a finish reason or a block: the stream said nothing."""
+        return not any(self._text) and not self._calls and self._finish is None and not self._blocked
+
+    def response(self, model_name: str, request: ModelRequest) -> ModelResponse:
         finish: FinishReason
         if self._calls:
             finish = "tool_calls"
@@ -203,10 +241,12 @@ class _Accumulator:
             finish = "stop"
         else:
             finish = _FINISH_REASONS.get(self._finish, "other")
+        text = "".join(self._text) or None
+        usage = self._usage or estimate_usage(request, text, self._calls)
         return ModelResponse(
-            text="".join(self._text) or None,
+            text=text,
             tool_calls=tuple(self._calls),
-            usage=self._usage,
+            usage=usage,
             finish_reason=finish,
             model_name=model_name,
         )
@@ -284,31 +324,20 @@ def _config(request: ModelRequest, timeout: float) -> genai_types.GenerateConten
             for t in request.tools
         ]
         tools = [genai_types.Tool(function_declarations=declarations)]
+    # AUTO is Gemini's default, said explicitly as the OpenAI client must (see openai.py).
+    tool_config = (
+        genai_types.ToolConfig(function_calling_config=genai_types.FunctionCallingConfig(mode="AUTO"))
+        if tools
+        else None
+    )
     return genai_types.GenerateContentConfig(
         # Per request, merged over the client's options: the timeout is in milliseconds.
         http_options=genai_types.HttpOptions(timeout=max(1, round(timeout * 1000))),
         system_instruction=system or None,
         tools=tools,
+        tool_config=tool_config,
         temperature=request.settings.temperature,
         max_output_tokens=request.settings.max_tokens,
         # agentkit runs the tools itself; the SDK must only report function calls.
         automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True),
     )
-
-
-@asynccontextmanager
-async def _translate_errors(limit: float) -> AsyncIterator[None]:
-    """Map google-genai/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
-    import httpx2
-    from google.genai import errors as genai_errors
-
-    try:
-        yield
-    except httpx2.TimeoutException as exc:
-        raise timeout_error("google", limit) from exc
-    except genai_errors.APIError as exc:
-        headers: Any = getattr(exc.response, "headers", None)
-        message = exc.message or str(exc)
-        raise status_error("google", exc.code, message, headers) from exc
-    except httpx2.TransportError as exc:
-        raise connection_error("google", str(exc)) from exc

@@ -27,9 +27,16 @@ from agentkit.messages import (
 from agentkit.models import _guard
 from agentkit.models._clients import LoopClients, aiohttp_installed
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
-from agentkit.models._errors import body_message, connection_error, status_error, timeout_error
+from agentkit.models._errors import (
+    body_message,
+    empty_response_error,
+    missing_v1_hint,
+    status_error,
+    transport_error,
+)
 from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._toolcalls import ToolCallAssembler, decode_arguments
+from agentkit.models._usage import estimate_usage
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -131,6 +138,27 @@ class OpenAIModel(Model):
     def base_url(self) -> str:
         return self._base_url
 
+    @asynccontextmanager
+    async def _translate_errors(self, limit: float) -> AsyncIterator[None]:
+        """Map openai/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
+        import httpx2
+        import openai
+
+        provider = self._provider
+        try:
+            yield
+        except openai.APIStatusError as exc:
+            message = body_message(exc.body, exc.message)
+            hint = missing_v1_hint(self._base_url) if exc.status_code == 404 else ""
+            raise status_error(provider, exc.status_code, message, exc.response.headers, hint=hint) from exc
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            # APITimeoutError is an APIConnectionError; the cause chain tells a real timeout apart.
+            raise transport_error(
+                provider, exc, timeout=limit, base_url=self._base_url, timeout_types=(httpx2.TimeoutException,)
+            ) from exc
+        except openai.APIError as exc:
+            raise ModelError(f"{provider} error: {exc}", provider=provider) from exc
+
     async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
         _guard.check_real_request(self._provider, self._base_url)
         kwargs = self._build_kwargs(request)
@@ -138,8 +166,8 @@ class OpenAIModel(Model):
         # The client is leased outside the timed attempts, so building one never eats the timeout.
         with self._clients.lease() as client:
             return await request_with_retry(
-                complete=lambda: self._complete(client, kwargs, timeout),
-                stream=lambda forward: self._stream(client, kwargs, timeout, forward),
+                complete=lambda: self._complete(client, request, kwargs, timeout),
+                stream=lambda forward: self._stream(client, request, kwargs, timeout, forward),
                 on_delta=on_delta,
                 policy=self._retry,
                 provider=self._provider,
@@ -163,6 +191,9 @@ class OpenAIModel(Model):
                 for t in request.tools
             ]
             kwargs["tools"] = tools
+            # Said explicitly: some compatible servers (llama-cpp-python) take a missing
+            # tool_choice as "none" and leave the tools out of the prompt.
+            kwargs["tool_choice"] = "auto"
         if request.settings.temperature is not None:
             kwargs["temperature"] = request.settings.temperature
         if request.settings.max_tokens is not None:
@@ -176,15 +207,22 @@ class OpenAIModel(Model):
         # max_retries=0: agentkit's RetryPolicy is the only retry layer.
         return AsyncOpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0, http_client=http_client)
 
-    async def _complete(self, client: AsyncOpenAI, kwargs: dict[str, Any], limit: float) -> ModelResponse:
+    async def _complete(
+        self, client: AsyncOpenAI, request: ModelRequest, kwargs: dict[str, Any], limit: float
+    ) -> ModelResponse:
         from openai.types.chat import ChatCompletion
 
-        async with _translate_errors(self._provider, limit):
+        async with self._translate_errors(limit):
             completion = await client.post(_COMPLETIONS, cast_to=ChatCompletion, body=kwargs, options=_options(limit))
-        return self._from_completion(completion)
+        return self._from_completion(request, completion)
 
     async def _stream(
-        self, client: AsyncOpenAI, kwargs: dict[str, Any], limit: float, on_delta: DeltaCallback
+        self,
+        client: AsyncOpenAI,
+        request: ModelRequest,
+        kwargs: dict[str, Any],
+        limit: float,
+        on_delta: DeltaCallback,
     ) -> ModelResponse:
         from openai import AsyncStream
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -193,7 +231,7 @@ class OpenAIModel(Model):
         calls = ToolCallAssembler(self._provider)
         finish: str | None = None
         usage: CompletionUsage | None = None
-        async with _translate_errors(self._provider, limit):
+        async with self._translate_errors(limit):
             stream = await client.post(
                 _COMPLETIONS,
                 cast_to=ChatCompletion,
@@ -222,15 +260,20 @@ class OpenAIModel(Model):
                         if choice.finish_reason is not None:
                             finish = choice.finish_reason
         tool_calls = calls.finish()
+        answer = "".join(text) or None
+        if finish is None and answer is None and not tool_calls:
+            # A 200 followed by nothing (llama-cpp-python does this when generation fails
+            # mid-request) must not pass for an empty answer.
+            raise empty_response_error(self._provider)
         return ModelResponse(
-            text="".join(text) or None,
+            text=answer,
             tool_calls=tool_calls,
-            usage=_usage(usage),
+            usage=_usage(usage, request, answer, tool_calls),
             finish_reason=_finish_reason(finish, tool_calls),
             model_name=self.name,
         )
 
-    def _from_completion(self, completion: ChatCompletion) -> ModelResponse:
+    def _from_completion(self, request: ModelRequest, completion: ChatCompletion) -> ModelResponse:
         if not completion.choices:
             raise ModelError(f"{self._provider} returned no choices", provider=self._provider)
         choice = completion.choices[0]
@@ -243,10 +286,11 @@ class OpenAIModel(Model):
             for call in choice.message.tool_calls or ()
             if call.type == "function"
         )
+        answer = choice.message.content or None
         return ModelResponse(
-            text=choice.message.content or None,
+            text=answer,
             tool_calls=tool_calls,
-            usage=_usage(completion.usage),
+            usage=_usage(completion.usage, request, answer, tool_calls),
             finish_reason=_finish_reason(choice.finish_reason, tool_calls),
             model_name=self.name,
         )
@@ -264,25 +308,6 @@ def _options(limit: float) -> Any:
     return {"timeout": limit, "security": {"bearer_auth": True}}
 
 
-@asynccontextmanager
-async def _translate_errors(provider: str, limit: float) -> AsyncIterator[None]:
-    """Map openai/httpx2 exceptions raised inside the block to agentkit ModelErrors."""
-    import httpx2
-    import openai
-
-    try:
-        yield
-    except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
-        raise timeout_error(provider, limit) from exc
-    except openai.APIStatusError as exc:
-        message = body_message(exc.body, exc.message)
-        raise status_error(provider, exc.status_code, message, exc.response.headers) from exc
-    except (openai.APIConnectionError, httpx2.TransportError) as exc:
-        raise connection_error(provider, str(exc)) from exc
-    except openai.APIError as exc:
-        raise ModelError(f"{provider} error: {exc}", provider=provider) from exc
-
-
 def _message_param(message: Message) -> ChatCompletionMessageParam:
     if isinstance(message, SystemMessage):
         return {"role": "system", "content": message.content}
@@ -296,16 +321,19 @@ def _message_param(message: Message) -> ChatCompletionMessageParam:
             for call in message.tool_calls
         ]
         if calls:
-            return {"role": "assistant", "content": message.content, "tool_calls": calls}
+            # "" rather than null: llama-cpp-python rejects a null content with an HTTP 500.
+            return {"role": "assistant", "content": message.content or "", "tool_calls": calls}
         return {"role": "assistant", "content": message.content or ""}
     if isinstance(message, ToolResultMessage):
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     return {"role": "user", "content": message.content}
 
 
-def _usage(usage: CompletionUsage | None) -> Usage:
+def _usage(
+    usage: CompletionUsage | None, request: ModelRequest, text: str | None, tool_calls: tuple[ToolCall, ...]
+) -> Usage:
     if usage is None:
-        return Usage(requests=1)
+        return estimate_usage(request, text, tool_calls)
     return Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens, requests=1)
 
 

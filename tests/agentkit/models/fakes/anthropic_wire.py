@@ -105,3 +105,8 @@ def error(
 ) -> Scripted:
     body = {"type": "error", "error": {"type": type_, "message": message}}
     return Scripted(status=status, body=body, headers=headers or {})
+
+
+def empty_stream() -> Scripted:
+    """HTTP 200 with an event-stream content type, then the connection closes with no event."""
+    return Scripted(sse=[])

@@ -71,3 +71,8 @@ def stream(
 def error(status: int, message: str, *, status_name: str, headers: dict[str, str] | None = None) -> Scripted:
     body = {"error": {"code": status, "message": message, "status": status_name}}
     return Scripted(status=status, body=body, headers=headers or {})
+
+
+def empty_stream() -> Scripted:
+    """HTTP 200 with an event-stream content type, then the connection closes with no event."""
+    return Scripted(sse=[])

@@ -4,6 +4,12 @@ It runs on the test's own event loop (``asyncio.start_server``), answers each
 request with the next scripted response, and records what it received. Every
 response closes its connection, which keeps the parser trivial and makes SSE
 bodies end where the stream ends.
+
+``FakeServer(strict=...)`` passes every request and its scripted answer
+through a rule that may change the answer, the way a real server stricter than
+the provider's own API would (see ``openai_wire.LlamaCppPython``).
+:func:`refusing_url` gives an address where connections are refused, and
+:func:`plain_http_url` one that answers a TLS handshake in plain HTTP.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -52,10 +60,15 @@ class Recorded:
         return json.loads(self.body)
 
 
+Strictness = Callable[["Recorded", Scripted], Scripted]
+"""Given a request and the answer scripted for it, the answer a stricter server would give."""
+
+
 class FakeServer:
     """``async with FakeServer() as server:`` then ``server.base_url``, ``server.script(...)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: Strictness | None = None) -> None:
+        self._strict = strict
         self._script: deque[Scripted] = deque()
         self.requests: list[Recorded] = []
         self._server: asyncio.Server | None = None
@@ -110,11 +123,14 @@ class FakeServer:
                 headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         parts = urlsplit(target)
-        self.requests.append(Recorded(method, parts.path, parse_qs(parts.query), headers, body))
+        recorded = Recorded(method, parts.path, parse_qs(parts.query), headers, body)
+        self.requests.append(recorded)
         if not self._script:
             await self._write(writer, Scripted(status=500, body={"error": {"message": "fake: script exhausted"}}))
             return
         response = self._script.popleft()
+        if self._strict is not None:
+            response = self._strict(recorded, response)
         if response.delay:
             await asyncio.sleep(response.delay)
         await self._write(writer, response)
@@ -135,6 +151,41 @@ class FakeServer:
         lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
         await writer.drain()
+
+
+@contextlib.contextmanager
+def refusing_url() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` where every connection is refused.
+
+    The port is bound but never listened on, so the kernel answers each
+    connection attempt with a reset and no other process can take the port meanwhile.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def plain_http_url() -> AsyncIterator[str]:
+    """``https://127.0.0.1:PORT`` served by plain HTTP: a client's TLS handshake gets a 400 in clear text."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def sse_data(payload: Any) -> str:
