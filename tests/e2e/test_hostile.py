@@ -57,6 +57,12 @@ async def _one_worker(deployments: DeploymentFactory) -> tuple[Deployment, dict[
     return deployment, worker
 
 
+async def _warm_up(stack: Stack) -> None:
+    """The process's first run of a provider's model imports its SDK: not what the tests time."""
+    warm = await stack.submit(goal="[[delay=0.5]] warm-up", model=MODEL)
+    assert (await stack.wait_status(warm["id"], TERMINAL, timeout=30))["status"] == "completed"
+
+
 async def _tool_started(stack: Stack, task_id: str) -> None:
     await wait_for(
         lambda: stack.events(task_id),
@@ -71,9 +77,7 @@ async def test_a_cpu_hogging_tool_holds_up_neither_the_other_runs_nor_the_heartb
 ) -> None:
     deployment, worker = await _one_worker(deployments)
     async with open_stack(deployment) as stack:
-        # Warm up: the process's first run of a provider's model imports its SDK.
-        warm = await stack.submit(goal="[[delay=0.5]] warm-up", model=MODEL)
-        assert (await stack.wait_status(warm["id"], TERMINAL, timeout=30))["status"] == "completed"
+        await _warm_up(stack)
 
         hog = await stack.submit(goal=agents.ARITHMETIC_GOAL, agent="hog")
         await _tool_started(stack, hog["id"])
@@ -147,8 +151,7 @@ async def test_the_forty_thousand_character_goal_holds_up_neither_the_other_runs
     # is now refused past 20,000 characters (422), so the goal here is the longest accepted one.
     deployment, worker = await _one_worker(deployments)
     async with open_stack(deployment) as stack:
-        warm = await stack.submit(goal="[[delay=0.5]] warm-up", model=MODEL)
-        assert (await stack.wait_status(warm["id"], TERMINAL, timeout=30))["status"] == "completed"
+        await _warm_up(stack)
         watch = HeartbeatWatch(deployment, str(worker["id"]))
 
         async def all_of_them() -> list[dict[str, Any]]:
