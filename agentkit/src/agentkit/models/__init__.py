@@ -9,6 +9,7 @@ them, are imported only when a model of that provider is built.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from agentkit.errors import UnknownProviderError
@@ -23,6 +24,8 @@ __all__ = [
     "ModelResponse",
     "ModelSettings",
     "ToolDefinition",
+    "configured_providers",
+    "import_sdk",
     "infer_model",
     "parse_model_string",
 ]
@@ -60,6 +63,49 @@ def parse_model_string(model: str) -> tuple[str, str]:
     if not name and provider != "offline":
         raise UnknownProviderError(f"model string {model!r} names no model after {provider!r}:")
     return provider, name
+
+
+# The module each provider's client imports when its first model is built.
+_SDK_MODULES = {**dict.fromkeys(_OPENAI_COMPATIBLE, "openai"), "anthropic": "anthropic", "google": "google.genai"}
+
+
+def import_sdk(provider: str) -> bool:
+    """Import the SDK behind ``provider`` now; whether it is installed (the offline model needs none).
+
+    Importing a provider's SDK takes a second or more. A host with a busy event
+    loop calls this at start-up, so that building the first model later is quick.
+    """
+    module = _SDK_MODULES.get(PROVIDER_ALIASES.get(provider, provider))
+    if module is None:
+        return provider == "offline"
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def configured_providers() -> list[str]:
+    """The providers whose credentials are set in the environment (a base URL, for local servers).
+
+    These are the providers a host can expect to call; reading the environment
+    here, not at import time, keeps ``import agentkit`` free of side effects.
+    """
+    from agentkit.models._env import resolve_optional
+    from agentkit.models.anthropic import KEY_ENV as ANTHROPIC_KEY_ENV
+    from agentkit.models.google import KEY_ENV as GOOGLE_KEY_ENV
+    from agentkit.models.openai import OPENAI_COMPATIBLE
+
+    found = [
+        name
+        for name, spec in OPENAI_COMPATIBLE.items()
+        if resolve_optional(None, spec.key_env if spec.key_required else spec.base_url_env)
+    ]
+    if resolve_optional(None, *ANTHROPIC_KEY_ENV):
+        found.append("anthropic")
+    if resolve_optional(None, *GOOGLE_KEY_ENV):
+        found.append("google")
+    return found
 
 
 def infer_model(model: str | Model | None = None, **kwargs: Any) -> Model:

@@ -47,6 +47,9 @@ _STOP_REASONS: dict[str, FinishReason] = {
     "refusal": "content_filter",
 }
 
+KEY_ENV = ("ANTHROPIC_API_KEY",)
+"""Where the key is read from when none is passed."""
+
 
 class AnthropicModel(Model):
     """A Claude model. ``max_tokens`` is mandatory in this API, hence ``default_max_tokens``.
@@ -70,7 +73,7 @@ class AnthropicModel(Model):
         except ImportError as exc:
             raise missing_sdk("anthropic", "anthropic", "anthropic", exc) from exc
         self._model_name = model_name
-        self._api_key = resolve_api_key("anthropic", api_key, "ANTHROPIC_API_KEY")
+        self._api_key = resolve_api_key("anthropic", api_key, *KEY_ENV)
         self._base_url = resolve_optional(base_url, "ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
         self._default_max_tokens = default_max_tokens
         self._retry = retry or RetryPolicy()

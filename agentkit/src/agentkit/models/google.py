@@ -57,6 +57,9 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "MALFORMED_RESPONSE": "error",
 }
 
+KEY_ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+"""Where the key is read from when none is passed, in order."""
+
 
 class GoogleModel(Model):
     """A Gemini model. ``api_key`` overrides ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``.
@@ -77,7 +80,7 @@ class GoogleModel(Model):
         except ImportError as exc:
             raise missing_sdk("google", "google-genai", "google", exc) from exc
         self._model_name = model_name
-        self._api_key = resolve_api_key("google", api_key, "GEMINI_API_KEY", "GOOGLE_API_KEY")
+        self._api_key = resolve_api_key("google", api_key, *KEY_ENV)
         self._base_url = resolve_optional(base_url, "GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         self._retry = retry or RetryPolicy()
         self._clients: LoopClients[Client] = LoopClients(self._build_client, _close_client)

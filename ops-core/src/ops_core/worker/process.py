@@ -24,7 +24,7 @@ from ops_core.queue.broker import UvloopAsyncIO
 from ops_core.runtime import Runtime
 from ops_core.worker.execute import ExecutionContext
 from ops_core.worker.middleware import RunnerMiddleware, RunnerStartFailed
-from ops_core.worker.models import ModelCache
+from ops_core.worker.models import ModelCache, expected_providers, preload_sdks
 from ops_core.worker.runner import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class WorkerProcess:
     def start(self) -> None:
         runtime = Runtime.open(self._settings, broker=self._shared_broker)
         self._runtime = runtime
+        agent_models = [runtime.registry.get(name).model for name in runtime.registry.names()]
+        preload_sdks(expected_providers(self._settings.default_model, agent_models))
         declare_run_task(runtime.broker, self._settings.queue_name, self._dispatch)
         runtime.broker.add_middleware(RunnerMiddleware(self._start_runner, self._stop_runner), after=UvloopAsyncIO)
         self._worker = dramatiq.Worker(runtime.broker, worker_threads=self._threads)
