@@ -165,3 +165,29 @@ def test_importing_agentkit_loads_no_provider_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_configured_providers_are_those_with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.models import configured_providers
+
+    for name in ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("VLLM_BASE_URL", "OLLAMA_BASE_URL", "LMSTUDIO_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert configured_providers() == []
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("GOOGLE_API_KEY", "g")
+    monkeypatch.setenv("VLLM_BASE_URL", "http://127.0.0.1:1/v1")
+    assert sorted(configured_providers()) == ["google", "openai", "vllm"]
+
+
+def test_import_sdk_imports_the_providers_sdk() -> None:
+    import sys
+
+    from agentkit.models import import_sdk
+
+    assert import_sdk("openai") and "openai" in sys.modules
+    assert import_sdk("gemini") and "google.genai" in sys.modules  # an alias
+    assert import_sdk("offline")
+    assert not import_sdk("nonsense")

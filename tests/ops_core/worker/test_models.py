@@ -131,3 +131,14 @@ async def test_aclose_waits_for_a_build_under_way(monkeypatch: pytest.MonkeyPatc
     await asyncio.wait_for(closing, DEADLINE)
     late = await getting
     assert isinstance(late, ClosingModel) and late.closed
+
+
+def test_a_worker_expects_its_default_its_agents_and_its_credentialed_providers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ops_core.worker.models import expected_providers
+
+    for name in ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert expected_providers("offline:default", ["openai:gpt-4o-mini", None]) == {"offline", "openai", "anthropic"}
