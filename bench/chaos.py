@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import pika.exceptions
 import psutil
 from tests.e2e.stack import stack_env
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.processes import OPSCORE, ManagedProcess, free_port
 
 from bench import machine, services
 from ops_core.db import migrate
@@ -135,16 +136,17 @@ async def _run(args: argparse.Namespace, database_url: str, queue_name: str, log
         "OPSCORE_LEASE_SECONDS": str(args.lease),
         "OPSCORE_LOG_LEVEL": "WARNING",
     }
+    env["OPSCORE_API_KEY"] = _admin_key(env)
     api = ManagedProcess("api", ["api", "--port", env["OPSCORE_API_URL"].rsplit(":", 1)[1]], env, log_dir)
     pool = ManagedProcess("pool", ["worker", "--processes", str(args.processes), "--threads", "4"], env, log_dir)
     conn = await asyncpg.connect(services.dsn(database_url))
     try:
         api.start()
         pool.start()
-        async with httpx.AsyncClient(base_url=env["OPSCORE_API_URL"], timeout=10) as client:
+        async with httpx.AsyncClient(base_url=env["OPSCORE_API_URL"], timeout=10, headers=_auth(env)) as client:
             await _wait_ready(client, args.processes)
         started = time.monotonic()
-        await _submit_all(env["OPSCORE_API_URL"], args)
+        await _submit_all(env["OPSCORE_API_URL"], args, _auth(env))
         kills: list[Kill] = []
         next_kill = time.monotonic() + args.kill_every
         while True:
@@ -197,7 +199,18 @@ def _depth(queue_name: str) -> int:
             connection.close()
 
 
-async def _submit_all(api_url: str, args: argparse.Namespace, concurrency: int = 8) -> None:
+def _admin_key(env: dict[str, str]) -> str:
+    """An admin key, made as an operator makes one (``opscore keys create``)."""
+    args = [OPSCORE, "keys", "create", "--tenant", "chaos", "--scope", "admin"]
+    made = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=True)
+    return made.stdout.strip().splitlines()[-1]
+
+
+def _auth(env: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env['OPSCORE_API_KEY']}"}
+
+
+async def _submit_all(api_url: str, args: argparse.Namespace, headers: dict[str, str], concurrency: int = 8) -> None:
     """Submit every task like a careful client: an idempotency key, and a 503 retried after a pause."""
     pending = list(range(args.tasks))
 
@@ -215,7 +228,7 @@ async def _submit_all(api_url: str, args: argparse.Namespace, concurrency: int =
             else:
                 raise RuntimeError(f"task {i} not accepted after 20 tries")
 
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
         await asyncio.gather(*(submitter(client) for _ in range(concurrency)))
 
 

@@ -50,13 +50,20 @@ class Load:
         )
 
 
-async def fixed_rate(url: str, body: dict[str, Any], rate: float, seconds: float, expect: int = 202) -> Load:
+async def fixed_rate(
+    url: str,
+    body: dict[str, Any],
+    rate: float,
+    seconds: float,
+    expect: int = 202,
+    headers: dict[str, str] | None = None,
+) -> Load:
     total = max(1, round(rate * seconds))
     latencies: list[float] = []
     errors = dropped = late = 0
     in_flight: set[asyncio.Task[None]] = set()
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
 
         async def send() -> None:
             nonlocal errors
@@ -115,12 +122,18 @@ async def max_sustained(
     return best, steps
 
 
-async def burst(url: str, bodies: Sequence[dict[str, Any]], concurrency: int = 32, expect: int = 202) -> None:
+async def burst(
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int = 32,
+    expect: int = 202,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Send every body as fast as ``concurrency`` allows: for filling a backlog, not for measuring."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=headers) as client:
 
         async def worker() -> None:
             while not queue.empty():

@@ -144,10 +144,12 @@ async def profile_submit(spy: PySpy, rate: float, log_dir: Path) -> str:
     with deploy.opscore(log_dir) as system:
         system.start_api()
         await system.ready()
-        await burst(system.submit_url, [deploy.HELLO] * submit.WARMUP)
+        await burst(system.submit_url, [deploy.HELLO] * submit.WARMUP, headers=system.headers)
         assert system.api is not None
         recording = asyncio.create_task(spy.record(system.api.pid))
-        load = await fixed_rate(system.submit_url, deploy.HELLO, rate, spy.warmup + spy.seconds + 1)
+        load = await fixed_rate(
+            system.submit_url, deploy.HELLO, rate, spy.warmup + spy.seconds + 1, headers=system.headers
+        )
         await recording
     return f"submit at {load.offered:.0f}/s: achieved {load.achieved:.1f}/s, latency {load.latency}"
 

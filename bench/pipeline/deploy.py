@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import asyncpg
 import httpx
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.processes import OPSCORE, ManagedProcess, free_port
 from tests.support.waiting import wait_for
 
 from bench import services
@@ -36,6 +37,7 @@ class Deployment(Protocol):
     dsn: str
     table: str
     submit_url: str
+    headers: dict[str, str]
     api: ManagedProcess | None
     workers: ManagedProcess | None
 
@@ -110,6 +112,14 @@ class OpsCore:
         )
         self.api: ManagedProcess | None = None
         self.workers: ManagedProcess | None = None
+        # Submissions carry a key, as in production; set once the database is migrated.
+        self.headers: dict[str, str] = {}
+
+    def create_key(self) -> None:
+        """A tasks:write key of the tenant ``bench``, made as an operator makes one (``opscore keys create``)."""
+        args = [OPSCORE, "keys", "create", "--tenant", "bench", "--scope", "tasks:write"]
+        made = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=60, check=True)
+        self.headers = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
 
     def start_api(self) -> None:
         self.api = ManagedProcess("opscore-api", ["api"], self.env, self._log_dir).start()
@@ -141,6 +151,7 @@ def opscore(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[
     with services.scratch_database() as url, services.scratch_queue("opscore") as queue:
         migrate.upgrade(url)
         deployment = OpsCore(url, queue, log_dir, extra_env or {})
+        deployment.create_key()
         try:
             yield deployment
         finally:
@@ -156,6 +167,7 @@ class Bare:
         self.dsn = config.dsn
         self._port = free_port()
         self.submit_url = f"http://127.0.0.1:{self._port}{fastapi_submit.PATH}"
+        self.headers: dict[str, str] = {}  # the baseline has no auth
         self._log_dir = log_dir
         self.api: ManagedProcess | None = None
         self.workers: ManagedProcess | None = None

@@ -34,7 +34,7 @@ async def measure(n: int, processes: int, log_dir: Path, observer: Observer | No
     with deploy.opscore(log_dir) as system:
         system.start_api()
         await system.ready()
-        await burst(system.submit_url, [deploy.HELLO] * n)
+        await burst(system.submit_url, [deploy.HELLO] * n, headers=system.headers)
         deploy.stop(system.api)
         started = time.monotonic()
         workers = system.start_workers(processes)

@@ -63,7 +63,7 @@ async def measure(n: int, concurrency: int, delay: float, log_dir: Path, observe
         with deploy.opscore(log_dir, env) as system:
             system.start_api()
             await system.ready()
-            await burst(system.submit_url, [body] * n)
+            await burst(system.submit_url, [body] * n, headers=system.headers)
             deploy.stop(system.api)
             workers = system.start_workers(1)
             observing = asyncio.create_task(observer(system, workers)) if observer else None

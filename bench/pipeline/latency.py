@@ -39,11 +39,11 @@ async def measure(system: deploy.Deployment, rate: float, seconds: float, proces
     await system.workers_ready(processes)
     started = time.monotonic()
     # Warm-up tasks prove the worker consumes and pay its first-task costs; they are left out of the figures.
-    await burst(system.submit_url, [deploy.HELLO] * WARMUP)
+    await burst(system.submit_url, [deploy.HELLO] * WARMUP, headers=system.headers)
     await wait_drained(system.dsn, deploy.completed_sql(system), WARMUP, processes=processes, started=started)
     idle = largest(tree_rss(workers.pid))
     with RssSampler([workers.pid]) as rss:
-        load = await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds)
+        load = await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds, headers=system.headers)
         await wait_drained(
             system.dsn,
             deploy.completed_sql(system),

@@ -36,12 +36,17 @@ async def measure(
         system.start_api()
     for system in systems:
         await system.ready()
-        await burst(system.submit_url, [deploy.HELLO] * WARMUP)  # connections, pools, lazy imports
+        await burst(
+            system.submit_url, [deploy.HELLO] * WARMUP, headers=system.headers
+        )  # connections, pools, lazy imports
     pids = [system.api.pid for system in systems if system.api is not None]
     idle = [sum(tree_rss(pid).values()) for pid in pids]
     with contextlib.ExitStack() as stack:
         samplers = [stack.enter_context(RssSampler([pid])) for pid in pids]
-        at_rate = [await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds) for system in systems]
+        at_rate = [
+            await fixed_rate(system.submit_url, deploy.HELLO, rate, seconds, headers=system.headers)
+            for system in systems
+        ]
         steps: list[list[Load]] = [[] for _ in systems]
         best = [0.0 for _ in systems]
         for step_rate in rates:
@@ -49,7 +54,9 @@ async def measure(
             if not going:
                 break
             for i in going:
-                step = await fixed_rate(systems[i].submit_url, deploy.HELLO, step_rate, step_seconds)
+                step = await fixed_rate(
+                    systems[i].submit_url, deploy.HELLO, step_rate, step_seconds, headers=systems[i].headers
+                )
                 steps[i].append(step)
                 if step.sustained:
                     best[i] = step.achieved

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import httpx
 import pika
 from sqlalchemy.engine import make_url
 
@@ -99,7 +98,7 @@ async def wait_queue_drained(deployment: Deployment, *, timeout: float = 30) -> 
 
 @asynccontextmanager
 async def open_stack(deployment: Deployment) -> AsyncIterator[Stack]:
-    async with httpx.AsyncClient(base_url=deployment.api_url, timeout=30) as client:
+    async with deployment.client() as client:
         yield Stack(deployment, client)
 
 

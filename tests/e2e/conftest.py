@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
-import httpx
 import pytest
 
 from tests.e2e.stack import Deployment, Stack, launch
@@ -48,5 +47,5 @@ def deployments(
 
 @pytest.fixture
 async def stack(deployment: Deployment) -> AsyncIterator[Stack]:
-    async with httpx.AsyncClient(base_url=deployment.api_url, timeout=30) as client:
+    async with deployment.client() as client:
         yield Stack(deployment, client)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import psutil
 from ops_core.db import migrate
 from tests.support import services
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.processes import OPSCORE, ManagedProcess, free_port
 from tests.support.proxy import TcpProxy
 from tests.support.queues import delete_queues, dramatiq_queue_names
 from tests.support.waiting import wait_for, wait_for_sync
@@ -98,8 +99,24 @@ class Deployment:
 
         wait_for_sync(probe, lambda status: status == 200, timeout=timeout, what=f"API ready\n{self.logs()}")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin key every process of the deployment also has as OPSCORE_API_KEY."""
+        return {"Authorization": f"Bearer {self.env['OPSCORE_API_KEY']}"}
+
+    def client(self) -> httpx.AsyncClient:
+        """A client with the admin key (every scope, every tenant)."""
+        return httpx.AsyncClient(base_url=self.api_url, timeout=30, headers=self.headers)
+
+    def create_key(self, tenant: str, *scopes: str) -> str:
+        """A new key, made the way an operator makes one: ``opscore keys create``; its secret."""
+        args = [OPSCORE, "keys", "create", "--tenant", tenant, *(a for s in scopes for a in ("--scope", s))]
+        made = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=60, check=True)
+        return made.stdout.strip().splitlines()[-1]
+
     def live_workers(self) -> list[dict[str, Any]]:
-        return list(httpx.get(f"{self.api_url}/v1/workers", timeout=10).json()["items"])
+        response = httpx.get(f"{self.api_url}/v1/workers", timeout=10, headers=self.headers)
+        return list(response.json()["items"])
 
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         def probe() -> int:
@@ -198,6 +215,7 @@ def launch(
         )
         cleanup.callback(deployment.stop)
         migrate.upgrade(database_url)
+        deployment.env["OPSCORE_API_KEY"] = deployment.create_key("ops", "admin")
         deployment.start_api()
         for _ in range(workers):
             deployment.start_worker()

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 
-import httpx
 import pytest
 
 from tests.e2e.audit import open_stack
@@ -30,7 +29,7 @@ async def test_a_pool_runs_n_processes_restarts_a_dead_one_and_stops_on_sigterm(
     children = _pids(deployment.live_workers())
     assert len(children) == 2 and pool.pid not in children
 
-    async with httpx.AsyncClient(base_url=deployment.api_url, timeout=30) as client:
+    async with deployment.client() as client:
         stack = Stack(deployment, client)
         tasks = await asyncio.gather(*(stack.submit(goal=f"pool task {i}") for i in range(40)))
         done = [await stack.wait_status(t["id"], TERMINAL) for t in tasks]

@@ -21,6 +21,7 @@ import typer
 from ops_core.api.client import ApiClient, ApiError, JsonObject, WaitTimeout
 from ops_core.config import Settings, load_settings
 from ops_core.errors import ConfigError, Unavailable
+from ops_core.keys_cli import build_keys_cli
 from ops_core.lifecycle import TaskStatus
 
 EXIT_FAILED = 1
@@ -49,11 +50,13 @@ def build_cli(
     )
     db = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
     cli.add_typer(db, name="db")
+    cli.add_typer(build_keys_cli(_settings, EXIT_FAILED), name="keys")
 
     @contextmanager
     def client(api_url: str | None) -> Iterator[ApiClient]:
         settings = _settings(**({"api_url": api_url} if api_url else {}))
-        with ApiClient(settings.api_url, transport=transport) as api, _api_errors():
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        with ApiClient(settings.api_url, api_key=key, transport=transport) as api, _api_errors():
             yield api
 
     # --- server processes -------------------------------------------------

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 from fnmatch import fnmatchcase
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ops_core.errors import ConfigError
@@ -100,6 +100,23 @@ class Settings(BaseSettings):
         description="How long start-up waits for an unreachable database or broker before exiting non-zero.",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    auth: Literal["required", "disabled"] = Field(
+        default="required",
+        description="required: every /v1 request needs a key. disabled: none does (logged as a warning at start);"
+        " opscore dev on a loopback address disables it unless this is set.",
+    )
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long an API process trusts a key it looked up: a revoked key stops working within this.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="The key the CLI and the Python client send (Authorization: Bearer)."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed to call the API from a browser; empty: CORS off."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -159,14 +176,22 @@ class Settings(BaseSettings):
         """Whether tasks may run on ``model`` (a valid agentkit model string), per ``allowed_models``."""
         from agentkit.models import parse_model_string
 
-        # Matched in canonical form, so ' OpenAI:x' cannot slip past a pattern written 'openai:*'.
-        provider, name = parse_model_string(model)
-        canonical = f"{provider}:{name}"
         if self.allowed_models is not None:
-            return any(fnmatchcase(canonical, pattern) for pattern in comma_list(self.allowed_models))
-        if fnmatchcase(canonical, OFFLINE_MODELS):
+            return matches_any(model, self.allowed_models)
+        provider, _ = parse_model_string(model)
+        if matches_any(model, OFFLINE_MODELS):
             return parse_model_string(self.default_model)[0] == provider
         return True
+
+    @property
+    def request_deadline_seconds(self) -> float:
+        """How long one API request may take before it is a 503: a few database round trips plus a
+        publish are each bounded on their own; this caps their sum so a client never hangs."""
+        return self.db_timeout_seconds * 3
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required"
 
     @property
     def is_sqlite(self) -> bool:
@@ -175,6 +200,16 @@ class Settings(BaseSettings):
     @property
     def is_memory_broker(self) -> bool:
         return self.broker_url.startswith("memory://")
+
+
+def matches_any(model: str, patterns: str) -> bool:
+    """Whether ``model`` (a valid agentkit model string) matches one of comma-separated fnmatch ``patterns``."""
+    from agentkit.models import parse_model_string
+
+    # Matched in canonical form, so ' OpenAI:x' cannot slip past a pattern written 'openai:*'.
+    provider, name = parse_model_string(model)
+    canonical = f"{provider}:{name}"
+    return any(fnmatchcase(canonical, pattern) for pattern in comma_list(patterns))
 
 
 def comma_list(value: str) -> list[str]:

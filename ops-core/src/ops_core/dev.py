@@ -7,6 +7,7 @@ unsupervised: nothing restarts it if a run kills it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from ops_core.config import Settings
@@ -17,6 +18,8 @@ from ops_core.worker.process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
+LOOPBACK_NAMES = ("localhost",)
+
 DEV_THREADS = 4
 
 
@@ -25,6 +28,7 @@ def run_dev(settings: Settings, host: str | None = None, port: int | None = None
     from ops_core.api.server import serve
 
     configure_logging(settings.log_level)
+    settings = dev_settings(settings, host or settings.host)
     migrate.upgrade(settings)
     broker = setup_broker(settings)
     worker = WorkerProcess(
@@ -36,3 +40,27 @@ def run_dev(settings: Settings, host: str | None = None, port: int | None = None
         serve(app, settings, host=host, port=port)
     finally:
         worker.stop()
+
+
+def dev_settings(settings: Settings, host: str) -> Settings:
+    """On a loopback address, with OPSCORE_AUTH unset, no keys: only this machine can reach the API.
+
+    Anywhere else, or with OPSCORE_AUTH set, auth is as the setting says.
+    """
+    if "auth" in settings.model_fields_set or not is_loopback(host):
+        return settings
+    log.warning(
+        "opscore dev: auth is off because the API listens on loopback (%s) only; any local process can use it."
+        " Set OPSCORE_AUTH=required to require API keys.",
+        host,
+    )
+    return settings.model_copy(update={"auth": "disabled"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

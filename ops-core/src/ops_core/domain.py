@@ -19,6 +19,7 @@ class ErrorType(StrEnum):
     SCHEDULE_TO_START_TIMEOUT = "schedule_to_start_timeout"
     AGENT_ERROR = "agent_error"
     WORKER_LOST = "worker_lost"
+    QUOTA_EXCEEDED = "quota_exceeded"
     INTERNAL = "internal"
 
 

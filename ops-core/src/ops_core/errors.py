@@ -4,8 +4,11 @@
 
     OpsCoreError
     ├── ConfigError               a setting is invalid (raised at startup)
+    ├── Unauthenticated           401  no key, or one that is malformed, unknown, revoked or expired
+    ├── Forbidden                 403  a valid key without the scope the operation needs
     ├── NotFound                  404
-    │   └── TaskNotFound
+    │   ├── TaskNotFound          also another tenant's task: existence does not leak
+    │   └── KeyNotFound
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
@@ -16,6 +19,9 @@
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
     │   └── IdempotencyConflict   an idempotency key reused with a different request
     ├── PayloadTooLarge           413
+    ├── TooManyRequests           429  with Retry-After
+    │   ├── RateLimited           the tenant's submissions per second
+    │   └── TokenBudgetSpent      the tenant's daily token budget
     ├── Unavailable               503
     │   ├── DatabaseUnavailable
     │   └── BrokerUnavailable
@@ -41,6 +47,16 @@ class ConfigError(OpsCoreError):
     code = "config_error"
 
 
+class Unauthenticated(OpsCoreError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(OpsCoreError):
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(OpsCoreError):
     status_code = 404
     code = "not_found"
@@ -48,6 +64,10 @@ class NotFound(OpsCoreError):
 
 class TaskNotFound(NotFound):
     code = "task_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
 
 
 class InvalidRequest(OpsCoreError):
@@ -91,6 +111,23 @@ class IdempotencyConflict(Conflict):
 class PayloadTooLarge(OpsCoreError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(OpsCoreError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+
+class TokenBudgetSpent(TooManyRequests):
+    code = "token_budget_exceeded"
 
 
 class Unavailable(OpsCoreError):

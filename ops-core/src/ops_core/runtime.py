@@ -14,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentkit.registry import AgentRegistry
 from ops_core.agents import load_agents
 from ops_core.config import Settings
+from ops_core.db.access import AccessStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.queue.broker import setup_broker
 from ops_core.queue.publisher import Publisher
+from ops_core.quotas import QuotaCache
 from ops_core.services.tasks import TaskService
 
 
@@ -28,6 +30,8 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     store: TaskStore
+    access: AccessStore
+    quotas: QuotaCache
     broker: dramatiq.Broker
     publisher: Publisher
     registry: AgentRegistry
@@ -40,15 +44,19 @@ class Runtime:
         store = open_store(engine, policy=RetryPolicy.from_settings(settings))
         broker = broker or setup_broker(settings)
         publisher = Publisher(broker, settings.queue_name)
+        access = AccessStore(engine)
+        quotas = QuotaCache(access, store, cache_seconds=settings.auth_cache_seconds)
         registry = load_agents(settings)
         return cls(
             settings=settings,
             engine=engine,
             store=store,
+            access=access,
+            quotas=quotas,
             broker=broker,
             publisher=publisher,
             registry=registry,
-            tasks=TaskService(store, publisher, registry, settings),
+            tasks=TaskService(store, quotas, publisher, registry, settings),
         )
 
     async def close(self) -> None:

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from ops_core.api.app import create_app
 from ops_core.config import Settings, load_settings
 from ops_core.db import migrate
+from ops_core.keys import Scope
 from ops_core.runtime import Runtime
+from ops_core.tenancy import DEFAULT_TENANT
 
 MAX_BODY_BYTES = 65_536
 # Nothing listens on port 1 of the loopback interface: connects are refused at once, as to a dead server.
@@ -44,7 +46,30 @@ def app(settings: Settings, runtime: Runtime) -> FastAPI:
     return create_app(settings, runtime=runtime)
 
 
+async def admin_headers(runtime: Runtime) -> dict[str, str]:
+    """Headers with a new admin key of the default tenant (admin has every scope)."""
+    _, secret = await runtime.access.create_key(tenant=DEFAULT_TENANT, scopes=[Scope.ADMIN], name="tests")
+    return {"Authorization": f"Bearer {secret}"}
+
+
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def admin_key(runtime: Runtime) -> str:
+    """The secret of an admin key of the default tenant."""
+    return (await admin_headers(runtime))["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.fixture
+async def client(app: FastAPI, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sends the admin key: the tests of what routes do, not of who may call them."""
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sends no key."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         yield http

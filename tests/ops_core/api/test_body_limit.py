@@ -12,6 +12,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.runtime import Runtime
+from ops_core.tenancy import EVERY_TENANT
 from tests.ops_core.api.conftest import MAX_BODY_BYTES
 
 
@@ -27,7 +28,7 @@ async def chunks(body: bytes, size: int = 1024) -> AsyncIterator[bytes]:
 
 
 async def count_tasks(runtime: Runtime) -> int:
-    return len((await runtime.store.list(limit=10)).items)
+    return len((await runtime.store.list(tenant=EVERY_TENANT, limit=10)).items)
 
 
 async def test_declared_content_length_over_the_limit_is_413(client: httpx.AsyncClient, runtime: Runtime) -> None:

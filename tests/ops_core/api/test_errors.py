@@ -17,8 +17,10 @@ from ops_core.api.app import create_app
 from ops_core.api.deps import get_store
 from ops_core.config import Settings, load_settings
 from ops_core.db.sqlite import SqliteStore
+from ops_core.keys import new_secret
 from ops_core.runtime import Runtime
-from tests.ops_core.api.conftest import DEAD_DATABASE_URL
+from ops_core.tenancy import TenantScope
+from tests.ops_core.api.conftest import DEAD_DATABASE_URL, admin_headers
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -152,7 +154,11 @@ async def unreachable_db_client() -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(database_url=DEAD_DATABASE_URL)
     runtime = Runtime.open(settings)
     app = create_app(settings, runtime=runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+    # A well-formed key: whether it is valid cannot be known without the database.
+    headers = {"Authorization": f"Bearer {new_secret().secret}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    ) as http:
         yield http
     await runtime.close()
 
@@ -183,7 +189,7 @@ async def test_submit_with_database_unavailable_is_503(unreachable_db_client: ht
 class HangingStore(SqliteStore):
     """A store whose database never answers (a black-holed connection)."""
 
-    async def get(self, task_id: uuid.UUID) -> Any:
+    async def get(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Any:
         await asyncio.Event().wait()
 
 
@@ -191,7 +197,10 @@ async def test_a_hanging_database_is_503_within_the_deadline(tmp_path: Path, run
     settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", db_timeout_seconds=0.05)
     app = create_app(settings, runtime=runtime)
     app.dependency_overrides[get_store] = lambda: HangingStore(runtime.engine)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+    headers = await admin_headers(runtime)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    ) as http:
         response = await http.get(f"/v1/tasks/{uuid.uuid4()}")
 
     assert response.status_code == 503
@@ -207,7 +216,10 @@ async def test_submit_survives_an_unreachable_broker(tmp_path: Path) -> None:
     await migrate.upgrade_async(settings)
     runtime = Runtime.open(settings)
     app = create_app(settings, runtime=runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+    headers = await admin_headers(runtime)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    ) as http:
         response = await http.post("/v1/tasks", json={"goal": "x"})
         stored = await http.get(f"/v1/tasks/{response.json()['id']}")
     await runtime.close()
@@ -221,7 +233,7 @@ async def test_submit_survives_an_unreachable_broker(tmp_path: Path) -> None:
 
 
 class BrokenStore(SqliteStore):
-    async def get(self, task_id: uuid.UUID) -> Any:
+    async def get(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Any:
         raise RuntimeError("secret internals")
 
 
@@ -231,8 +243,9 @@ async def test_unexpected_error_is_a_generic_500_and_logged(
     app: FastAPI = create_app(settings, runtime=runtime)
     app.dependency_overrides[get_store] = lambda: BrokenStore(runtime.engine)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = await admin_headers(runtime)
     with caplog.at_level(logging.ERROR, logger="ops_core.api.errors"):
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as http:
             response = await http.get(f"/v1/tasks/{uuid.uuid4()}")
 
     assert response.status_code == 500

@@ -15,6 +15,8 @@ from ops_core.config import load_settings
 from ops_core.db.models import NewTask
 from ops_core.runtime import Runtime
 from ops_core.services.tasks import TaskService
+from ops_core.tenancy import DEFAULT_TENANT, EVERY_TENANT
+from tests.ops_core.api.conftest import admin_headers
 from tests.ops_core.api.test_errors import error_of
 
 
@@ -30,7 +32,7 @@ async def post_raw(client: httpx.AsyncClient, body: str | bytes) -> httpx.Respon
 
 
 async def assert_nothing_stored(runtime: Runtime) -> None:
-    page = await runtime.store.list(limit=10)
+    page = await runtime.store.list(tenant=EVERY_TENANT, limit=10)
     assert page.items == []
 
 
@@ -76,7 +78,10 @@ async def test_input_over_the_size_limit_is_422(runtime: Runtime) -> None:
     # The fixture's body limit is smaller than the input limit; lift it for this one request.
     settings = runtime.settings.model_copy(update={"max_body_bytes": 4 * MAX_INPUT_BYTES})
     app = create_app(settings, runtime=runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    headers = await admin_headers(runtime)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    ) as client:
         response = await client.post("/v1/tasks", json={"goal": "x", "input": {"blob": "x" * MAX_INPUT_BYTES}})
 
     message = assert_422_naming(response, "input")
@@ -89,7 +94,15 @@ async def test_task_stored_with_deep_input_before_the_limit_still_reads(
 ) -> None:
     deep = {"a": nested(256)}
     task, _ = await runtime.store.create(
-        NewTask(agent="default", goal="old row", input=deep, model="offline:default", max_retries=0, timeout_seconds=60)
+        NewTask(
+            tenant=DEFAULT_TENANT,
+            agent="default",
+            goal="old row",
+            input=deep,
+            model="offline:default",
+            max_retries=0,
+            timeout_seconds=60,
+        )
     )
 
     one = await client.get(f"/v1/tasks/{task.id}")
@@ -107,6 +120,7 @@ async def test_task_stored_with_unserialisable_text_before_the_checks_still_read
     # SQLite's JSON text holds a lone surrogate as an escape; pydantic cannot write it back as UTF-8.
     task, _ = await runtime.store.create(
         NewTask(
+            tenant=DEFAULT_TENANT,
             agent="default",
             goal="old row",
             input={"s": "\udfff"},
@@ -243,10 +257,13 @@ async def test_offline_model_is_allowed_when_the_default_is_offline(client: http
 async def _submit_with(runtime: Runtime, overrides: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
     """Submit to an API whose task service runs under ``overrides`` of the fixture's settings."""
     settings = load_settings(**{**runtime.settings.model_dump(), **overrides})
-    service = TaskService(runtime.store, runtime.publisher, runtime.registry, settings)
+    service = TaskService(runtime.store, runtime.quotas, runtime.publisher, runtime.registry, settings)
     app = create_app(settings, runtime=runtime)
     app.dependency_overrides[get_task_service] = lambda: service
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    headers = await admin_headers(runtime)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    ) as client:
         return await client.post("/v1/tasks", json=body)
 
 

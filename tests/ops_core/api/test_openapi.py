@@ -38,8 +38,21 @@ def test_every_error_status_is_documented_with_the_error_body(document: dict[str
             assert "404" in errors, f"{method} {path}"
         if "requestBody" in operation:
             assert "413" in errors, f"{method} {path}"
+        if path.startswith("/v1/"):
+            assert {"401", "403"} <= errors.keys(), f"{method} {path}"
+            assert operation["security"] == [{"HTTPBearer": []}], f"{method} {path}"
         for status, response in errors.items():
             assert response["content"]["application/json"]["schema"] == ERROR_BODY, f"{method} {path} {status}"
+
+
+def test_the_bearer_scheme_is_declared_and_health_is_open(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: opsk_…",
+    }
+    for path in ("/healthz", "/readyz"):
+        assert "security" not in document["paths"][path]["get"]
 
 
 def test_the_error_body_is_code_and_message(document: dict[str, Any]) -> None:

@@ -48,6 +48,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Managed
         **os.environ,
         "OPSCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'api.db'}",
         "OPSCORE_BROKER_URL": "memory://",
+        # These tests are about the HTTP edge (limits, deadlines), which a key would not change.
+        "OPSCORE_AUTH": "disabled",
         "OPSCORE_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "OPSCORE_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
         "OPSCORE_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
@@ -338,3 +340,7 @@ def test_forwarded_headers_are_trusted_only_from_a_configured_proxy(tmp_path: Pa
 
     assert from_proxy == {"client": "203.0.113.7", "scheme": "https"}
     assert from_elsewhere == {"client": "127.0.0.1", "scheme": "http"}
+
+
+def test_an_api_started_without_auth_says_so(api: tuple[int, ManagedProcess]) -> None:
+    assert "OPSCORE_AUTH=disabled: the API asks no key" in api[1].log_tail()

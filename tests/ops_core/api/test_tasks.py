@@ -11,6 +11,7 @@ import pytest
 from ops_core.domain import ErrorType
 from ops_core.lifecycle import TaskStatus
 from ops_core.runtime import Runtime
+from ops_core.tenancy import EVERY_TENANT
 from tests.support.waiting import wait_for
 
 
@@ -54,7 +55,7 @@ async def test_submit_publishes_the_task_to_the_broker(client: httpx.AsyncClient
     assert queue.qsize() == 1
     # published_at is written by the batched flush, shortly after the response.
     await wait_for(
-        lambda: runtime.store.get(uuid.UUID(task["id"])),
+        lambda: runtime.store.get(uuid.UUID(task["id"]), tenant=EVERY_TENANT),
         lambda stored: stored.published_at is not None,
         timeout=5,
         what="the task marked published",
@@ -71,7 +72,7 @@ async def test_repeated_idempotency_key_returns_200_and_the_same_task(
     assert first.status_code == 202
     assert again.status_code == 200
     assert again.json() == first.json()
-    page = await runtime.store.list(limit=10)
+    page = await runtime.store.list(tenant=EVERY_TENANT, limit=10)
     assert len(page.items) == 1
 
 
@@ -111,7 +112,7 @@ async def test_idempotency_key_reused_with_a_different_request_is_409(
     assert "order-42" in error["message"]
     assert field in error["message"]
     assert first.json()["id"] in error["message"]
-    page = await runtime.store.list(limit=10)
+    page = await runtime.store.list(tenant=EVERY_TENANT, limit=10)
     assert len(page.items) == 1
 
 

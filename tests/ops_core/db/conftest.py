@@ -22,7 +22,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[TaskStore]:
     if request.param == "postgres":
         # One database per run; emptying it is much quicker than migrating a new one per test.
         async with engine.begin() as conn:
-            await conn.execute(text("TRUNCATE tasks, task_events, workers, memories RESTART IDENTITY CASCADE"))
+            await conn.execute(
+                text("TRUNCATE tasks, task_events, workers, memories, tenants, api_keys RESTART IDENTITY CASCADE")
+            )
     try:
         yield open_store(engine)
         await assert_active_index_invariant(engine)
@@ -45,7 +47,9 @@ async def pg_store(pg_url: str) -> AsyncIterator[TaskStore]:
     """PostgreSQL only, for what SQLite cannot show (real row-level concurrency)."""
     engine = create_engine(Settings(database_url=pg_url, db_pool_size=20))
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE tasks, task_events, workers, memories RESTART IDENTITY CASCADE"))
+        await conn.execute(
+            text("TRUNCATE tasks, task_events, workers, memories, tenants, api_keys RESTART IDENTITY CASCADE")
+        )
     try:
         yield open_store(engine)
     finally:

@@ -6,9 +6,12 @@ from typing import Any
 from ops_core.db.models import Claim, NewTask, Task
 from ops_core.db.store import TaskStore
 
+TENANT = "t1"
+
 
 def new_task(**overrides: Any) -> NewTask:
     values: dict[str, Any] = {
+        "tenant": TENANT,
         "agent": "echo",
         "goal": "say hi",
         "model": "offline:default",

@@ -14,6 +14,7 @@ def _task(**overrides: object) -> Task:
     now = datetime.now(UTC)
     values: dict[str, object] = {
         "id": uuid.uuid4(),
+        "tenant": "t1",
         "agent": "default",
         "goal": "g",
         "model": "offline:default",

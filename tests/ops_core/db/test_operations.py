@@ -15,25 +15,26 @@ from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.errors import Conflict, DatabaseUnavailable, TaskFinished, TaskNotFound
 from ops_core.lifecycle import TaskStatus
+from ops_core.tenancy import EVERY_TENANT
 from tests.ops_core.db.helpers import USAGE, make_task, running_task, unknown_id
 
 
 async def test_cancel_pending_is_immediate(store: TaskStore) -> None:
     task = await make_task(store)
-    cancelled = await store.request_cancel(task.id)
+    cancelled = await store.request_cancel(task.id, tenant=EVERY_TENANT)
     assert cancelled.status is TaskStatus.CANCELLED and cancelled.finished_at is not None
     assert await store.claim(task.id, "w1") is None
-    assert (await store.list_events(task.id))[-1].payload["to"] == "cancelled"
+    assert (await store.list_events(task.id, tenant=EVERY_TENANT))[-1].payload["to"] == "cancelled"
 
 
 async def test_cancel_running_sets_flag_once(store: TaskStore) -> None:
     claim = await running_task(store)
     other = await running_task(store)
-    task = await store.request_cancel(claim.task.id)
+    task = await store.request_cancel(claim.task.id, tenant=EVERY_TENANT)
     assert task.status is TaskStatus.RUNNING and task.cancel_requested
-    again = await store.request_cancel(claim.task.id)
+    again = await store.request_cancel(claim.task.id, tenant=EVERY_TENANT)
     assert again.cancel_requested
-    types = [e.type for e in await store.list_events(claim.task.id)]
+    types = [e.type for e in await store.list_events(claim.task.id, tenant=EVERY_TENANT)]
     assert types.count("cancel_requested") == 1
     assert await store.cancel_requested([claim.task.id, other.task.id, unknown_id()]) == {claim.task.id}
     assert await store.cancel_requested([]) == set()
@@ -45,15 +46,17 @@ async def test_cancel_terminal_or_unknown(store: TaskStore) -> None:
     claim = await running_task(store)
     await store.complete(claim.task.id, 1, result=None, **USAGE)
     with pytest.raises(TaskFinished):
-        await store.request_cancel(claim.task.id)
+        await store.request_cancel(claim.task.id, tenant=EVERY_TENANT)
     with pytest.raises(TaskNotFound):
-        await store.request_cancel(unknown_id())
+        await store.request_cancel(unknown_id(), tenant=EVERY_TENANT)
 
 
 async def test_cancel_races_with_claim(store: TaskStore) -> None:
     task = await make_task(store)
-    claim, cancelled = await asyncio.gather(store.claim(task.id, "w1"), store.request_cancel(task.id))
-    final = await store.get(task.id)
+    claim, cancelled = await asyncio.gather(
+        store.claim(task.id, "w1"), store.request_cancel(task.id, tenant=EVERY_TENANT)
+    )
+    final = await store.get(task.id, tenant=EVERY_TENANT)
     if claim is None:
         assert final.status is TaskStatus.CANCELLED
     else:
@@ -63,7 +66,7 @@ async def test_cancel_races_with_claim(store: TaskStore) -> None:
 async def test_retry_failed_gives_fresh_budget(store: TaskStore) -> None:
     claim = await running_task(store, max_retries=1)
     await store.fail(claim.task.id, 1, error_type="tool_error", error_message="x", **USAGE)
-    task = await store.retry(claim.task.id)
+    task = await store.retry(claim.task.id, tenant=EVERY_TENANT)
     assert task.status is TaskStatus.PENDING and task.error_type is None and task.finished_at is None
     assert (task.attempts, task.max_retries, task.retry_base, task.configured_max_retries) == (1, 2, 1, 1)
     assert len(task.attempt_errors) == 1 and task.published_at is None
@@ -73,13 +76,13 @@ async def test_retry_failed_gives_fresh_budget(store: TaskStore) -> None:
 
 async def test_retry_cancelled_and_conflicts(store: TaskStore) -> None:
     task = await make_task(store, schedule_to_start_seconds=3600)
-    await store.request_cancel(task.id)
-    retried = await store.retry(task.id)
+    await store.request_cancel(task.id, tenant=EVERY_TENANT)
+    retried = await store.retry(task.id, tenant=EVERY_TENANT)
     assert retried.status is TaskStatus.PENDING and not retried.cancel_requested
     with pytest.raises(Conflict):
-        await store.retry(task.id)
+        await store.retry(task.id, tenant=EVERY_TENANT)
     with pytest.raises(TaskNotFound):
-        await store.retry(unknown_id())
+        await store.retry(unknown_id(), tenant=EVERY_TENANT)
     assert await store.claim(task.id, "w1") is not None
 
 
@@ -110,13 +113,13 @@ async def test_requeue_orphans_of_a_stale_worker(store: TaskStore) -> None:
     await store.deregister_worker("dead")
     moved = await store.requeue_orphans(stale_after=3600)
     assert set(moved) == {orphan.task.id, last_try.task.id}
-    requeued = await store.get(orphan.task.id)
+    requeued = await store.get(orphan.task.id, tenant=EVERY_TENANT)
     assert (requeued.status, requeued.attempts, requeued.published_at) == (TaskStatus.PENDING, 1, None)
     assert requeued.attempt_errors[-1]["type"] == ErrorType.WORKER_LOST
-    assert [e.type for e in await store.list_events(orphan.task.id)][-2:] == ["requeued", "status"]
-    failed = await store.get(last_try.task.id)
+    assert [e.type for e in await store.list_events(orphan.task.id, tenant=EVERY_TENANT)][-2:] == ["requeued", "status"]
+    failed = await store.get(last_try.task.id, tenant=EVERY_TENANT)
     assert failed.status is TaskStatus.FAILED and failed.error_type == ErrorType.WORKER_LOST
-    assert (await store.get(kept.task.id)).status is TaskStatus.RUNNING
+    assert (await store.get(kept.task.id, tenant=EVERY_TENANT)).status is TaskStatus.RUNNING
     again = await store.claim(orphan.task.id, "alive")
     assert again is not None and again.attempt == 2
 
@@ -128,7 +131,7 @@ async def test_requeue_orphans_by_heartbeat_age_and_concurrently(store: TaskStor
     moved = [task_id for result in results for task_id in result]
     assert sorted(moved) == sorted(c.task.id for c in claims)  # each exactly once
     for claim in claims:
-        task = await store.get(claim.task.id)
+        task = await store.get(claim.task.id, tenant=EVERY_TENANT)
         assert task.status is TaskStatus.PENDING and len(task.attempt_errors) == 1
 
 
@@ -139,7 +142,7 @@ async def test_a_worker_never_requeues_its_own_runs_however_stale_its_heartbeat(
     theirs = await running_task(store, worker="other")
 
     assert await store.requeue_orphans(stale_after=0, caller="me") == [theirs.task.id]
-    assert (await store.get(mine.task.id)).status is TaskStatus.RUNNING
+    assert (await store.get(mine.task.id, tenant=EVERY_TENANT)).status is TaskStatus.RUNNING
     assert await store.requeue_orphans(stale_after=0) == [mine.task.id]
 
 
@@ -154,7 +157,7 @@ async def test_fail_expired(store: TaskStore) -> None:
     assert await store.fail_expired() == []
     later = datetime.now(UTC) + timedelta(seconds=120)
     assert await store.fail_expired(later) == [claim.task.id]
-    task = await store.get(claim.task.id)
+    task = await store.get(claim.task.id, tenant=EVERY_TENANT)
     assert task.status is TaskStatus.FAILED and task.error_type == ErrorType.TIMEOUT
 
 
@@ -170,7 +173,7 @@ async def test_unreachable_database_is_unavailable() -> None:
         with pytest.raises(DatabaseUnavailable):
             await open_store(engine).ping()
         with pytest.raises(DatabaseUnavailable):
-            await open_store(engine).get(unknown_id())
+            await open_store(engine).get(unknown_id(), tenant=EVERY_TENANT)
     finally:
         await engine.dispose()
 

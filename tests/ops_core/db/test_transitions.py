@@ -12,6 +12,7 @@ from ops_core.db.rules import MAX_ATTEMPT_ERRORS
 from ops_core.db.store import TaskStore
 from ops_core.errors import Conflict
 from ops_core.lifecycle import TRANSITIONS, TaskStatus
+from ops_core.tenancy import EVERY_TENANT
 from tests.ops_core.db.helpers import USAGE, make_task, running_task
 
 Scenario = Callable[[TaskStore], Awaitable[tuple[Task, Task]]]
@@ -20,13 +21,13 @@ Scenario = Callable[[TaskStore], Awaitable[tuple[Task, Task]]]
 async def _claim(store: TaskStore) -> tuple[Task, Task]:
     task = await make_task(store)
     await store.claim(task.id, "w1")
-    return task, await store.get(task.id)
+    return task, await store.get(task.id, tenant=EVERY_TENANT)
 
 
 async def _running_then(store: TaskStore, write: Callable[[Task], Awaitable[object]]) -> tuple[Task, Task]:
     claim = await running_task(store)
     await write(claim.task)
-    return claim.task, await store.get(claim.task.id)
+    return claim.task, await store.get(claim.task.id, tenant=EVERY_TENANT)
 
 
 async def _complete(store: TaskStore) -> tuple[Task, Task]:
@@ -54,20 +55,20 @@ async def _hand_back(store: TaskStore) -> tuple[Task, Task]:
 
 async def _cancel_pending(store: TaskStore) -> tuple[Task, Task]:
     task = await make_task(store)
-    await store.request_cancel(task.id)
-    return task, await store.get(task.id)
+    await store.request_cancel(task.id, tenant=EVERY_TENANT)
+    return task, await store.get(task.id, tenant=EVERY_TENANT)
 
 
 async def _manual_retry_of_failed(store: TaskStore) -> tuple[Task, Task]:
     _, failed = await _fail(store)
-    await store.retry(failed.id)
-    return failed, await store.get(failed.id)
+    await store.retry(failed.id, tenant=EVERY_TENANT)
+    return failed, await store.get(failed.id, tenant=EVERY_TENANT)
 
 
 async def _manual_retry_of_cancelled(store: TaskStore) -> tuple[Task, Task]:
     _, cancelled = await _cancel_pending(store)
-    await store.retry(cancelled.id)
-    return cancelled, await store.get(cancelled.id)
+    await store.retry(cancelled.id, tenant=EVERY_TENANT)
+    return cancelled, await store.get(cancelled.id, tenant=EVERY_TENANT)
 
 
 async def _orphan_requeued(store: TaskStore) -> tuple[Task, Task]:
@@ -77,7 +78,7 @@ async def _orphan_requeued(store: TaskStore) -> tuple[Task, Task]:
 async def _orphan_out_of_retries(store: TaskStore) -> tuple[Task, Task]:
     claim = await running_task(store, max_retries=0)
     await store.requeue_orphans(stale_after=0)
-    return claim.task, await store.get(claim.task.id)
+    return claim.task, await store.get(claim.task.id, tenant=EVERY_TENANT)
 
 
 async def _expired(store: TaskStore) -> tuple[Task, Task]:
@@ -88,13 +89,13 @@ async def _expired(store: TaskStore) -> tuple[Task, Task]:
 async def _unstarted(store: TaskStore) -> tuple[Task, Task]:
     task = await make_task(store, schedule_to_start_seconds=0)
     await store.fail_unstarted()
-    return task, await store.get(task.id)
+    return task, await store.get(task.id, tenant=EVERY_TENANT)
 
 
 async def _unstarted_at_claim(store: TaskStore) -> tuple[Task, Task]:
     task = await make_task(store, schedule_to_start_seconds=0)
     await store.claim(task.id, "w1")
-    return task, await store.get(task.id)
+    return task, await store.get(task.id, tenant=EVERY_TENANT)
 
 
 SCENARIOS: dict[str, tuple[Scenario, TaskStatus]] = {
@@ -122,7 +123,7 @@ async def test_each_status_change_is_in_the_lifecycle_table(store: TaskStore, na
     assert after.status is expected
     assert (before.status, after.status) in TRANSITIONS
     # The status event the write recorded names the same move.
-    last_status = [e for e in await store.list_events(after.id) if e.type == "status"][-1]
+    last_status = [e for e in await store.list_events(after.id, tenant=EVERY_TENANT) if e.type == "status"][-1]
     assert (last_status.payload["from"], last_status.payload["to"]) == (before.status.value, after.status.value)
 
 
@@ -135,13 +136,13 @@ async def test_manual_retries_are_bounded(store: TaskStore) -> None:
     store.policy = type(store.policy)(max_manual_retries=2)
     _, task = await _fail(store)
     for attempt in (2, 3):
-        await store.retry(task.id)
+        await store.retry(task.id, tenant=EVERY_TENANT)
         claim = await store.claim(task.id, "w1")
         assert claim is not None and claim.attempt == attempt
         assert await store.fail(task.id, attempt, error_type="x", error_message="y", **USAGE)
     with pytest.raises(Conflict, match="2 times"):
-        await store.retry(task.id)
-    assert (await store.get(task.id)).manual_retries == 2
+        await store.retry(task.id, tenant=EVERY_TENANT)
+    assert (await store.get(task.id, tenant=EVERY_TENANT)).manual_retries == 2
 
 
 async def test_attempt_errors_keep_the_newest_and_summarise_the_rest(store: TaskStore) -> None:
@@ -154,7 +155,7 @@ async def test_attempt_errors_keep_the_newest_and_summarise_the_rest(store: Task
             claim.task.id, attempt, error_type="model_error", error_message=message, run_after=now, **USAGE
         )
         assert await store.claim(claim.task.id, "w1") is not None
-    errors = (await store.get(claim.task.id)).attempt_errors
+    errors = (await store.get(claim.task.id, tenant=EVERY_TENANT)).attempt_errors
     assert len(errors) == MAX_ATTEMPT_ERRORS
     summary, *kept = errors
     assert summary["type"] == "summary" and summary["folded"] == total - len(kept)

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from ops_core.config import load_settings
 from ops_core.errors import InvalidData, InvalidRequest
 from ops_core.runtime import Runtime
+from ops_core.tenancy import DEFAULT_TENANT, EVERY_TENANT
 
 SQLITE, POSTGRES = "sqlite", "postgres"
 BOTH = {SQLITE, POSTGRES}
@@ -31,7 +32,9 @@ async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
     opened = Runtime.open(load_settings(database_url=url, broker_url="memory://"))
     if request.param == POSTGRES:
         async with opened.engine.begin() as conn:
-            await conn.execute(text("TRUNCATE tasks, task_events, workers, memories RESTART IDENTITY CASCADE"))
+            await conn.execute(
+                text("TRUNCATE tasks, task_events, workers, memories, tenants, api_keys RESTART IDENTITY CASCADE")
+            )
     try:
         yield opened
     finally:
@@ -64,27 +67,27 @@ async def test_submit_of_a_value_the_database_refuses_is_invalid_data(
     submit = {"goal": "x", **fields}
 
     if backend(runtime) not in refused_by:
-        _, created = await runtime.tasks.submit(**submit)
+        _, created = await runtime.tasks.submit(tenant=DEFAULT_TENANT, **submit)
         assert created
         return
     # InvalidData from the driver, or InvalidRequest where the store sees it first (a date past the calendar).
     with pytest.raises(InvalidRequest) as caught:
-        await runtime.tasks.submit(**submit)
+        await runtime.tasks.submit(tenant=DEFAULT_TENANT, **submit)
     assert caught.value.status_code == 422
-    assert (await runtime.store.list(limit=10)).items == []
+    assert (await runtime.store.list(tenant=EVERY_TENANT, limit=10)).items == []
 
 
 @pytest.mark.parametrize(("after_seq", "refused_by"), [(2**31, {POSTGRES}), (2**63, BOTH)])
 async def test_an_integer_beyond_its_column_is_invalid_data(
     runtime: Runtime, after_seq: int, refused_by: set[str]
 ) -> None:
-    task, _ = await runtime.tasks.submit(goal="x")
+    task, _ = await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="x")
 
     if backend(runtime) not in refused_by:
-        assert await runtime.store.list_events(task.id, after_seq=after_seq) == []
+        assert await runtime.store.list_events(task.id, after_seq=after_seq, tenant=EVERY_TENANT) == []
         return
     with pytest.raises(InvalidData):
-        await runtime.store.list_events(task.id, after_seq=after_seq)
+        await runtime.store.list_events(task.id, after_seq=after_seq, tenant=EVERY_TENANT)
 
 
 def cursor_for(created_at: str) -> str:
@@ -96,4 +99,4 @@ def cursor_for(created_at: str) -> str:
 async def test_a_cursor_at_the_edge_of_the_calendar_is_invalid_request(runtime: Runtime, created_at: str) -> None:
     # The store normalises the cursor's time to UTC while decoding it, so both backends refuse it alike.
     with pytest.raises(InvalidRequest, match="malformed cursor"):
-        await runtime.store.list(cursor=cursor_for(created_at))
+        await runtime.store.list(tenant=EVERY_TENANT, cursor=cursor_for(created_at))

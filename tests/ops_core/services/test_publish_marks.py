@@ -15,6 +15,7 @@ from ops_core.db import migrate
 from ops_core.errors import DatabaseUnavailable
 from ops_core.runtime import Runtime
 from ops_core.services.publish_marks import PublishMarks
+from ops_core.tenancy import DEFAULT_TENANT, EVERY_TENANT
 
 DEADLINE = 5.0
 NEVER = 3600.0  # an interval no test waits for: a flush must have another cause
@@ -174,19 +175,19 @@ async def test_a_submit_never_waits_for_the_mark(runtime: Runtime) -> None:
     runtime.tasks.publish_marks = PublishMarks(stuck, interval=0.0, flush_timeout=NEVER)
 
     async with asyncio.timeout(DEADLINE):
-        await runtime.tasks.submit(goal="one")
+        await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="one")
         await flushing.wait()
-        second, created = await runtime.tasks.submit(goal="two")  # while the flush hangs
+        second, created = await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="two")  # while the flush hangs
 
     assert created
-    assert (await runtime.store.get(second.id)).published_at is None
+    assert (await runtime.store.get(second.id, tenant=EVERY_TENANT)).published_at is None
     hang.set()
     await runtime.tasks.publish_marks.close()
 
 
 async def test_submitted_tasks_are_marked_published_by_the_runtime(runtime: Runtime) -> None:
-    task, _ = await runtime.tasks.submit(goal="hello")
+    task, _ = await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="hello")
 
     await runtime.tasks.close()  # the flush on shutdown, at the latest
 
-    assert (await runtime.store.get(task.id)).published_at is not None
+    assert (await runtime.store.get(task.id, tenant=EVERY_TENANT)).published_at is not None

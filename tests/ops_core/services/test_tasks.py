@@ -13,6 +13,7 @@ from ops_core.config import load_settings
 from ops_core.errors import ConfigError, IdempotencyConflict, ModelNotAllowed
 from ops_core.runtime import Runtime
 from ops_core.services.tasks import TaskService
+from ops_core.tenancy import DEFAULT_TENANT, EVERY_TENANT
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def service(runtime: Runtime, *agents: AgentDefinition, **settings: Any) -> Task
     registry = default_registry()
     for agent in agents:
         registry.register(agent)
-    return TaskService(runtime.store, runtime.publisher, registry, load_settings(**settings))
+    return TaskService(runtime.store, runtime.quotas, runtime.publisher, registry, load_settings(**settings))
 
 
 def test_an_agent_whose_model_is_not_allowed_fails_at_startup(runtime: Runtime) -> None:
@@ -42,7 +43,7 @@ async def test_an_agent_model_that_is_allowed_is_used(runtime: Runtime) -> None:
     agent = AgentDefinition(name="writer", model="anthropic:claude-x")
     tasks = service(runtime, agent, default_model="openai:gpt-4o", allowed_models="openai:*,anthropic:*")
 
-    task, created = await tasks.submit(goal="x", agent="writer")
+    task, created = await tasks.submit(tenant=DEFAULT_TENANT, goal="x", agent="writer")
 
     assert created
     assert task.model == "anthropic:claude-x"
@@ -52,10 +53,10 @@ async def test_a_model_that_is_not_allowed_is_refused_before_anything_is_stored(
     tasks = service(runtime, default_model="openai:gpt-4o", allowed_models="openai:gpt-4o*")
 
     with pytest.raises(ModelNotAllowed) as caught:
-        await tasks.submit(goal="x", model="openai:o1")
+        await tasks.submit(tenant=DEFAULT_TENANT, goal="x", model="openai:o1")
     assert caught.value.status_code == 422
     assert "'openai:o1'" in caught.value.message
-    assert (await runtime.store.list()).items == []
+    assert (await runtime.store.list(tenant=EVERY_TENANT)).items == []
 
 
 @pytest.mark.parametrize(
@@ -73,11 +74,11 @@ async def test_a_model_that_is_not_allowed_is_refused_before_anything_is_stored(
 async def test_idempotency_compares_inputs_as_json(
     runtime: Runtime, first: dict[str, Any], again: dict[str, Any], same: bool
 ) -> None:
-    original, _ = await runtime.tasks.submit(goal="x", input=first, idempotency_key="k")
+    original, _ = await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="x", input=first, idempotency_key="k")
 
     if same:
-        task, created = await runtime.tasks.submit(goal="x", input=again, idempotency_key="k")
+        task, created = await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="x", input=again, idempotency_key="k")
         assert (task.id, created) == (original.id, False)
     else:
         with pytest.raises(IdempotencyConflict):
-            await runtime.tasks.submit(goal="x", input=again, idempotency_key="k")
+            await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal="x", input=again, idempotency_key="k")

@@ -14,6 +14,7 @@ from agentkit.models.base import ModelRequest, ModelResponse
 from agentkit.registry import default_registry
 from agentkit.testing import FunctionModel
 from ops_core.config import Settings
+from ops_core.db.access import AccessStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.models import Task
@@ -21,6 +22,8 @@ from ops_core.db.sqlite import SqliteStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import TaskStatus
+from ops_core.quotas import QuotaCache
+from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.execute import Execution, ExecutionContext
 from ops_core.worker.models import ModelCache
 from tests.ops_core.db.helpers import make_task
@@ -60,7 +63,7 @@ async def _run(store: TaskStore, goal: str) -> Task:
     assert claim is not None
     ctx = ExecutionContext(store, default_registry(), ModelCache(), Settings(), republish)
     await Execution(ctx, claim, cancelled=asyncio.Event()).run()
-    return await store.get(task.id)
+    return await store.get(task.id, tenant=EVERY_TENANT)
 
 
 async def test_a_tool_step_is_checkpointed_but_the_final_answer_is_written_once(store: CountingStore) -> None:
@@ -70,7 +73,7 @@ async def test_a_tool_step_is_checkpointed_but_the_final_answer_is_written_once(
     assert done.status is TaskStatus.COMPLETED and "42" in str(done.result)
     assert store.checkpoints == 1
     assert done.checkpoint is not None and done.checkpoint["steps_completed"] == 1
-    types = [e.type for e in await store.store.list_events(done.id)]
+    types = [e.type for e in await store.store.list_events(done.id, tenant=EVERY_TENANT)]
     assert types.count("model_response") == 2 and types.count("final_answer") == 1
     assert types[-1] == "status"
     # Tokens of the checkpointed step and of the final step are both counted, once.
@@ -82,7 +85,7 @@ async def test_a_one_step_answer_writes_no_checkpoint(store: CountingStore) -> N
 
     assert done.status is TaskStatus.COMPLETED
     assert store.checkpoints == 0
-    assert [e.type for e in await store.store.list_events(done.id)].count("final_answer") == 1
+    assert [e.type for e in await store.store.list_events(done.id, tenant=EVERY_TENANT)].count("final_answer") == 1
 
 
 class FlakyStore(SqliteStore):
@@ -148,7 +151,7 @@ async def test_a_retry_is_logged_with_its_reason_and_delay(
     with caplog.at_level(logging.INFO, logger="ops_core.worker.execute"):
         await Execution(ctx, claim, cancelled=asyncio.Event()).run()
 
-    assert (await real.get(task.id)).status is TaskStatus.PENDING
+    assert (await real.get(task.id, tenant=EVERY_TENANT)).status is TaskStatus.PENDING
     ended = [r for r in caplog.records if getattr(r, "status", None) == "pending"]
     assert len(ended) == 1 and ended[0].levelno == logging.INFO
     [delay] = republished
@@ -156,3 +159,27 @@ async def test_a_retry_is_logged_with_its_reason_and_delay(
     assert getattr(ended[0], "error_type", None) == "model_error"
     assert "failed, retrying" in ended[0].getMessage() and f"in {delay:.1f}s" in ended[0].getMessage()
     assert "injected 503" in ended[0].getMessage()
+
+
+async def test_a_run_over_its_tenants_token_budget_fails_after_its_current_step(store: CountingStore) -> None:
+    real = store.store
+    access = AccessStore(real.engine)
+    await access.set_quotas("t1", {"daily_token_budget": 1})
+    quotas = QuotaCache(access, real, cache_seconds=0)
+
+    async def republish(task: Task, delay: float) -> None:
+        raise AssertionError("nothing here is retried")
+
+    # The offline model calls the calculator (step 1), whose tokens spend the budget, then would answer.
+    task = await make_task(real, agent="default", goal="What is 6 * 7?", model="offline:default")
+    claim = await real.claim(task.id, "w1")
+    assert claim is not None
+    ctx = ExecutionContext(real, default_registry(), ModelCache(), Settings(), republish, quotas=quotas)
+    await Execution(ctx, claim, cancelled=asyncio.Event()).run()
+
+    done = await real.get(task.id, tenant="t1")
+    assert done.status is TaskStatus.FAILED and done.error_type == "quota_exceeded"
+    assert "daily token budget" in (done.error_message or "")
+    assert done.checkpoint is not None and done.checkpoint["steps_completed"] == 1  # the step finished
+    events = [e.type for e in await real.list_events(task.id, tenant="t1")]
+    assert events.count("model_response") == 1 and "final_answer" not in events

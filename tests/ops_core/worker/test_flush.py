@@ -6,6 +6,7 @@ import asyncio
 
 from ops_core.config import Settings
 from ops_core.db.store import TaskStore
+from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.execute import Execution
 from ops_core.worker.flush import EventFlush
 from tests.ops_core.db.helpers import running_task
@@ -21,6 +22,6 @@ async def test_the_periodic_flush_writes_the_waiting_events_of_every_run(store: 
 
     await EventFlush(lambda: [e.recorder for e in executions])()
 
-    types = [[e.type for e in await store.list_events(c.task.id)] for c in claims]
+    types = [[e.type for e in await store.list_events(c.task.id, tenant=EVERY_TENANT)] for c in claims]
     assert types == [["status", "status", "model_call"], ["status", "status"], ["status", "status", "model_call"]]
     assert not any(e.recorder.pending for e in executions)

@@ -19,6 +19,7 @@ from ops_core.config import Settings
 from ops_core.lifecycle import TaskStatus
 from ops_core.queue.broker import setup_broker
 from ops_core.runtime import Runtime
+from ops_core.tenancy import DEFAULT_TENANT, EVERY_TENANT
 from ops_core.worker.process import WorkerProcess
 from tests.support import agents
 from tests.support.waiting import wait_for_sync
@@ -49,7 +50,7 @@ def _submit(settings: Settings, broker: object, goal: str) -> UUID:
     async def submit() -> UUID:
         runtime = Runtime.open(settings, broker=broker)  # type: ignore[arg-type]
         try:
-            task, _ = await runtime.tasks.submit(goal=goal, agent="sleepy")
+            task, _ = await runtime.tasks.submit(tenant=DEFAULT_TENANT, goal=goal, agent="sleepy")
             return task.id
         finally:
             await runtime.close()
@@ -61,7 +62,7 @@ def _status(settings: Settings, task_id: UUID) -> tuple[TaskStatus, int]:
     async def read() -> tuple[TaskStatus, int]:
         runtime = Runtime.open(settings)
         try:
-            task = await runtime.store.get(task_id)
+            task = await runtime.store.get(task_id, tenant=EVERY_TENANT)
             return task.status, task.attempts
         finally:
             await runtime.close()

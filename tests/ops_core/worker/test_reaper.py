@@ -11,6 +11,7 @@ from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.lifecycle import TaskStatus
+from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.heartbeat import Heartbeat
 from ops_core.worker.lease import ReapGuard
 from ops_core.worker.reaper import Reaper
@@ -43,11 +44,11 @@ async def test_orphans_wait_until_this_worker_has_been_healthy_for_a_lease_then_
 
     guard.heartbeat_succeeded()
     await reaper()  # just back from an outage (or just started): hold back
-    assert (await store.get(lost)).status is TaskStatus.RUNNING
+    assert (await store.get(lost, tenant=EVERY_TENANT)).status is TaskStatus.RUNNING
 
     clock.now += LEASE
     await reaper()
-    requeued = await store.get(lost)
+    requeued = await store.get(lost, tenant=EVERY_TENANT)
     assert requeued.status is TaskStatus.PENDING and requeued.attempts == 1
     assert requeued.attempt_errors[-1]["type"] == ErrorType.WORKER_LOST
     # Published by the reaper in the same pass, with no delay: not left for the relay's next pass.
@@ -63,7 +64,7 @@ async def test_an_orphan_out_of_retries_fails_as_worker_lost_and_is_not_publishe
 
     await reaper()
 
-    task = await store.get(lost)
+    task = await store.get(lost, tenant=EVERY_TENANT)
     assert task.status is TaskStatus.FAILED and task.error_type == ErrorType.WORKER_LOST
     assert published.calls == []
 
@@ -77,7 +78,7 @@ async def test_a_run_far_past_its_timeout_under_a_dead_worker_ends_timeout(store
 
     await reaper()
 
-    task = await store.get(expired)
+    task = await store.get(expired, tenant=EVERY_TENANT)
     assert task.status is TaskStatus.FAILED and task.error_type == ErrorType.TIMEOUT  # not another attempt
 
 
@@ -88,10 +89,12 @@ async def test_a_task_never_delivered_fails_at_its_schedule_to_start_deadline(st
 
     await reaper()  # even before this worker may reap: a deadline is not a guess about liveness
 
-    failed = await store.get(late.id)
+    failed = await store.get(late.id, tenant=EVERY_TENANT)
     assert failed.status is TaskStatus.FAILED and failed.error_type == ErrorType.SCHEDULE_TO_START_TIMEOUT
-    assert [e.payload["to"] for e in await store.list_events(late.id) if e.type == "status"][-1] == "failed"
-    assert (await store.get(timely.id)).status is TaskStatus.PENDING
+    assert [e.payload["to"] for e in await store.list_events(late.id, tenant=EVERY_TENANT) if e.type == "status"][
+        -1
+    ] == "failed"
+    assert (await store.get(timely.id, tenant=EVERY_TENANT)).status is TaskStatus.PENDING
 
 
 class _Broken:
@@ -125,5 +128,5 @@ async def test_a_worker_whose_own_heartbeat_row_is_late_does_not_requeue_its_own
 
     await reaper()
 
-    assert (await store.get(claim.task.id)).status is TaskStatus.RUNNING
+    assert (await store.get(claim.task.id, tenant=EVERY_TENANT)).status is TaskStatus.RUNNING
     assert published.calls == []

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from ops_core.config import Settings
 from ops_core.db.models import TASKS
 from ops_core.db.store import TaskStore
+from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.relay import Relay
 from tests.ops_core.db.helpers import make_task
 from tests.ops_core.worker.helpers import AGENT, RecordingPublisher
@@ -34,7 +35,7 @@ async def test_a_never_published_task_is_published_and_marked(store: TaskStore) 
     await relay()
 
     assert task.id in publisher.published
-    assert (await store.get(task.id)).published_at is not None
+    assert (await store.get(task.id, tenant=EVERY_TENANT)).published_at is not None
 
 
 @pytest.mark.parametrize(("broker_url", "republished"), [("memory://", True), (AMQP, False)])

@@ -8,22 +8,26 @@ runtime (tests, an embedding process) passes it in and keeps ownership of it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import dramatiq
 from fastapi import FastAPI
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
+from ops_core.api.auth import Authenticator, AuthMiddleware
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import health, tasks, workers
-from ops_core.config import Settings
+from ops_core.api.routes import health, keys, tasks, tenants, usage, workers
+from ops_core.config import Settings, comma_list
 from ops_core.runtime import Runtime
 
 API_VERSION = "1"
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dramatiq.Broker | None = None) -> FastAPI:
@@ -41,12 +45,16 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
         if runtime is not None:
             yield
             return
+        if not settings.auth_required and broker is None:
+            # opscore dev (which passes its broker) says so in its own banner.
+            log.warning("OPSCORE_AUTH=disabled: the API asks no key; every request acts as an admin")
         opened = Runtime.open(settings, broker=broker)
-        app.state.runtime = opened
+        _serve_with(app, opened)
         try:
             yield
         finally:
             app.state.runtime = None
+            app.state.authenticator = None
             await opened.close()
             if broker is None:
                 # The broker was built for this app alone; its connections go with it.
@@ -59,26 +67,55 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        middleware=[
-            # Outermost, so rejected bodies (413) are counted too.
-            Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(
-                BodyLimitMiddleware,
-                max_body_bytes=settings.max_body_bytes,
-                max_drain_bytes=settings.max_body_drain_bytes,
-            ),
-        ],
+        middleware=_middleware(settings, metrics),
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.broker_check = health.BrokerCheck(settings)
     # Set here rather than in the lifespan so that an app driven without one
     # (httpx's ASGITransport in tests) still serves with the caller's runtime.
-    app.state.runtime = runtime
+    app.state.runtime = None
+    app.state.authenticator = None
+    if runtime is not None:
+        _serve_with(app, runtime)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_router())
     app.include_router(tasks.router)
+    app.include_router(usage.router)
+    app.include_router(keys.router)
+    app.include_router(tenants.router)
     app.include_router(workers.router)
     return app
+
+
+def _serve_with(app: FastAPI, runtime: Runtime) -> None:
+    app.state.runtime = runtime
+    app.state.authenticator = Authenticator(runtime.access, cache_seconds=runtime.settings.auth_cache_seconds)
+
+
+def _middleware(settings: Settings, metrics: ApiMetrics) -> list[Middleware]:
+    middleware = [
+        # Outermost, so rejected bodies (413) are counted too.
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            max_drain_bytes=settings.max_body_drain_bytes,
+        ),
+        # Before the app reads the body: a request without a valid key learns nothing from it.
+        Middleware(AuthMiddleware, settings=settings),
+    ]
+    origins = comma_list(settings.cors_origins)
+    if origins:
+        # Keys travel in the Authorization header, never in cookies: no credentials mode, so no CSRF.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "DELETE", "PATCH"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    return middleware

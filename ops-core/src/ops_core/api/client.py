@@ -35,9 +35,18 @@ class WaitTimeout(ApiError):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, *, transport: httpx.BaseTransport | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """``api_key``: sent as ``Authorization: Bearer``; the CLI passes ``OPSCORE_API_KEY``."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
 
     def __enter__(self) -> Self:
         return self

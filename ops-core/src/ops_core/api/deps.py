@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 
 from ops_core.api.metrics import ApiMetrics
 from ops_core.config import Settings
+from ops_core.db.access import AccessStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable, Unavailable
 from ops_core.queue.publisher import Publisher
@@ -43,6 +44,10 @@ async def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> TaskSt
     return runtime.store
 
 
+async def get_access(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AccessStore:
+    return runtime.access
+
+
 async def get_publisher(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Publisher:
     return runtime.publisher
 
@@ -58,15 +63,14 @@ async def get_metrics(request: Request) -> ApiMetrics:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[TaskStore, Depends(get_store)]
+AccessDep = Annotated[AccessStore, Depends(get_access)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 
 
 def request_deadline(settings: Settings) -> float:
-    # A request may take a few database round trips plus a publish; each of
-    # those is bounded on its own, this caps their sum so a client never hangs.
-    return settings.db_timeout_seconds * 3
+    return settings.request_deadline_seconds
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ anything unexpected becomes a generic 500 whose details stay in the log.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
 from ops_core.api.schemas import ErrorBody
-from ops_core.errors import OpsCoreError, Unavailable
+from ops_core.errors import OpsCoreError, TooManyRequests, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ RETRY_AFTER_SECONDS = 5
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -46,12 +49,27 @@ def error_doc(description: str) -> dict[str, Any]:
 # which this API never sends (see _validation_error).
 Responses = dict[int | str, dict[str, Any]]
 INVALID: Responses = {422: error_doc("Invalid id, body or query; the message names the field")}
-NOT_FOUND: Responses = {404: error_doc("No task with that id")}
+NOT_FOUND: Responses = {404: error_doc("No task with that id in the caller's tenant")}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}}
+# Every /v1 operation may answer these two.
+AUTH: Responses = {
+    401: {
+        **error_doc("No API key, or one that is malformed, unknown, revoked or expired"),
+        "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    },
+    403: error_doc("The key lacks the scope this operation needs"),
+}
+THROTTLED: Responses = {
+    429: {
+        **error_doc("The tenant's submission rate or daily token budget is spent; code says which"),
+        "headers": _RETRY_AFTER,
+    }
+}
 TOO_LARGE: Responses = {413: error_doc("The body is larger than OPSCORE_MAX_BODY_BYTES")}
 UNAVAILABLE: Responses = {
     503: {
         **error_doc("The database or broker is unavailable"),
-        "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}},
+        "headers": _RETRY_AFTER,
     }
 }
 
@@ -64,8 +82,22 @@ async def _ops_core_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OpsCoreError)
     if exc.status_code >= 500:
         log.warning("%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Unavailable) else None
-    return error_response(exc.status_code, exc.code, exc.message, headers)
+    return ops_core_error_response(exc)
+
+
+def ops_core_error_response(exc: OpsCoreError) -> JSONResponse:
+    """One of our errors as its response (also for middleware, which runs outside the handlers)."""
+    return error_response(exc.status_code, exc.code, exc.message, _headers(exc))
+
+
+def _headers(exc: OpsCoreError) -> dict[str, str] | None:
+    if isinstance(exc, Unavailable):
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    return None
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

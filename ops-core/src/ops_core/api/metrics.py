@@ -17,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ops_core.api.auth import MetricsReader
+
 UNMATCHED = "unmatched"
 
 
@@ -100,10 +102,11 @@ def _route_template(route: BaseRoute | None) -> str:
 
 
 def metrics_router() -> APIRouter:
+    """``/metrics`` for Prometheus, with a key that has the ``metrics`` scope (Prometheus sends bearer keys)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: Request, caller: MetricsReader) -> Response:
         api_metrics: ApiMetrics = request.app.state.metrics
         return Response(content=api_metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

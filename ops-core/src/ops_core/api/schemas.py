@@ -96,6 +96,7 @@ class TaskSummary(BaseModel):
     """A task without its large fields (input, result, attempt_errors): the items of a listing."""
 
     id: UUID
+    tenant: str
     agent: str
     goal: str
     model: str
@@ -138,6 +139,7 @@ def _summary_fields(task: Task) -> dict[str, Any]:
         error = TaskErrorPublic(type=task.error_type, message=task.error_message or "")
     return {
         "id": task.id,
+        "tenant": task.tenant,
         "agent": task.agent,
         "goal": task.goal,
         "model": task.model,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -72,6 +73,10 @@ class TaskTable(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_created_at_id", text("created_at DESC"), text("id DESC")),
+        # A tenant's list, newest first (the one above serves an admin's, across tenants).
+        Index("ix_tasks_tenant_created_at_id", "tenant", text("created_at DESC"), text("id DESC")),
+        # Idempotency keys are per tenant: two tenants may use the same key.
+        UniqueConstraint("tenant", "idempotency_key", name="uq_tasks_tenant_idempotency_key"),
         # The relay and recovery scan unfinished tasks on every tick. No index mentions status or any
         # other column a claim changes, so claims are HOT updates (see migration 0002).
         Index(
@@ -84,6 +89,7 @@ class TaskTable(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
     agent: str = Field(sa_column=Column(String(200), nullable=False))
     goal: str = Field(sa_column=Column(Text(), nullable=False))
     input: dict[str, Any] = _json(nullable=False)
@@ -101,7 +107,7 @@ class TaskTable(SQLModel, table=True):
     # created_at + schedule_to_start_seconds, precomputed so claim() compares plain timestamps.
     start_deadline: datetime | None = _ts()
     priority: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
-    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True, unique=True))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     input_tokens: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
     output_tokens: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
     reused_tokens: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
@@ -137,6 +143,43 @@ class TaskEventTable(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
 
 
+class TenantTable(SQLModel, table=True):
+    """A tenant and the quotas an admin set for it; a tenant with no row has no quotas.
+
+    A row appears when the first key is created for the tenant or an admin sets a quota.
+    ``tat`` is the rate limiter's theoretical arrival time (GCRA): the next
+    submission is allowed once ``tat - burst`` has passed.
+    """
+
+    __tablename__ = "tenants"
+
+    id: str = Field(sa_column=Column(String(100), primary_key=True))
+    max_running: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    submissions_per_second: float | None = Field(default=None, sa_column=Column(Float(), nullable=True))
+    daily_token_budget: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+    # Comma-separated patterns, as OPSCORE_ALLOWED_MODELS; None: the deployment's allow-list.
+    allowed_models: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    tat: datetime | None = _ts()
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class ApiKeyTable(SQLModel, table=True):
+    """An API key: only the SHA-256 of its secret is stored; the secret is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False, index=True))
+    name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    scopes: list[str] = _json(nullable=False)
+    secret_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "workers"
 
@@ -164,6 +207,7 @@ class Memory(SQLModel, table=True):
 
 @dataclass(frozen=True, slots=True)
 class NewTask:
+    tenant: str
     agent: str
     goal: str
     model: str
@@ -187,6 +231,7 @@ class Task:
     """A row of the ``tasks`` table as the store reads it (see :class:`TaskTable` for the columns)."""
 
     id: uuid.UUID
+    tenant: str
     agent: str
     goal: str
     model: str
@@ -268,6 +313,19 @@ class TaskPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageTotal:
+    """Tokens spent by one tenant's tasks of one agent on one model."""
+
+    tenant: str
+    agent: str
+    model: str
+    tasks: int
+    input_tokens: int
+    output_tokens: int
+    reused_tokens: int
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerView:
     id: str
@@ -284,3 +342,5 @@ TASKS: Table = SQLModel.metadata.tables["tasks"]
 EVENTS: Table = SQLModel.metadata.tables["task_events"]
 WORKERS: Table = SQLModel.metadata.tables["workers"]
 MEMORIES: Table = SQLModel.metadata.tables["memories"]
+TENANTS: Table = SQLModel.metadata.tables["tenants"]
+API_KEYS: Table = SQLModel.metadata.tables["api_keys"]

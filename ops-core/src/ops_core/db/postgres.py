@@ -27,10 +27,11 @@ from sqlalchemy.util import greenlet_spawn
 
 from ops_core.db.batch import Batcher
 from ops_core.db.engine import database_errors, is_unavailable, json_dumps
-from ops_core.db.models import TASK_COLUMNS, Claim, NewEvent, Task, TaskEvent, TaskPage, WorkerView
+from ops_core.db.models import TASK_COLUMNS, Claim, NewEvent, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
 from ops_core.db.rules import (
     CANCEL_PENDING,
     CLAIM,
+    HELD_AT,
     Close,
     Fenced,
     Running,
@@ -45,10 +46,17 @@ from ops_core.db.store import TaskStore, decode_cursor, not_found, page_of
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import RetryPolicy, TaskStatus
+from ops_core.tenancy import TenantScope, tenant_or_none
 
 _COLUMNS = ", ".join(TASK_COLUMNS)
 _TASK_COLUMNS = ", ".join(f"tasks.{c}" for c in TASK_COLUMNS)
 _UNFINISHED = "finished_at IS NULL"  # implied by pending or running; lets the planner use ix_tasks_active
+
+
+def _of_tenant(param: str) -> str:
+    """A caller's scope, passed as ``param``: a tenant, or NULL for every tenant."""
+    return f"({param}::text IS NULL OR tasks.tenant = {param})"
+
 
 # Numbers the events a write brings from the seqs its UPDATE reserved: ``bumped`` has the row's id and
 # new last_event_seq; {count} and {attempt} are expressions over it, {events} a JSON array of events.
@@ -70,26 +78,49 @@ def _with_events(write: str, *, count: str, attempt: str, events: str, select: s
 
 INSERT = _with_events(
     f"""INSERT INTO tasks ({_COLUMNS}) SELECT {_COLUMNS} FROM jsonb_populate_record(NULL::tasks, $1::jsonb)
-    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, last_event_seq""",
+    ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING id, last_event_seq""",
     count="1",
     attempt="0",
     events="$2",
     select="id",
 )
 
+
 # Claims come in a batch, in id order so that concurrent batches lock rows in one order.
-CLAIM_SQL = _with_events(
-    f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, last_event_seq = last_event_seq + 1,
-        started_at = COALESCE(started_at, $2), claimed_at = $2, worker_id = $3, updated_at = $2
-    WHERE id = ANY($1::uuid[]) AND status = '{CLAIM.source.value}'
-      AND (start_deadline IS NULL OR attempts > 0 OR start_deadline >= $2)
-    RETURNING {_COLUMNS}""",
-    count="1",
-    attempt="bumped.attempts",
-    events="$4",
-    select=_COLUMNS,
-    stamp=True,
-)
+def _claim_sql(only: str = "") -> str:
+    return _with_events(
+        f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, last_event_seq = last_event_seq + 1,
+            started_at = COALESCE(started_at, $2), claimed_at = $2, worker_id = $3, updated_at = $2
+        WHERE id = ANY($1::uuid[]) AND status = '{CLAIM.source.value}'
+          AND (start_deadline IS NULL OR attempts > 0 OR start_deadline >= $2){only}
+        RETURNING {_COLUMNS}""",
+        count="1",
+        attempt="bumped.attempts",
+        events="$4",
+        select=_COLUMNS,
+        stamp=True,
+    )
+
+
+_LIMITED = "SELECT id, max_running FROM tenants WHERE max_running IS NOT NULL"
+# The batched claim takes only tasks of tenants without a running limit; the others go one by one
+# through claim_limited, under their tenant's lock (rules.py, tenant slots).
+CLAIM_SQL = _claim_sql(f" AND tasks.tenant NOT IN (SELECT id FROM ({_LIMITED}) AS limited)")
+CLAIM_LIMITED_SQL = _claim_sql()
+
+LIMITED_TASK = """
+SELECT tasks.tenant, tasks.created_at, tenants.max_running FROM tasks JOIN tenants ON tenants.id = tasks.tenant
+WHERE tasks.id = $1 AND tasks.status = 'pending' AND tenants.max_running IS NOT NULL"""
+
+TENANT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('opscore.tenant:' || $1, 0))"
+
+# Running tasks of the tenant, plus its pending tasks ahead of ($2, $3) that are due.
+AHEAD = f"""
+SELECT count(*) FROM tasks
+WHERE tenant = $1 AND {_UNFINISHED} AND (status = 'running'
+   OR (status = 'pending' AND (created_at, id) < ($2, $3) AND (run_after IS NULL OR run_after <= $4)))"""
+
+HOLD = "UPDATE tasks SET published_at = $2 WHERE id = $1 AND status = 'pending'"
 
 # While each attempt still owns its task: its events, plus what a step or the end changes.
 _FENCED = """UPDATE tasks SET last_event_seq = tasks.last_event_seq + batch.n, updated_at = $5{assignments}
@@ -180,11 +211,34 @@ MARK_PUBLISHED = f"""
 UPDATE tasks SET published_at = $2
 WHERE id = ANY($1::uuid[]) AND status = 'pending' AND {_UNFINISHED} AND (published_at IS NULL OR published_at < $3)"""
 
+# A limited tenant's due tasks are published only as far as it has free slots (rules.py, tenant slots).
 DUE_FOR_PUBLISH = f"""
+WITH limited AS ({_LIMITED}),
+running AS (
+    SELECT tenant, count(*) AS n FROM tasks
+    WHERE {_UNFINISHED} AND status = 'running' AND tenant IN (SELECT id FROM limited) GROUP BY tenant
+),
+queued AS (
+    SELECT tasks.id, tasks.tenant, row_number() OVER (PARTITION BY tasks.tenant ORDER BY created_at, tasks.id) AS place
+    FROM tasks JOIN limited ON limited.id = tasks.tenant
+    WHERE {_UNFINISHED} AND status = 'pending' AND (run_after IS NULL OR run_after <= $1)
+),
+startable AS (
+    SELECT queued.id FROM queued JOIN limited ON limited.id = queued.tenant
+    LEFT JOIN running ON running.tenant = queued.tenant
+    WHERE queued.place + COALESCE(running.n, 0) <= limited.max_running
+)
 SELECT {_COLUMNS} FROM tasks
 WHERE {_UNFINISHED} AND status = 'pending' AND (published_at IS NULL OR published_at < $2)
   AND (run_after IS NULL OR run_after <= $1)
+  AND (tenant NOT IN (SELECT id FROM limited) OR id IN (SELECT id FROM startable))
 ORDER BY created_at LIMIT $3"""
+
+USAGE = f"""
+SELECT tenant, agent, model, count(*) AS tasks, sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens, sum(reused_tokens) AS reused_tokens
+FROM tasks WHERE created_at >= $1 AND {_of_tenant("$2")}
+GROUP BY tenant, agent, model ORDER BY tenant, agent, model"""
 
 CANCEL_REQUESTED = "SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'running' AND cancel_requested"
 
@@ -289,22 +343,36 @@ class PostgresStore(TaskStore):
         async with self._db() as db:
             return await db.fetchval(INSERT, json_dumps(row), _events_json([event], task.created_at)) is not None
 
-    async def _by_idempotency_key(self, key: str) -> Task:
+    async def _by_idempotency_key(self, tenant: str, key: str) -> Task:
         async with self._db() as db:
-            return Task.from_row(await db.fetchrow(f"SELECT {_COLUMNS} FROM tasks WHERE idempotency_key = $1", key))
+            row = await db.fetchrow(
+                f"SELECT {_COLUMNS} FROM tasks WHERE tenant = $1 AND idempotency_key = $2", tenant, key
+            )
+        return Task.from_row(row)
 
-    async def get(self, task_id: uuid.UUID) -> Task:
+    async def get(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Task:
         async with self._db() as db:
-            row = await db.fetchrow(f"SELECT {_COLUMNS} FROM tasks WHERE id = $1", task_id)
+            row = await db.fetchrow(
+                f"SELECT {_COLUMNS} FROM tasks WHERE id = $1 AND {_of_tenant('$2')}", task_id, tenant_or_none(tenant)
+            )
         if row is None:
             raise not_found(task_id)
         return Task.from_row(row)
 
     async def list(
-        self, *, status: TaskStatus | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        tenant: TenantScope,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> TaskPage:
         where: builtins.list[str] = ["true"]
         args: builtins.list[Any] = []
+        if (scoped := tenant_or_none(tenant)) is not None:
+            args.append(scoped)
+            where.append(f"tenant = ${len(args)}")
         if status is not None:
             args.append(TaskStatus(status).value)
             where.append(f"status = ${len(args)}")
@@ -326,20 +394,32 @@ class PostgresStore(TaskStore):
         return page_of([Task.from_row(r) for r in rows], limit)
 
     async def list_events(
-        self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000
+        self, task_id: uuid.UUID, *, tenant: TenantScope, after_seq: int = 0, limit: int = 1000
     ) -> builtins.list[TaskEvent]:
+        scoped = tenant_or_none(tenant)
         async with self._db() as db:
             rows = await db.fetch(
-                "SELECT id, task_id, seq, attempt, type, payload, created_at FROM task_events"
-                " WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                "SELECT e.id, e.task_id, e.seq, e.attempt, e.type, e.payload, e.created_at"
+                " FROM task_events e JOIN tasks ON tasks.id = e.task_id"
+                f" WHERE e.task_id = $1 AND e.seq > $2 AND {_of_tenant('$4')} ORDER BY e.seq LIMIT $3",
                 task_id,
                 after_seq,
                 limit,
+                scoped,
             )
             # Only an empty answer needs the extra lookup: every task has its creation event.
-            if not rows and await db.fetchval("SELECT id FROM tasks WHERE id = $1", task_id) is None:
+            if (
+                not rows
+                and await db.fetchval(f"SELECT id FROM tasks WHERE id = $1 AND {_of_tenant('$2')}", task_id, scoped)
+                is None
+            ):
                 raise not_found(task_id)
         return [TaskEvent.from_row(r) for r in rows]
+
+    async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
+        async with self._db() as db:
+            rows = await db.fetch(USAGE, since, tenant_or_none(tenant))
+        return [UsageTotal(**dict(r)) for r in rows]
 
     # ---- the outbox ------------------------------------------------------------------------------
 
@@ -360,7 +440,25 @@ class PostgresStore(TaskStore):
     # ---- the worker's side ---------------------------------------------------------------------
 
     async def _claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
-        return await self._claims.submit((task_id, worker_id))
+        claim = await self._claims.submit((task_id, worker_id))
+        # Not claimed: a duplicate delivery, a cancelled task, or one of a limited tenant's.
+        return claim if claim is not None else await self._claim_limited(task_id, worker_id)
+
+    async def _claim_limited(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
+        """Claim a limited tenant's task if the tenant has a slot for it; else hold it (rules.py, tenant slots)."""
+        now = utcnow()
+        async with self._db() as db, db.transaction():
+            task = await db.fetchrow(LIMITED_TASK, task_id)
+            if task is None:
+                return None
+            await db.execute(TENANT_LOCK, task["tenant"])
+            # Read after the lock: every claim of this tenant that committed before is counted.
+            if await db.fetchval(AHEAD, task["tenant"], task["created_at"], task_id, now) >= task["max_running"]:
+                await db.execute(HOLD, task_id, HELD_AT)
+                return None
+            events = _events_json([status_event(CLAIM, worker_id=worker_id)], now)
+            row = await db.fetchrow(CLAIM_LIMITED_SQL, [task_id], now, worker_id, events)
+        return None if row is None else Claim(Task.from_row(row), row["attempts"])
 
     async def _send_claims(self, requests: Sequence[tuple[uuid.UUID, str]]) -> builtins.list[Claim | None]:
         """One statement per worker id (a worker process has one)."""

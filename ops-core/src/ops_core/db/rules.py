@@ -10,7 +10,14 @@
 * **fencing**: a worker's writes (:class:`Fenced`, :class:`Close`) match
   ``status = 'running' AND attempts = <its attempt>``, so a zombie from an
   earlier attempt can never write;
-* **attempt history**: bounded entries, the oldest folded into a summary.
+* **attempt history**: bounded entries, the oldest folded into a summary;
+* **tenant slots**: a task of a tenant with ``max_running`` is claimed only
+  while the tenant's running tasks plus its older pending tasks that are due
+  number fewer than ``max_running``. Otherwise it is *held*: it stays pending
+  with ``published_at`` set to HELD_AT, acknowledging its message, so it holds no
+  worker slot, and the relay publishes held tasks oldest first only as slots
+  free. The check and the claim are one serialised step per tenant (a lock in
+  PostgreSQL; SQLite has one writer), so the limit holds across workers.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ from ops_core.lifecycle import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, T
 MAX_ERROR_MESSAGE_CHARS = 2000
 # attempt_errors keeps this many entries; older ones fold into a summary entry at the front.
 MAX_ATTEMPT_ERRORS = 20
+
+
+# A held task's published_at: long ago, so the relay (which republishes what was published before its
+# cutoff) takes it once its tenant has a slot, and a late publish mark (which marks only rows never
+# published) leaves it alone.
+HELD_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

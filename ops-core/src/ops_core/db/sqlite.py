@@ -20,10 +20,23 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ops_core.db.engine import READ_ONLY, database_errors
-from ops_core.db.models import EVENTS, TASKS, WORKERS, Claim, NewEvent, Task, TaskEvent, TaskPage, WorkerView
+from ops_core.db.models import (
+    EVENTS,
+    TASKS,
+    TENANTS,
+    WORKERS,
+    Claim,
+    NewEvent,
+    Task,
+    TaskEvent,
+    TaskPage,
+    UsageTotal,
+    WorkerView,
+)
 from ops_core.db.rules import (
     CANCEL_PENDING,
     CLAIM,
+    HELD_AT,
     UNSTARTED,
     Close,
     Fenced,
@@ -38,6 +51,7 @@ from ops_core.db.store import TaskStore, decode_cursor, not_found, page_of
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import PENDING, RUNNING, TaskStatus
+from ops_core.tenancy import TenantScope, tenant_or_none
 
 UNFINISHED = TASKS.c.finished_at.is_(None)
 _RUNNING_COLUMNS = (
@@ -97,29 +111,46 @@ class SqliteStore(TaskStore):
         values = {c.name: getattr(task, c.name) for c in TASKS.c}
         # Concurrent creates with one key: the loser's INSERT waits for the winner's commit,
         # inserts nothing, and then reads the winner's row.
-        stmt = insert(TASKS).values(values).on_conflict_do_nothing(index_elements=[TASKS.c.idempotency_key])
+        stmt = (
+            insert(TASKS)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[TASKS.c.tenant, TASKS.c.idempotency_key])
+        )
         async with self._write() as conn:
             if (await conn.execute(stmt.returning(TASKS.c.id))).first() is None:
                 return False
             await _add_events(conn, task, 0, [event], task.created_at)
         return True
 
-    async def _by_idempotency_key(self, key: str) -> Task:
+    async def _by_idempotency_key(self, tenant: str, key: str) -> Task:
+        stmt = select(TASKS).where(TASKS.c.tenant == tenant, TASKS.c.idempotency_key == key)
         async with self._read() as conn:
-            row = (await conn.execute(select(TASKS).where(TASKS.c.idempotency_key == key))).mappings().one()
+            row = (await conn.execute(stmt)).mappings().one()
         return Task.from_row(row)
 
-    async def get(self, task_id: uuid.UUID) -> Task:
+    async def get(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Task:
+        stmt = select(TASKS).where(TASKS.c.id == task_id, *_of_tenant(tenant))
         async with self._read() as conn:
-            row = (await conn.execute(select(TASKS).where(TASKS.c.id == task_id))).mappings().first()
+            row = (await conn.execute(stmt)).mappings().first()
         if row is None:
             raise not_found(task_id)
         return Task.from_row(row)
 
     async def list(
-        self, *, status: TaskStatus | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        tenant: TenantScope,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> TaskPage:
-        stmt = select(TASKS).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit + 1)
+        stmt = (
+            select(TASKS)
+            .where(*_of_tenant(tenant))
+            .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
+            .limit(limit + 1)
+        )
         if status is not None:
             stmt = stmt.where(TASKS.c.status == TaskStatus(status).value)
         if agent is not None:
@@ -132,19 +163,39 @@ class SqliteStore(TaskStore):
         return page_of([Task.from_row(r) for r in rows], limit)
 
     async def list_events(
-        self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000
+        self, task_id: uuid.UUID, *, tenant: TenantScope, after_seq: int = 0, limit: int = 1000
     ) -> builtins.list[TaskEvent]:
         stmt = (
             select(EVENTS)
-            .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > after_seq)
+            .join(TASKS, TASKS.c.id == EVENTS.c.task_id)
+            .where(EVENTS.c.task_id == task_id, EVENTS.c.seq > after_seq, *_of_tenant(tenant))
             .order_by(EVENTS.c.seq)
             .limit(limit)
         )
+        owned = select(TASKS.c.id).where(TASKS.c.id == task_id, *_of_tenant(tenant))
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
-            if not rows and (await conn.execute(select(TASKS.c.id).where(TASKS.c.id == task_id))).first() is None:
+            if not rows and (await conn.execute(owned)).first() is None:
                 raise not_found(task_id)
         return [TaskEvent.from_row(r) for r in rows]
+
+    async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
+        keys = (TASKS.c.tenant, TASKS.c.agent, TASKS.c.model)
+        stmt = (
+            select(
+                *keys,
+                func.count().label("tasks"),
+                func.sum(TASKS.c.input_tokens).label("input_tokens"),
+                func.sum(TASKS.c.output_tokens).label("output_tokens"),
+                func.sum(TASKS.c.reused_tokens).label("reused_tokens"),
+            )
+            .where(TASKS.c.created_at >= since, *_of_tenant(tenant))
+            .group_by(*keys)
+            .order_by(*keys)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [UsageTotal(**dict(r)) for r in rows]
 
     # ---- the outbox ------------------------------------------------------------------------------
 
@@ -158,6 +209,7 @@ class SqliteStore(TaskStore):
                 TASKS.c.status == PENDING.value,
                 _published_before(republish_before),
                 or_(TASKS.c.run_after.is_(None), TASKS.c.run_after <= (now or utcnow())),
+                _has_slot(now or utcnow()),
             )
             .order_by(TASKS.c.created_at)
             .limit(limit)
@@ -194,6 +246,8 @@ class SqliteStore(TaskStore):
                 where=[
                     TASKS.c.status == CLAIM.source.value,
                     or_(TASKS.c.start_deadline.is_(None), TASKS.c.attempts > 0, TASKS.c.start_deadline >= now),
+                    # Checked inside the UPDATE, which holds SQLite's one write lock: no other claim interleaves.
+                    _has_slot(now),
                 ],
                 values={
                     "status": CLAIM.to.value,
@@ -208,6 +262,10 @@ class SqliteStore(TaskStore):
                 now=now,
                 stamp=True,
             )
+            if task is None:
+                held = TASKS.c.tenant.in_(_LIMITED)
+                hold = update(TASKS).where(TASKS.c.id == task_id, TASKS.c.status == PENDING.value, held)
+                await conn.execute(hold.values(published_at=HELD_AT))
         return None if task is None else Claim(task, task.attempts)
 
     async def _fenced(self, write: Fenced, values: Mapping[str, Any]) -> bool:
@@ -451,6 +509,38 @@ async def _add_events(
         for seq, event in zip(event_seqs(task.last_event_seq, len(events)), events, strict=True)
     ]
     await conn.execute(EVENTS.insert(), rows)
+
+
+_LIMITED = select(TENANTS.c.id).where(TENANTS.c.max_running.is_not(None))
+
+
+def _has_slot(now: datetime) -> ColumnElement[bool]:
+    """The task's tenant has no running limit, or a free slot for it (rules.py, tenant slots)."""
+    limit = select(TENANTS.c.max_running).where(TENANTS.c.id == TASKS.c.tenant).scalar_subquery()
+    other = TASKS.alias("other")
+    ahead = (
+        select(func.count())
+        .select_from(other)
+        .where(
+            other.c.tenant == TASKS.c.tenant,
+            other.c.finished_at.is_(None),
+            or_(
+                other.c.status == RUNNING.value,
+                and_(
+                    other.c.status == PENDING.value,
+                    tuple_(other.c.created_at, other.c.id) < tuple_(TASKS.c.created_at, TASKS.c.id),
+                    or_(other.c.run_after.is_(None), other.c.run_after <= now),
+                ),
+            ),
+        )
+        .scalar_subquery()
+    )
+    return or_(TASKS.c.tenant.not_in(_LIMITED), ahead < limit)
+
+
+def _of_tenant(scope: TenantScope) -> builtins.list[ColumnElement[bool]]:
+    tenant = tenant_or_none(scope)
+    return [] if tenant is None else [TASKS.c.tenant == tenant]
 
 
 def _owned_by(attempt: int) -> builtins.list[ColumnElement[bool]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage, WorkerView
+from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
 from ops_core.db.rules import (
     CANCEL_RUNNING,
     COMPLETE,
@@ -41,6 +41,7 @@ from ops_core.db.rules import (
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import Conflict, InvalidRequest, LeaseLost, RetryLimitReached, TaskFinished, TaskNotFound
 from ops_core.lifecycle import CANCELLED, FAILED, PENDING, RUNNING, GiveUp, RetryPolicy, TaskStatus
+from ops_core.tenancy import TenantScope
 
 # Each round re-reads the status; a task changes under an operator's request only a few times
 # (claim, finish), so running out means something is badly wrong.
@@ -48,7 +49,13 @@ MAX_ROUNDS = 10
 
 
 class TaskStore(abc.ABC):
-    """The operations; see the module docstring for the rules every backend follows."""
+    """The operations; see the module docstring for the rules every backend follows.
+
+    A caller's operations (create, get, list, list_events, request_cancel,
+    retry, usage) name the caller's tenant scope, with no default: another
+    tenant's task is not found. The worker's operations name a task it was
+    handed and an attempt it owns, and are the system's, for every tenant.
+    """
 
     engine: AsyncEngine
 
@@ -69,6 +76,7 @@ class TaskStore(abc.ABC):
                 raise InvalidRequest("schedule_to_start_seconds is too large") from None
         task = Task(
             id=uuid.uuid4(),
+            tenant=new.tenant,
             agent=new.agent,
             goal=new.goal,
             input=new.input,
@@ -87,30 +95,40 @@ class TaskStore(abc.ABC):
         if await self._insert(task, created_event()):
             return task, True
         assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
-        return await self._by_idempotency_key(new.idempotency_key), False
+        return await self._by_idempotency_key(new.tenant, new.idempotency_key), False
 
     @abc.abstractmethod
     async def _insert(self, task: Task, event: NewEvent) -> bool:
-        """Insert ``task`` with its first event; False if its idempotency key is taken."""
+        """Insert ``task`` with its first event; False if its tenant's idempotency key is taken."""
 
     @abc.abstractmethod
-    async def _by_idempotency_key(self, key: str) -> Task: ...
+    async def _by_idempotency_key(self, tenant: str, key: str) -> Task: ...
 
     @abc.abstractmethod
-    async def get(self, task_id: uuid.UUID) -> Task:
-        """The task, or :class:`TaskNotFound`."""
+    async def get(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Task:
+        """The task, or :class:`TaskNotFound` (also for another tenant's task)."""
 
     @abc.abstractmethod
     async def list(
-        self, *, status: TaskStatus | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        tenant: TenantScope,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> TaskPage:
         """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
 
     @abc.abstractmethod
     async def list_events(
-        self, task_id: uuid.UUID, *, after_seq: int = 0, limit: int = 1000
+        self, task_id: uuid.UUID, *, tenant: TenantScope, after_seq: int = 0, limit: int = 1000
     ) -> builtins.list[TaskEvent]:
         """Events after ``after_seq`` in seq order; :class:`TaskNotFound` for an unknown task."""
+
+    @abc.abstractmethod
+    async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
+        """Token totals of the tasks submitted since ``since``, by tenant, agent and model."""
 
     # ---- the outbox ------------------------------------------------------------------------------
 
@@ -299,10 +317,11 @@ class TaskStore(abc.ABC):
 
     # ---- operator actions ------------------------------------------------------------------------
 
-    async def request_cancel(self, task_id: uuid.UUID) -> Task:
+    async def request_cancel(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Task:
         """pending → cancelled at once; running → flag it (the worker stops the run); terminal → TaskFinished."""
         for _ in range(MAX_ROUNDS):
-            current = (await self.get(task_id)).status
+            # The writes below go by id: this read already proved the task is the caller's.
+            current = (await self.get(task_id, tenant=tenant)).status
             if current is PENDING:
                 cancelled = await self._cancel_pending(task_id, utcnow())
                 if cancelled is not None:
@@ -311,7 +330,7 @@ class TaskStore(abc.ABC):
                 flagged = await self._flag_cancel(task_id, utcnow())
                 if flagged is not None:
                     return flagged
-                again = await self.get(task_id)
+                again = await self.get(task_id, tenant=tenant)
                 if again.status is RUNNING and again.cancel_requested:
                     return again  # a second request adds no event
             else:
@@ -330,14 +349,14 @@ class TaskStore(abc.ABC):
     async def cancel_requested(self, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these running tasks have a cancel request (one query for all of a worker's runs)."""
 
-    async def retry(self, task_id: uuid.UUID) -> Task:
+    async def retry(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Task:
         """failed|cancelled → pending, with a fresh retry budget (see ``RetryPolicy.renewed_budget``).
 
         ``attempts`` and ``attempt_errors`` are kept (history), and so is the
         checkpoint, so the new attempt resumes where the last one stopped.
         """
         for _ in range(MAX_ROUNDS):
-            task = await self.get(task_id)
+            task = await self.get(task_id, tenant=tenant)
             if task.status not in (FAILED, CANCELLED):
                 raise Conflict(f"task {task_id} is {task.status.value}; only failed or cancelled tasks can be retried")
             if task.manual_retries >= self.policy.max_manual_retries:

@@ -17,7 +17,7 @@ from uuid import UUID
 from agentkit.errors import UnknownProviderError
 from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
-from ops_core.config import Settings
+from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
@@ -30,14 +30,19 @@ from ops_core.errors import (
 )
 from ops_core.lifecycle import TaskStatus
 from ops_core.queue.publisher import Publisher
+from ops_core.quotas import QuotaCache
 from ops_core.services.publish_marks import PublishMarks
+from ops_core.tenancy import TenantScope
 
 log = logging.getLogger(__name__)
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, publisher: Publisher, registry: AgentRegistry, settings: Settings) -> None:
+    def __init__(
+        self, store: TaskStore, quotas: QuotaCache, publisher: Publisher, registry: AgentRegistry, settings: Settings
+    ) -> None:
         self._store = store
+        self._quotas = quotas
         self._publisher = publisher
         self._registry = registry
         self._settings = settings
@@ -56,6 +61,7 @@ class TaskService:
     async def submit(
         self,
         *,
+        tenant: str,
         goal: str,
         agent: str = "default",
         input: dict[str, Any] | None = None,
@@ -82,7 +88,11 @@ class TaskService:
             raise InvalidModel(str(exc)) from None
         if not allowed:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        quotas = await self._quotas.admit_submission(tenant)
+        if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
+            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
         new = NewTask(
+            tenant=tenant,
             agent=agent,
             goal=goal,
             input=input or {},
@@ -100,11 +110,11 @@ class TaskService:
             _check_same_request(task, new)
         return task, created
 
-    async def cancel(self, task_id: UUID) -> Task:
-        return await self._store.request_cancel(task_id)
+    async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
+        return await self._store.request_cancel(task_id, tenant=tenant)
 
-    async def retry(self, task_id: UUID) -> Task:
-        task = await self._store.retry(task_id)
+    async def retry(self, task_id: UUID, *, tenant: TenantScope) -> Task:
+        task = await self._store.retry(task_id, tenant=tenant)
         await self.publish(task)
         return task
 

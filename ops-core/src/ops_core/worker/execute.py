@@ -27,6 +27,8 @@ from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable, LeaseLost
 from ops_core.lifecycle import Decision, Retry, RetryPolicy
+from ops_core.quotas import QuotaCache
+from ops_core.redact import redact_text
 from ops_core.worker.models import ModelCache
 from ops_core.worker.recorder import EventRecorder, jsonable
 
@@ -46,6 +48,8 @@ class ExecutionContext:
     settings: Settings
     republish: Republish
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # None: no tenant quotas are checked (tests of the executor alone).
+    quotas: QuotaCache | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -72,6 +76,7 @@ class Execution:
         self._saved = self._resume.usage if self._resume else Usage()
         self._baseline = self._saved
         self._started = 0.0
+        self._over_budget = False
 
     @property
     def attempt(self) -> int:
@@ -150,6 +155,9 @@ class Execution:
         match outcome:
             case RunSuccess():
                 await self._complete(outcome)
+            case RunFailure(error=RunCancelled()) if self._over_budget:
+                message = f"tenant {task.tenant!r} spent its daily token budget; the run stopped after its last step"
+                await self._fail(ErrorType.QUOTA_EXCEEDED, message, outcome.usage, outcome.reused_usage)
             case RunFailure(error=RunCancelled()):
                 if await self._finish(
                     lambda events, used, reused: self._ctx.store.finish_cancelled(
@@ -188,6 +196,20 @@ class Execution:
                 )
             )
             self._saved = used
+        await self._check_budget()
+
+    async def _check_budget(self) -> None:
+        """Stop the run before its next step once its tenant's daily token budget is spent."""
+        quotas = self._ctx.quotas
+        if quotas is None:
+            return
+        try:
+            spent = await quotas.budget_spent(self._task.tenant)
+        except DatabaseUnavailable:
+            return  # checked again after the next step; the run's own writes retry meanwhile
+        if spent:
+            self._over_budget = True
+            self._cancelled.set()
 
     def _usage_kwargs(self, used: Usage, reused: Usage) -> dict[str, int]:
         """Token counts for a final write: this attempt's new usage minus what checkpoints already added."""
@@ -211,6 +233,7 @@ class Execution:
             self._log_end("completed", outcome.usage)
 
     async def _fail(self, error_type: str, message: str, used: Usage, reused: Usage) -> None:
+        message = redact_text(message)
         self.recorder.add(EventType.ERROR, {"type": error_type, "message": message})
         if await self._finish(
             lambda events, u, r: self._ctx.store.fail(
@@ -228,16 +251,17 @@ class Execution:
 
     async def _schedule_retry(self, error: RunError, delay: float, used: Usage, reused: Usage) -> None:
         run_after = datetime.now(UTC) + timedelta(seconds=delay)
+        message = redact_text(str(error))
         self.recorder.add(
             EventType.ATTEMPT_FAILED,
-            {"attempt": self._attempt, "type": error.kind, "message": str(error), "retry_in_seconds": delay},
+            {"attempt": self._attempt, "type": error.kind, "message": message, "retry_in_seconds": delay},
         )
         moved = await self._finish(
             lambda events, u, r: self._ctx.store.schedule_retry(
                 self._task.id,
                 self._attempt,
                 error_type=error.kind,
-                error_message=str(error),
+                error_message=message,
                 run_after=run_after,
                 **self._usage_kwargs(u, r),
                 events=events,
@@ -249,7 +273,7 @@ class Execution:
             self._log_end(
                 "pending",
                 used,
-                f" in {delay:.1f}s ({error.kind}: {_short(str(error))})",
+                f" in {delay:.1f}s ({error.kind}: {_short(message)})",
                 outcome="failed, retrying",
                 error_type=error.kind,
                 retry_in_seconds=round(delay, 3),

@@ -90,6 +90,7 @@ class WorkerProcess:
             settings=self._settings,
             republish=lambda task, delay: self.runner.republish(task, delay),
             policy=RetryPolicy.from_settings(self._settings),
+            quotas=runtime.quotas,
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()

@@ -23,6 +23,7 @@ from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.lifecycle import TaskStatus
+from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.lease import ReapGuard
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Reaper:
             # Timeouts first: a run far past its timeout is failed, not given another attempt.
             await self._store.fail_expired(grace_seconds=lease)
             for task_id in await self._store.requeue_orphans(stale_after=lease, caller=self._worker_id):
-                await self._settle_orphan(await self._store.get(task_id))
+                await self._settle_orphan(await self._store.get(task_id, tenant=EVERY_TENANT))
         # Not a guess about liveness: a deadline that has passed has passed.
         await self._store.fail_unstarted()
 

@@ -19,6 +19,7 @@ from agentkit import RunEvent
 from ops_core.db.models import NewEvent
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable
+from ops_core.redact import redact
 
 
 def jsonable(value: Any) -> Any:
@@ -36,7 +37,9 @@ class EventRecorder:
         self._lock = asyncio.Lock()
 
     def add(self, type: str, payload: dict[str, Any]) -> None:
-        self._buffer.append(NewEvent(type=type, payload=jsonable(payload), created_at=datetime.now(UTC)))
+        # Tool arguments and results, model output and error text are stored for anyone with
+        # tasks:read to see; a credential among them must not be.
+        self._buffer.append(NewEvent(type=type, payload=redact(jsonable(payload)), created_at=datetime.now(UTC)))
 
     async def on_run_event(self, event: RunEvent) -> None:
         self.add(str(event.type), {"step": event.step, **event.payload})

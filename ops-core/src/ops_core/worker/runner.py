@@ -30,6 +30,7 @@ from ops_core.db.models import Claim, Task
 from ops_core.db.store import TaskStore
 from ops_core.queue.actors import DispatchRefused
 from ops_core.queue.publisher import Publisher
+from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.cancel_poll import CANCEL_POLL_SECONDS, CancelPoll
 from ops_core.worker.execute import Execution, ExecutionContext
 from ops_core.worker.flush import FLUSH_SECONDS, EventFlush
@@ -199,7 +200,7 @@ class TaskRunner:
                     attempt,
                     extra={"task_id": str(task_id), "attempt": attempt, "status": "pending"},
                 )
-                await self.republish(await self._store.get(task_id), 0.0)
+                await self.republish(await self._store.get(task_id, tenant=EVERY_TENANT), 0.0)
         except Exception:
             # The task stays running under a worker that stops heartbeating: another worker requeues it.
             log.exception(

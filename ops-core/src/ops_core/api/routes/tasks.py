@@ -7,8 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
+from ops_core.api.auth import Reader, Writer
 from ops_core.api.deps import MetricsDep, SettingsDep, StoreDep, TaskServiceDep, bounded
-from ops_core.api.errors import INVALID, NOT_FOUND, TOO_LARGE, UNAVAILABLE, error_doc
+from ops_core.api.errors import AUTH, INVALID, NOT_FOUND, THROTTLED, TOO_LARGE, UNAVAILABLE, error_doc
 from ops_core.api.schemas import (
     TaskCreate,
     TaskEventPublic,
@@ -21,7 +22,7 @@ from ops_core.api.storable import INT32_MAX, StorableText
 from ops_core.db.models import Task
 from ops_core.lifecycle import TaskStatus
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=AUTH)
 
 
 MAX_PAGE = 500
@@ -43,13 +44,18 @@ def _task_response(task: Task, status_code: int = status.HTTP_200_OK) -> Respons
         409: error_doc("The idempotency_key was used before with a different request"),
         **TOO_LARGE,
         **INVALID,
+        **THROTTLED,
         **UNAVAILABLE,
     },
 )
-async def submit_task(body: TaskCreate, tasks: TaskServiceDep, settings: SettingsDep, metrics: MetricsDep) -> Response:
-    """Queue a task; 202 when created, 200 with the existing task on a repeated idempotency_key."""
+async def submit_task(
+    body: TaskCreate, caller: Writer, tasks: TaskServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
+    """Queue a task in the caller's tenant; 202 when created, 200 with the existing task on a repeated
+    idempotency_key."""
     async with bounded(settings):
         task, created = await tasks.submit(
+            tenant=caller.tenant,
             goal=body.goal,
             agent=body.agent,
             input=body.input,
@@ -67,6 +73,7 @@ async def submit_task(body: TaskCreate, tasks: TaskServiceDep, settings: Setting
 
 @router.get("", response_model=TasksPublic, responses={**INVALID, **UNAVAILABLE})
 async def list_tasks(
+    caller: Reader,
     store: StoreDep,
     settings: SettingsDep,
     status: TaskStatus | None = None,
@@ -74,17 +81,17 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[StorableText | None, Query(min_length=1, max_length=500)] = None,
 ) -> Response:
-    """Task summaries, newest first; follow ``next_cursor`` for older pages."""
+    """The tenant's tasks (an admin's: every tenant's), newest first; follow ``next_cursor`` for older pages."""
     async with bounded(settings):
-        page = await store.list(status=status, agent=agent, limit=limit, cursor=cursor)
+        page = await store.list(tenant=caller.scope, status=status, agent=agent, limit=limit, cursor=cursor)
     return Response(content=to_json(TasksPublic.from_page(page)), media_type="application/json")
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses={**NOT_FOUND, **INVALID, **UNAVAILABLE})
-async def get_task(task_id: UUID, store: StoreDep, settings: SettingsDep) -> Response:
+async def get_task(task_id: UUID, caller: Reader, store: StoreDep, settings: SettingsDep) -> Response:
     """The task with everything: input, result and every attempt's error."""
     async with bounded(settings):
-        task = await store.get(task_id)
+        task = await store.get(task_id, tenant=caller.scope)
     return _task_response(task)
 
 
@@ -93,10 +100,10 @@ async def get_task(task_id: UUID, store: StoreDep, settings: SettingsDep) -> Res
     response_model=TaskPublic,
     responses={**NOT_FOUND, 409: error_doc("The task already finished"), **INVALID, **UNAVAILABLE},
 )
-async def cancel_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
+async def cancel_task(task_id: UUID, caller: Writer, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
     """Cancel: a pending task at once; a running one is flagged and its worker stops it."""
     async with bounded(settings):
-        task = await tasks.cancel(task_id)
+        task = await tasks.cancel(task_id, tenant=caller.scope)
     return _task_response(task)
 
 
@@ -111,16 +118,17 @@ async def cancel_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDe
         **UNAVAILABLE,
     },
 )
-async def retry_task(task_id: UUID, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
+async def retry_task(task_id: UUID, caller: Writer, tasks: TaskServiceDep, settings: SettingsDep) -> Response:
     """Queue a failed or cancelled task again, with a fresh retry budget."""
     async with bounded(settings):
-        task = await tasks.retry(task_id)
+        task = await tasks.retry(task_id, tenant=caller.scope)
     return _task_response(task, status.HTTP_202_ACCEPTED)
 
 
 @router.get("/{task_id}/events", response_model=TaskEventsPublic, responses={**NOT_FOUND, **INVALID, **UNAVAILABLE})
 async def list_task_events(
     task_id: UUID,
+    caller: Reader,
     store: StoreDep,
     settings: SettingsDep,
     after_seq: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
@@ -128,6 +136,6 @@ async def list_task_events(
 ) -> Response:
     """The task's events in ``seq`` order, starting after ``after_seq``."""
     async with bounded(settings):
-        events = await store.list_events(task_id, after_seq=after_seq, limit=limit)
+        events = await store.list_events(task_id, tenant=caller.scope, after_seq=after_seq, limit=limit)
     body = TaskEventsPublic(items=[TaskEventPublic.model_validate(e) for e in events])
     return Response(content=to_json(body), media_type="application/json")

@@ -1,0 +1,163 @@
+"""Who is calling: the bearer key of each ``/v1`` request, checked against the store, and its scopes.
+
+A key's row is cached for ``OPSCORE_AUTH_CACHE_SECONDS`` per API process, so a
+revoked or expired key stops working everywhere within that bound while the
+submit path pays no database read for authentication. The presented secret is
+hashed and compared on every request, cached or not.
+
+Every failure (no header, not a bearer key, malformed, unknown, revoked,
+expired) is the same 401: the answer does not tell a guesser which part was
+wrong. A valid key without the scope the operation needs gets 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
+
+from ops_core.api.errors import ops_core_error_response
+from ops_core.config import Settings
+from ops_core.db.access import LAST_USED_PRECISION, AccessStore, StoredKey
+from ops_core.db.rules import utcnow
+from ops_core.errors import DatabaseUnavailable, Forbidden, OpsCoreError, Unauthenticated, Unavailable
+from ops_core.keys import Caller, Scope, key_id_of, secret_matches
+from ops_core.tenancy import DEFAULT_TENANT
+
+# Unknown key ids are cached too (a guesser must not cost a query each); the bound keeps that finite.
+MAX_CACHED_KEYS = 10_000
+
+UNAUTHENTICATED = "a valid API key is required: send Authorization: Bearer <key>"
+
+# With OPSCORE_AUTH=disabled every request acts as this: the default tenant, every scope.
+ANONYMOUS = Caller(key_id="-", tenant=DEFAULT_TENANT, scopes=frozenset(Scope))
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    stored: StoredKey | None
+    until: float
+
+
+class Authenticator:
+    def __init__(
+        self, access: AccessStore, *, cache_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._access = access
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+
+    async def caller(self, secret: str) -> Caller:
+        """The caller ``secret`` stands for; :class:`Unauthenticated` for any secret that is not a usable key."""
+        key_id = key_id_of(secret)
+        if key_id is None:
+            raise Unauthenticated(UNAUTHENTICATED)
+        stored = await self._stored(key_id)
+        now = utcnow()
+        if stored is None or not secret_matches(secret, stored.secret_hash) or not stored.key.usable(now):
+            raise Unauthenticated(UNAUTHENTICATED)
+        return Caller(key_id=key_id, tenant=stored.key.tenant, scopes=frozenset(_scopes(stored.key.scopes)))
+
+    async def _stored(self, key_id: str) -> StoredKey | None:
+        now = self._clock()
+        cached = self._cache.get(key_id)
+        if cached is not None and cached.until > now:
+            return cached.stored
+        stored = await self._access.stored_key(key_id)
+        if len(self._cache) >= MAX_CACHED_KEYS:
+            self._cache.clear()
+        self._cache[key_id] = _Cached(stored, now + self._cache_seconds)
+        if stored is not None and stored.key.usable(utcnow()):
+            last = stored.key.last_used_at
+            # Written when the key is looked up again, not per request, and only to the minute.
+            if last is None or utcnow() - last >= LAST_USED_PRECISION:
+                await self._access.touch(key_id, utcnow())
+        return stored
+
+
+def _scopes(names: list[str]) -> list[Scope]:
+    # A scope this version does not know (written by a newer one) grants nothing.
+    return [Scope(name) for name in names if name in Scope._value2member_map_]
+
+
+# Declares the scheme in the OpenAPI document; the check itself is AuthMiddleware's.
+_bearer = HTTPBearer(auto_error=False, description="An API key: opsk_…")
+
+PROTECTED = ("/v1/", "/metrics")
+
+
+class AuthMiddleware:
+    """Authenticates every request to a protected path before anything reads its body.
+
+    Here rather than in a dependency because FastAPI decodes a request's JSON
+    body before it runs dependencies: a caller without a key would learn from a
+    422 what is wrong with its body, instead of getting the 401 it is owed.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        self.app = app
+        self._required = settings.auth_required
+        self._deadline = settings.request_deadline_seconds
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._required or not scope["path"].startswith(PROTECTED):
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await self._caller(scope)
+        except OpsCoreError as exc:
+            await ops_core_error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+    async def _caller(self, scope: ASGIScope) -> Caller:
+        scheme, _, secret = _authorization(scope).partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthenticated(UNAUTHENTICATED)
+        authenticator: Authenticator | None = getattr(scope["app"].state, "authenticator", None)
+        if authenticator is None:
+            raise Unavailable("the API is not ready to serve requests")
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await authenticator.caller(secret.strip())
+        except TimeoutError:
+            raise DatabaseUnavailable(f"the database did not answer within {self._deadline:g}s") from None
+
+
+def _authorization(scope: ASGIScope) -> str:
+    # Scanned by hand, as body_limit.py does: a Headers object per request costs on the submit path.
+    for name, raw in scope["headers"]:
+        if name == b"authorization":
+            return str(raw.decode("latin-1"))
+    return ""
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that answers the caller AuthMiddleware found, if its key has ``scope`` (admin has every scope)."""
+
+    async def caller(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Caller:
+        if not request.app.state.settings.auth_required:
+            return ANONYMOUS
+        found: Caller = request.state.caller
+        if not found.allows(scope):
+            raise Forbidden(f"this key lacks the {scope.value} scope")
+        return found
+
+    return caller
+
+
+Reader = Annotated[Caller, Depends(require(Scope.TASKS_READ))]
+Writer = Annotated[Caller, Depends(require(Scope.TASKS_WRITE))]
+Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
+MetricsReader = Annotated[Caller, Depends(require(Scope.METRICS))]
