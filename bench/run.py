@@ -94,7 +94,12 @@ async def _submits(cfg: bench_config.Config, log_dir: Path) -> list[submit.Submi
     with deploy.bare(log_dir) as bare, deploy.opscore(log_dir) as ours:
         found = await submit.measure([bare, ours], cfg.submit_rate, cfg.submit_seconds, cfg.max_rates, cfg.step_seconds)
     for one in found:
-        print(f"  {one.name}: max sustained {one.max_rate:.0f} req/s", flush=True)
+        at = one.at_rate
+        print(
+            f"  {one.name}: max sustained {one.max_rate:.0f} req/s; at {at.offered:.0f} req/s"
+            f" p50 {at.latency.p50 * 1000:.1f} ms, p99 {at.latency.p99 * 1000:.1f} ms",
+            flush=True,
+        )
     return found
 
 

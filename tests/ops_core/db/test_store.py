@@ -356,4 +356,4 @@ async def test_claims_and_completions_made_together_share_a_statement(
     assert all(done)
     # Each batch goes out as soon as it is asked for, and all 20 were asked for in one loop iteration.
     assert statements == [postgres.CLAIM_SQL, postgres.APPEND, postgres.CHECKPOINT, postgres.COMPLETE]
-    assert [e.seq for e in await pg_store.list_events(tasks[7].id)] == [1, 2, 3, 4]
+    assert [e.seq for e in await pg_store.list_events(tasks[7].id, tenant=EVERY_TENANT)] == [1, 2, 3, 4]

@@ -43,6 +43,7 @@ ANONYMOUS = Caller(key_id="-", tenant=DEFAULT_TENANT, scopes=frozenset(Scope))
 @dataclass(frozen=True, slots=True)
 class _Cached:
     stored: StoredKey | None
+    caller: Caller | None
     until: float
 
 
@@ -60,27 +61,30 @@ class Authenticator:
         key_id = key_id_of(secret)
         if key_id is None:
             raise Unauthenticated(UNAUTHENTICATED)
-        stored = await self._stored(key_id)
-        now = utcnow()
-        if stored is None or not secret_matches(secret, stored.secret_hash) or not stored.key.usable(now):
-            raise Unauthenticated(UNAUTHENTICATED)
-        return Caller(key_id=key_id, tenant=stored.key.tenant, scopes=frozenset(_scopes(stored.key.scopes)))
-
-    async def _stored(self, key_id: str) -> StoredKey | None:
-        now = self._clock()
         cached = self._cache.get(key_id)
-        if cached is not None and cached.until > now:
-            return cached.stored
+        if cached is None or cached.until <= self._clock():
+            cached = await self._lookup(key_id)
+        stored = cached.stored
+        if stored is None or not secret_matches(secret, stored.secret_hash) or not stored.key.usable(utcnow()):
+            raise Unauthenticated(UNAUTHENTICATED)
+        assert cached.caller is not None
+        return cached.caller
+
+    async def _lookup(self, key_id: str) -> _Cached:
+        now = self._clock()
         stored = await self._access.stored_key(key_id)
+        caller = None
+        if stored is not None:
+            caller = Caller(key_id=key_id, tenant=stored.key.tenant, scopes=frozenset(_scopes(stored.key.scopes)))
         if len(self._cache) >= MAX_CACHED_KEYS:
             self._cache.clear()
-        self._cache[key_id] = _Cached(stored, now + self._cache_seconds)
+        cached = self._cache[key_id] = _Cached(stored, caller, now + self._cache_seconds)
         if stored is not None and stored.key.usable(utcnow()):
             last = stored.key.last_used_at
             # Written when the key is looked up again, not per request, and only to the minute.
             if last is None or utcnow() - last >= LAST_USED_PRECISION:
                 await self._access.touch(key_id, utcnow())
-        return stored
+        return cached
 
 
 def _scopes(names: list[str]) -> list[Scope]:
