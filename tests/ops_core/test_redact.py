@@ -56,3 +56,20 @@ def test_log_records_with_secrets_are_rewritten(caplog: pytest.LogCaptureFixture
     text = caplog.text
     assert all(secret not in text for secret in SECRETS)
     assert "calling with [redacted]" in text and "boom [redacted]" in text
+
+
+def test_the_recorder_stores_events_without_secrets() -> None:
+    import uuid
+    from typing import Any, cast
+
+    from ops_core.worker.recorder import EventRecorder
+
+    recorder = EventRecorder(cast(Any, None), uuid.uuid4(), 1)
+    recorder.add("tool_call", {"name": "fetch", "arguments": {"headers": {"Authorization": SECRETS[1]}}})
+    recorder.add("tool_result", {"content": f"echo {SECRETS[0]}"})
+    recorder.add("model_response", {"text": "plain", "usage": {"input_tokens": 3}})
+
+    first, second, third = recorder.take()
+    assert first.payload["arguments"]["headers"]["Authorization"] == REDACTED
+    assert second.payload["content"] == f"echo {REDACTED}"
+    assert third.payload == {"text": "plain", "usage": {"input_tokens": 3}}
