@@ -10,7 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from ops_core.api.app import create_app
 from ops_core.api.auth import UNAUTHENTICATED, Authenticator
+from ops_core.config import Settings
 from ops_core.db.rules import utcnow
 from ops_core.errors import Unauthenticated
 from ops_core.keys import Scope, new_secret
@@ -292,3 +294,15 @@ async def test_a_tenants_model_allow_list_narrows_the_servers(client_for: Client
     refused = await a.post("/v1/tasks", json={"goal": "x"})
     assert refused.status_code == 422 and error_of(refused)["code"] == "model_not_allowed"
     assert (await a.post("/v1/tasks", json={"goal": "x", "model": "offline:other"})).status_code == 202
+
+
+async def test_cors_is_off_unless_origins_are_configured(settings: Settings, runtime: Runtime) -> None:
+    preflight = {"Origin": "https://dash.example", "Access-Control-Request-Method": "GET"}
+    for origins, allowed in (("", None), ("https://dash.example", "https://dash.example")):
+        app = create_app(settings.model_copy(update={"cors_origins": origins}), runtime=runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            response = await http.options("/v1/tasks", headers=preflight)
+            other = await http.options("/v1/tasks", headers={**preflight, "Origin": "https://evil.example"})
+        assert response.headers.get("access-control-allow-origin") == allowed
+        assert "access-control-allow-origin" not in other.headers
+        assert "access-control-allow-credentials" not in response.headers

@@ -96,9 +96,21 @@ def _serve_with(app: FastAPI, runtime: Runtime) -> None:
 
 
 def _middleware(settings: Settings, metrics: ApiMetrics) -> list[Middleware]:
-    middleware = [
-        # Outermost, so rejected bodies (413) are counted too.
-        Middleware(MetricsMiddleware, metrics=metrics),
+    # Outermost, so rejected bodies (413) are counted too.
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    origins = comma_list(settings.cors_origins)
+    if origins:
+        # Outside auth: a browser's preflight carries no key, and a 401 must reach the page that asked.
+        # Keys travel in the Authorization header, never in cookies: no credentials mode, so no CSRF.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PATCH"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    middleware += [
         Middleware(
             BodyLimitMiddleware,
             max_body_bytes=settings.max_body_bytes,
@@ -107,15 +119,4 @@ def _middleware(settings: Settings, metrics: ApiMetrics) -> list[Middleware]:
         # Before the app reads the body: a request without a valid key learns nothing from it.
         Middleware(AuthMiddleware, settings=settings),
     ]
-    origins = comma_list(settings.cors_origins)
-    if origins:
-        # Keys travel in the Authorization header, never in cookies: no credentials mode, so no CSRF.
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=origins,
-                allow_methods=["GET", "POST", "DELETE", "PATCH"],
-                allow_headers=["Authorization", "Content-Type"],
-            )
-        )
     return middleware
