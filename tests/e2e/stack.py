@@ -42,6 +42,7 @@ class Deployment:
         self.log_dir = log_dir
         self.fake = fake
         self.api: ManagedProcess | None = None
+        self.extra_apis: list[ManagedProcess] = []
         self.workers: list[ManagedProcess] = []
         # The proxies every process of this deployment goes through, when it was launched with them.
         self.database = database
@@ -62,6 +63,19 @@ class Deployment:
         port = self.api_url.rsplit(":", 1)[1]
         self.api = ManagedProcess("api", ["api", "--port", port], self.env, self.log_dir).start()
         return self.api
+
+    def start_extra_api(self) -> str:
+        """Another ``opscore api`` process of this deployment, on a port of its own, ready; its base URL.
+
+        For what must hold across API processes (each has its own key cache). Stopped with the deployment.
+        """
+        port = free_port()
+        name = f"api-{len(self.extra_apis) + 2}"
+        api = ManagedProcess(name, ["api", "--port", str(port)], self.env, self.log_dir)
+        self.extra_apis.append(api.start())
+        url = f"http://127.0.0.1:{port}"
+        self.wait_ready(url=url)
+        return url
 
     def start_worker(
         self, *, threads: int = 4, processes: int = 1, extra_env: dict[str, str] | None = None
@@ -87,13 +101,16 @@ class Deployment:
         return next(p for p in self.workers if p.alive() and worker_pid in self.pool_pids(p))
 
     def logs(self) -> str:
-        parts = [f"--- {p.name} ---\n{p.log_tail()}" for p in [self.api, *self.workers] if p is not None]
+        processes = [self.api, *self.extra_apis, *self.workers]
+        parts = [f"--- {p.name} ---\n{p.log_tail()}" for p in processes if p is not None]
         return "\n".join(parts)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, *, url: str | None = None) -> None:
+        """Until the API at ``url`` (the deployment's own by default) answers /readyz with 200."""
+
         def probe() -> int:
             try:
-                return httpx.get(f"{self.api_url}/readyz", timeout=5).status_code
+                return httpx.get(f"{url or self.api_url}/readyz", timeout=5).status_code
             except httpx.TransportError:
                 return 0
 
@@ -125,7 +142,7 @@ class Deployment:
         wait_for_sync(probe, lambda found: found >= count, timeout=timeout, what=f"{count} live workers\n{self.logs()}")
 
     def stop(self) -> None:
-        for process in [*self.workers, self.api]:
+        for process in [*self.workers, *self.extra_apis, self.api]:
             if process is not None:
                 process.stop()
 
