@@ -11,22 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
 
 from ops_core.db.access import AccessStore, Quotas
 from ops_core.db.rules import utcnow
 from ops_core.db.store import TaskStore
 from ops_core.errors import RateLimited, TokenBudgetSpent
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry(Generic[T]):
-    value: T
-    until: float
+from ops_core.ttl import TtlCache
 
 
 class QuotaCache:
@@ -40,24 +31,18 @@ class QuotaCache:
     ) -> None:
         self._access = access
         self._store = store
-        self._seconds = cache_seconds
-        self._clock = clock
-        self._quotas: dict[str, _Entry[Quotas]] = {}
-        self._spent: dict[str, _Entry[int]] = {}
+        self._quotas: TtlCache[str, Quotas] = TtlCache(cache_seconds, clock=clock)
+        self._spent: TtlCache[str, int] = TtlCache(cache_seconds, clock=clock)
 
     async def quotas(self, tenant: str) -> Quotas:
-        entry = self._quotas.get(tenant)
-        if entry is None or entry.until <= self._clock():
-            entry = self._quotas[tenant] = _Entry(await self._access.quotas(tenant), self._clock() + self._seconds)
-        return entry.value
+        return await self._quotas.get(tenant, self._access.quotas)
 
     async def tokens_today(self, tenant: str) -> int:
-        entry = self._spent.get(tenant)
-        if entry is None or entry.until <= self._clock():
-            usage = await self._store.usage(tenant=tenant, since=midnight(utcnow()))
-            spent = sum(u.input_tokens + u.output_tokens for u in usage)
-            entry = self._spent[tenant] = _Entry(spent, self._clock() + self._seconds)
-        return entry.value
+        return await self._spent.get(tenant, self._tokens_today)
+
+    async def _tokens_today(self, tenant: str) -> int:
+        usage = await self._store.usage(tenant=tenant, since=midnight(utcnow()))
+        return sum(u.input_tokens + u.output_tokens for u in usage)
 
     async def budget_spent(self, tenant: str) -> bool:
         """Whether the tenant's daily token budget (if any) is used up."""

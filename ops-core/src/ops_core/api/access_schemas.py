@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ops_core.api.storable import StorableText
-from ops_core.db.access import Quotas
 from ops_core.db.models import UsageTotal
-from ops_core.keys import DEFAULT_SCOPES, ApiKey, Scope
+from ops_core.keys import DEFAULT_SCOPES, Scope
 from ops_core.tenancy import TENANT_PATTERN
 
 MAX_KEY_DAYS = 3650
@@ -29,6 +29,8 @@ class KeyCreate(BaseModel):
 class KeyPublic(BaseModel):
     """A key without its secret, which is shown once, when the key is created."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     tenant: str
     name: str | None
@@ -37,19 +39,6 @@ class KeyPublic(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
-
-    @classmethod
-    def from_key(cls, key: ApiKey) -> KeyPublic:
-        return cls(
-            id=key.id,
-            tenant=key.tenant,
-            name=key.name,
-            scopes=key.scopes,
-            created_at=key.created_at,
-            expires_at=key.expires_at,
-            revoked_at=key.revoked_at,
-            last_used_at=key.last_used_at,
-        )
 
 
 class KeyCreated(KeyPublic):
@@ -79,21 +68,13 @@ class QuotasUpdate(BaseModel):
 
 
 class QuotasPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     tenant: str
     max_running: int | None
     submissions_per_second: float | None
     daily_token_budget: int | None
     allowed_models: str | None
-
-    @classmethod
-    def from_quotas(cls, quotas: Quotas) -> QuotasPublic:
-        return cls(
-            tenant=quotas.tenant,
-            max_running=quotas.max_running,
-            submissions_per_second=quotas.submissions_per_second,
-            daily_token_budget=quotas.daily_token_budget,
-            allowed_models=quotas.allowed_models,
-        )
 
 
 class TenantsPublic(BaseModel):
@@ -112,16 +93,7 @@ class UsageRowPublic(BaseModel):
 
     @classmethod
     def from_total(cls, total: UsageTotal) -> UsageRowPublic:
-        return cls(
-            tenant=total.tenant,
-            agent=total.agent,
-            model=total.model,
-            tasks=total.tasks,
-            input_tokens=total.input_tokens,
-            output_tokens=total.output_tokens,
-            total_tokens=total.input_tokens + total.output_tokens,
-            reused_tokens=total.reused_tokens,
-        )
+        return cls(**asdict(total), total_tokens=total.input_tokens + total.output_tokens)
 
 
 class UsagePublic(BaseModel):

@@ -92,7 +92,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
 
 def _serve_with(app: FastAPI, runtime: Runtime) -> None:
     app.state.runtime = runtime
-    app.state.authenticator = Authenticator(runtime.access, cache_seconds=runtime.settings.auth_cache_seconds)
+    settings = runtime.settings
+    app.state.authenticator = Authenticator(
+        runtime.access, cache_seconds=settings.auth_cache_seconds, lookup_seconds=settings.request_deadline_seconds
+    )
 
 
 def _middleware(settings: Settings, metrics: ApiMetrics) -> list[Middleware]:

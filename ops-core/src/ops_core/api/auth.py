@@ -30,9 +30,7 @@ from ops_core.db.rules import utcnow
 from ops_core.errors import DatabaseUnavailable, Forbidden, OpsCoreError, Unauthenticated, Unavailable
 from ops_core.keys import Caller, Scope, key_id_of, secret_matches
 from ops_core.tenancy import DEFAULT_TENANT
-
-# Unknown key ids are cached too (a guesser must not cost a query each); the bound keeps that finite.
-MAX_CACHED_KEYS = 10_000
+from ops_core.ttl import TtlCache
 
 UNAUTHENTICATED = "a valid API key is required: send Authorization: Bearer <key>"
 
@@ -41,50 +39,55 @@ ANONYMOUS = Caller(key_id="-", tenant=DEFAULT_TENANT, scopes=frozenset(Scope))
 
 
 @dataclass(frozen=True, slots=True)
-class _Cached:
+class _Key:
+    """What is cached per key id: its row (None for an unknown id) and the caller it stands for."""
+
     stored: StoredKey | None
     caller: Caller | None
-    until: float
 
 
 class Authenticator:
     def __init__(
-        self, access: AccessStore, *, cache_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        access: AccessStore,
+        *,
+        cache_seconds: float,
+        lookup_seconds: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._access = access
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: dict[str, _Cached] = {}
+        self._lookup_seconds = lookup_seconds
+        self._cache: TtlCache[str, _Key] = TtlCache(cache_seconds, clock=clock)
 
     async def caller(self, secret: str) -> Caller:
         """The caller ``secret`` stands for; :class:`Unauthenticated` for any secret that is not a usable key."""
         key_id = key_id_of(secret)
         if key_id is None:
             raise Unauthenticated(UNAUTHENTICATED)
-        cached = self._cache.get(key_id)
-        if cached is None or cached.until <= self._clock():
-            cached = await self._lookup(key_id)
-        stored = cached.stored
+        found = await self._cache.get(key_id, self._lookup)
+        stored = found.stored
         if stored is None or not secret_matches(secret, stored.secret_hash) or not stored.key.usable(utcnow()):
             raise Unauthenticated(UNAUTHENTICATED)
-        assert cached.caller is not None
-        return cached.caller
+        assert found.caller is not None
+        return found.caller
 
-    async def _lookup(self, key_id: str) -> _Cached:
-        now = self._clock()
-        stored = await self._access.stored_key(key_id)
-        caller = None
-        if stored is not None:
-            caller = Caller(key_id=key_id, tenant=stored.key.tenant, scopes=frozenset(_scopes(stored.key.scopes)))
-        if len(self._cache) >= MAX_CACHED_KEYS:
-            self._cache.clear()
-        cached = self._cache[key_id] = _Cached(stored, caller, now + self._cache_seconds)
-        if stored is not None and stored.key.usable(utcnow()):
-            last = stored.key.last_used_at
-            # Written when the key is looked up again, not per request, and only to the minute.
-            if last is None or utcnow() - last >= LAST_USED_PRECISION:
-                await self._access.touch(key_id, utcnow())
-        return cached
+    async def _lookup(self, key_id: str) -> _Key:
+        # Bounded here, on the only path that waits for the database: a cached key costs no timer.
+        try:
+            async with asyncio.timeout(self._lookup_seconds):
+                stored = await self._access.stored_key(key_id)
+                if stored is not None and stored.key.usable(utcnow()):
+                    last = stored.key.last_used_at
+                    # Written when the key is looked up again, not per request, and only to the minute.
+                    if last is None or utcnow() - last >= LAST_USED_PRECISION:
+                        await self._access.touch(key_id, utcnow())
+        except TimeoutError:
+            raise DatabaseUnavailable(f"the database did not answer within {self._lookup_seconds:g}s") from None
+        if stored is None:
+            return _Key(None, None)
+        return _Key(
+            stored, Caller(key_id=key_id, tenant=stored.key.tenant, scopes=frozenset(_scopes(stored.key.scopes)))
+        )
 
 
 def _scopes(names: list[str]) -> list[Scope]:
@@ -109,7 +112,6 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self._required = settings.auth_required
-        self._deadline = settings.request_deadline_seconds
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._required or not scope["path"].startswith(PROTECTED):
@@ -130,11 +132,7 @@ class AuthMiddleware:
         authenticator: Authenticator | None = getattr(scope["app"].state, "authenticator", None)
         if authenticator is None:
             raise Unavailable("the API is not ready to serve requests")
-        try:
-            async with asyncio.timeout(self._deadline):
-                return await authenticator.caller(secret.strip())
-        except TimeoutError:
-            raise DatabaseUnavailable(f"the database did not answer within {self._deadline:g}s") from None
+        return await authenticator.caller(secret.strip())
 
 
 def _authorization(scope: ASGIScope) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,12 +66,11 @@ class AccessStore:
         """A new key and its secret, which is returned here once and never stored."""
         now = utcnow()
         made = new_secret()
-        names = sorted({Scope(s).value for s in scopes})
         values: dict[str, Any] = {
             "id": made.key_id,
             "tenant": tenant,
             "name": name,
-            "scopes": names,
+            "scopes": sorted({Scope(s).value for s in scopes}),
             "secret_hash": made.secret_hash,
             "created_at": now,
             "expires_at": expires_at,
@@ -79,16 +78,7 @@ class AccessStore:
         async with database_errors(), self.engine.begin() as conn:
             await self._ensure_tenant(conn, tenant, now)
             await conn.execute(API_KEYS.insert().values(values))
-        key = ApiKey(
-            id=made.key_id,
-            tenant=tenant,
-            name=name,
-            scopes=names,
-            created_at=now,
-            expires_at=expires_at,
-            revoked_at=None,
-            last_used_at=None,
-        )
+        key = _key({**values, "revoked_at": None, "last_used_at": None})
         return key, made.secret
 
     async def list_keys(self, *, tenant: TenantScope) -> builtins.list[ApiKey]:
@@ -192,16 +182,7 @@ class AccessStore:
 
 
 def _key(row: Mapping[Any, Any]) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        name=row["name"],
-        scopes=list(row["scopes"]),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
+    return ApiKey(**{f.name: row[f.name] for f in fields(ApiKey)})
 
 
 def _quotas(row: Mapping[Any, Any]) -> Quotas:

@@ -27,7 +27,7 @@ async def create_key(body: KeyCreate, caller: Admin, access: AccessDep, settings
         key, secret = await access.create_key(
             tenant=body.tenant, scopes=body.scopes, name=body.name, expires_at=expires_at
         )
-    return KeyCreated(**KeyPublic.from_key(key).model_dump(), secret=secret)
+    return KeyCreated(**KeyPublic.model_validate(key).model_dump(), secret=secret)
 
 
 @router.get("")
@@ -37,7 +37,7 @@ async def list_keys(
     """Every key (or one tenant's), revoked and expired ones included; never a secret."""
     async with bounded(settings):
         keys = await access.list_keys(tenant=EVERY_TENANT if tenant is None else tenant)
-    return KeysPublic(items=[KeyPublic.from_key(key) for key in keys])
+    return KeysPublic(items=[KeyPublic.model_validate(key) for key in keys])
 
 
 @router.post("/{key_id}/revoke", responses={404: error_doc("No key with that id")})
@@ -45,4 +45,4 @@ async def revoke_key(key_id: KeyId, caller: Admin, access: AccessDep, settings: 
     """Revoke a key: every API process refuses it within OPSCORE_AUTH_CACHE_SECONDS. Revoking twice is harmless."""
     async with bounded(settings):
         key = await access.revoke_key(key_id, tenant=EVERY_TENANT)
-    return KeyPublic.from_key(key)
+    return KeyPublic.model_validate(key)

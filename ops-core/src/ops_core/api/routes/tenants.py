@@ -26,14 +26,14 @@ async def list_tenants(caller: Admin, access: AccessDep, settings: SettingsDep) 
     """Tenants that have a key or a quota, with their quotas."""
     async with bounded(settings):
         tenants = await access.list_tenants()
-    return TenantsPublic(items=[QuotasPublic.from_quotas(q) for q in tenants])
+    return TenantsPublic(items=[QuotasPublic.model_validate(q) for q in tenants])
 
 
 @router.get("/{tenant}")
 async def get_tenant(tenant: TenantPath, caller: Admin, access: AccessDep, settings: SettingsDep) -> QuotasPublic:
     """A tenant's quotas (all null for a tenant nobody limited)."""
     async with bounded(settings):
-        return QuotasPublic.from_quotas(await access.quotas(tenant))
+        return QuotasPublic.model_validate(await access.quotas(tenant))
 
 
 @router.patch("/{tenant}")
@@ -46,7 +46,7 @@ async def set_quotas(
     if changes.get("allowed_models") is not None:
         _check_patterns(changes["allowed_models"])
     async with bounded(settings):
-        return QuotasPublic.from_quotas(await access.set_quotas(tenant, changes))
+        return QuotasPublic.model_validate(await access.set_quotas(tenant, changes))
 
 
 def _check_patterns(patterns: str) -> None:
