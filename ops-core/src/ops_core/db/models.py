@@ -43,6 +43,7 @@ SQLModel.metadata.naming_convention = {
 
 # Pending or running: every terminal transition sets finished_at, and a manual retry clears it.
 ACTIVE_WHERE = "finished_at IS NULL"
+KEYED_WHERE = "finished_at IS NULL AND concurrency_key IS NOT NULL"
 
 
 def _ts(*, nullable: bool = True, index: bool = False) -> Any:
@@ -86,6 +87,16 @@ class TaskTable(SQLModel, table=True):
             postgresql_where=text(ACTIVE_WHERE),
             sqlite_where=text(ACTIVE_WHERE),
         ),
+        # Counts a concurrency key's unfinished tasks (rules.py, slots); see migration 0005.
+        Index(
+            "ix_tasks_concurrency_key",
+            "tenant",
+            "concurrency_key",
+            "created_at",
+            "id",
+            postgresql_where=text(KEYED_WHERE),
+            sqlite_where=text(KEYED_WHERE),
+        ),
     )
 
     id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
@@ -118,6 +129,9 @@ class TaskTable(SQLModel, table=True):
     manual_retries: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default=text("0")))
     published_at: datetime | None = _ts()
     run_after: datetime | None = _ts()
+    # At most concurrency_limit tasks of the tenant with this key run at once (rules.py, slots).
+    concurrency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    concurrency_limit: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     last_event_seq: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
     worker_id: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     created_at: datetime = _ts(nullable=False)
@@ -178,6 +192,43 @@ class ApiKeyTable(SQLModel, table=True):
     expires_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
     last_used_at: datetime | None = _ts()
+
+
+class ApprovalTable(SQLModel, table=True):
+    """A tool call that waits for a person's decision: one row per call, per step of a waiting task.
+
+    ``status`` is pending until decided: approved, denied, or timed_out once
+    ``expires_at`` passes. ``edited_arguments`` replace the model's arguments
+    when an approver changed them.
+    """
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("task_id", "step", "call_id", name="uq_approvals_task_id"),
+        Index("ix_approvals_tenant_requested_at", "tenant", "requested_at"),
+        Index(
+            "ix_approvals_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    task_id: uuid.UUID = Field(sa_column=Column(SAUuid(), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    step: int = Field(sa_column=Column(Integer(), nullable=False))
+    call_id: str = Field(sa_column=Column(String(200), nullable=False))
+    tool: str = Field(sa_column=Column(String(200), nullable=False))
+    arguments: dict[str, Any] = _json(nullable=False)
+    reason: str = Field(sa_column=Column(Text(), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    requested_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+    decided_at: datetime | None = _ts()
+    decided_by: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    edited_arguments: dict[str, Any] | None = _json(nullable=True)
 
 
 class Worker(SQLModel, table=True):
@@ -259,6 +310,8 @@ class Task:
     manual_retries: int = 0
     published_at: datetime | None = None
     run_after: datetime | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     last_event_seq: int = 0
     worker_id: str | None = None
     started_at: datetime | None = None
@@ -344,3 +397,4 @@ WORKERS: Table = SQLModel.metadata.tables["workers"]
 MEMORIES: Table = SQLModel.metadata.tables["memories"]
 TENANTS: Table = SQLModel.metadata.tables["tenants"]
 API_KEYS: Table = SQLModel.metadata.tables["api_keys"]
+APPROVALS: Table = SQLModel.metadata.tables["approvals"]
