@@ -85,5 +85,12 @@ def test_check_refuses_what_the_table_does_not_list() -> None:
 
 
 def test_sources_are_read_off_the_table() -> None:
-    assert sources(TaskStatus.PENDING) == {TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}
+    assert sources(TaskStatus.PENDING) == {
+        TaskStatus.RUNNING,
+        TaskStatus.WAITING,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+    }
+    assert sources(TaskStatus.WAITING) == {TaskStatus.RUNNING}
+    assert sources(TaskStatus.CANCELLED) == {TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WAITING}
     assert sources(TaskStatus.COMPLETED) == {TaskStatus.RUNNING}

@@ -11,9 +11,14 @@ twice, or a late worker, can never move a task that has already moved on.
     pending ──claim──▶ running ──▶ completed
        │                 │  ├────▶ failed ──manual retry──▶ pending
        │                 │  └────▶ cancelled ─manual retry─▶ pending
-       │                 └──retry / worker lost / hand-back──▶ pending
+       │                 ├──retry / worker lost / hand-back──▶ pending
+       │                 └──approval required──▶ waiting ──every call decided──▶ pending
+       │                                            └──cancel──▶ cancelled
        ├──cancel──▶ cancelled
        └──schedule-to-start timeout──▶ failed
+
+A waiting task holds no worker and no lease: nothing reaps it, and the
+attempt that asked is given back (it did not fail).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 class TaskStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -40,7 +46,7 @@ class TaskStatus(StrEnum):
         return self in TERMINAL
 
 
-PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
+PENDING, RUNNING, WAITING = TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WAITING
 COMPLETED, FAILED, CANCELLED = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
 
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
@@ -54,6 +60,9 @@ TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
         (RUNNING, FAILED),
         (RUNNING, CANCELLED),  # cooperative cancel took effect
         (RUNNING, PENDING),  # retry after a retryable failure, crash recovery, hand-back
+        (RUNNING, WAITING),  # a tool call needs a person's approval: checkpointed, the worker slot freed
+        (WAITING, PENDING),  # every call waited on is decided (or timed out): resumes on any worker
+        (WAITING, CANCELLED),
         (FAILED, PENDING),  # manual retry (replay of a dead letter)
         (CANCELLED, PENDING),  # manual retry
     }

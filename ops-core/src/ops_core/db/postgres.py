@@ -29,11 +29,11 @@ from ops_core.db.batch import Batcher
 from ops_core.db.engine import database_errors, is_unavailable, json_dumps
 from ops_core.db.models import TASK_COLUMNS, Claim, NewEvent, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
 from ops_core.db.rules import (
-    CANCEL_PENDING,
     CLAIM,
     HELD_AT,
     Close,
     Fenced,
+    Move,
     Running,
     manual_retry_move,
     status_event,
@@ -92,7 +92,7 @@ def _claim_sql(only: str = "") -> str:
         f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, last_event_seq = last_event_seq + 1,
             started_at = COALESCE(started_at, $2), claimed_at = $2, worker_id = $3, updated_at = $2
         WHERE id = ANY($1::uuid[]) AND status = '{CLAIM.source.value}'
-          AND (start_deadline IS NULL OR attempts > 0 OR start_deadline >= $2){only}
+          AND (start_deadline IS NULL OR started_at IS NOT NULL OR start_deadline >= $2){only}
         RETURNING {_COLUMNS}""",
         count="1",
         attempt="bumped.attempts",
@@ -164,10 +164,10 @@ END = _with_events(
     select="id",
 )
 
-CANCEL_PENDING_SQL = _with_events(
-    f"""UPDATE tasks SET status = 'cancelled', error_type = $3, error_message = 'cancelled before it started',
+CANCEL_UNCLAIMED = _with_events(
+    f"""UPDATE tasks SET status = 'cancelled', error_type = $3, error_message = $5,
         finished_at = $2, updated_at = $2, last_event_seq = last_event_seq + 1
-    WHERE id = $1 AND status = '{CANCEL_PENDING.source.value}' RETURNING {_COLUMNS}""",
+    WHERE id = $1 AND status = $6::varchar RETURNING {_COLUMNS}""",
     count="1",
     attempt="bumped.attempts",
     events="$4",
@@ -199,7 +199,7 @@ REOPEN = _with_events(
 FAIL_UNSTARTED = _with_events(
     """UPDATE tasks SET status = 'failed', error_type = $3, error_message = $4, finished_at = $2, updated_at = $2,
         last_event_seq = last_event_seq + 1
-    WHERE id = ANY($1::uuid[]) AND status = 'pending' AND attempts = 0 AND start_deadline < $2
+    WHERE id = ANY($1::uuid[]) AND status = 'pending' AND started_at IS NULL AND start_deadline < $2
     RETURNING id, last_event_seq""",
     count="1",
     attempt="0",
@@ -254,7 +254,8 @@ ORDER BY tasks.id"""
 RUNNING_SQL = f"SELECT {_RUNNING} FROM tasks WHERE {_UNFINISHED} AND status = 'running' ORDER BY id"
 
 UNSTARTED = f"""
-SELECT id FROM tasks WHERE {_UNFINISHED} AND status = 'pending' AND attempts = 0 AND start_deadline < $1 ORDER BY id"""
+SELECT id FROM tasks
+WHERE {_UNFINISHED} AND status = 'pending' AND started_at IS NULL AND start_deadline < $1 ORDER BY id"""
 
 REGISTER = """
 INSERT INTO workers (id, host, pid, concurrency, started_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5, $5)
@@ -536,10 +537,12 @@ class PostgresStore(TaskStore):
 
     # ---- operator actions ------------------------------------------------------------------------
 
-    async def _cancel_pending(self, task_id: uuid.UUID, now: datetime) -> Task | None:
-        event = _events_json([status_event(CANCEL_PENDING)], now)
+    async def _cancel_unclaimed(self, task_id: uuid.UUID, move: Move, message: str, now: datetime) -> Task | None:
+        event = _events_json([status_event(move)], now)
         async with self._db() as db:
-            row = await db.fetchrow(CANCEL_PENDING_SQL, task_id, now, ErrorType.CANCELLED.value, event)
+            row = await db.fetchrow(
+                CANCEL_UNCLAIMED, task_id, now, ErrorType.CANCELLED.value, event, message, move.source.value
+            )
         return None if row is None else Task.from_row(row)
 
     async def _flag_cancel(self, task_id: uuid.UUID, now: datetime) -> Task | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ops_core.db.models import NewEvent
 from ops_core.domain import ErrorType, EventType
-from ops_core.lifecycle import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TaskStatus, check
+from ops_core.lifecycle import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, WAITING, TaskStatus, check
 
 # An attempt error's message is kept whole in error_message; the history keeps a bounded copy.
 MAX_ERROR_MESSAGE_CHARS = 2000
@@ -60,6 +60,9 @@ CLAIM = Move(PENDING, RUNNING, "claimed")
 COMPLETE = Move(RUNNING, COMPLETED, "completed")
 CANCEL_RUNNING = Move(RUNNING, CANCELLED, "cancelled")
 CANCEL_PENDING = Move(PENDING, CANCELLED, "cancel_requested")
+CANCEL_WAITING = Move(WAITING, CANCELLED, "cancel_requested")
+SUSPEND = Move(RUNNING, WAITING, "approval_required")
+RESUME = Move(WAITING, PENDING, "approvals_decided")
 UNSTARTED = Move(PENDING, FAILED, ErrorType.SCHEDULE_TO_START_TIMEOUT.value)
 
 

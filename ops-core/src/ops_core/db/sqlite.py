@@ -34,12 +34,12 @@ from ops_core.db.models import (
     WorkerView,
 )
 from ops_core.db.rules import (
-    CANCEL_PENDING,
     CLAIM,
     HELD_AT,
     UNSTARTED,
     Close,
     Fenced,
+    Move,
     Running,
     Usage,
     event_seqs,
@@ -245,7 +245,9 @@ class SqliteStore(TaskStore):
                 task_id,
                 where=[
                     TASKS.c.status == CLAIM.source.value,
-                    or_(TASKS.c.start_deadline.is_(None), TASKS.c.attempts > 0, TASKS.c.start_deadline >= now),
+                    or_(
+                        TASKS.c.start_deadline.is_(None), TASKS.c.started_at.is_not(None), TASKS.c.start_deadline >= now
+                    ),
                     # Checked inside the UPDATE, which holds SQLite's one write lock: no other claim interleaves.
                     _has_slot(now),
                 ],
@@ -326,17 +328,17 @@ class SqliteStore(TaskStore):
 
     # ---- operator actions ------------------------------------------------------------------------
 
-    async def _cancel_pending(self, task_id: uuid.UUID, now: datetime) -> Task | None:
+    async def _cancel_unclaimed(self, task_id: uuid.UUID, move: Move, message: str, now: datetime) -> Task | None:
         values = {
-            "status": CANCEL_PENDING.to.value,
+            "status": move.to.value,
             "error_type": ErrorType.CANCELLED.value,
-            "error_message": "cancelled before it started",
+            "error_message": message,
             "finished_at": now,
             "updated_at": now,
         }
-        where = [TASKS.c.status == CANCEL_PENDING.source.value]
+        where = [TASKS.c.status == move.source.value]
         async with self._write() as conn:
-            return await self._bump(conn, task_id, where, values, [status_event(CANCEL_PENDING)], None, now)
+            return await self._bump(conn, task_id, where, values, [status_event(move)], None, now)
 
     async def _flag_cancel(self, task_id: uuid.UUID, now: datetime) -> Task | None:
         where = [TASKS.c.status == RUNNING.value, TASKS.c.cancel_requested.is_(False)]
@@ -416,7 +418,9 @@ class SqliteStore(TaskStore):
     async def _unstarted(self, now: datetime) -> builtins.list[uuid.UUID]:
         stmt = (
             select(TASKS.c.id)
-            .where(UNFINISHED, TASKS.c.status == PENDING.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now)
+            .where(
+                UNFINISHED, TASKS.c.status == PENDING.value, TASKS.c.started_at.is_(None), TASKS.c.start_deadline < now
+            )
             .order_by(TASKS.c.id)
         )
         async with self._read() as conn:
@@ -431,7 +435,7 @@ class SqliteStore(TaskStore):
             "finished_at": now,
             "updated_at": now,
         }
-        where = [TASKS.c.status == UNSTARTED.source.value, TASKS.c.attempts == 0, TASKS.c.start_deadline < now]
+        where = [TASKS.c.status == UNSTARTED.source.value, TASKS.c.started_at.is_(None), TASKS.c.start_deadline < now]
         failed: builtins.list[uuid.UUID] = []
         for task_id in sorted(task_ids):
             async with self._write() as conn:

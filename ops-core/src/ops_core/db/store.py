@@ -24,10 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
 from ops_core.db.rules import (
+    CANCEL_PENDING,
     CANCEL_RUNNING,
+    CANCEL_WAITING,
     COMPLETE,
     Close,
     Fenced,
+    Move,
     Running,
     Usage,
     attempt_error,
@@ -40,8 +43,14 @@ from ops_core.db.rules import (
 )
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import Conflict, InvalidRequest, LeaseLost, RetryLimitReached, TaskFinished, TaskNotFound
-from ops_core.lifecycle import CANCELLED, FAILED, PENDING, RUNNING, GiveUp, RetryPolicy, TaskStatus
+from ops_core.lifecycle import CANCELLED, FAILED, PENDING, RUNNING, WAITING, GiveUp, RetryPolicy, TaskStatus
 from ops_core.tenancy import TenantScope
+
+# A task no worker holds is cancelled at once, by one of these moves.
+_UNCLAIMED: dict[TaskStatus, tuple[Move, str]] = {
+    PENDING: (CANCEL_PENDING, "cancelled before it started"),
+    WAITING: (CANCEL_WAITING, "cancelled while it waited for approval"),
+}
 
 # Each round re-reads the status; a task changes under an operator's request only a few times
 # (claim, finish), so running out means something is badly wrong.
@@ -318,12 +327,14 @@ class TaskStore(abc.ABC):
     # ---- operator actions ------------------------------------------------------------------------
 
     async def request_cancel(self, task_id: uuid.UUID, *, tenant: TenantScope) -> Task:
-        """pending → cancelled at once; running → flag it (the worker stops the run); terminal → TaskFinished."""
+        """pending or waiting → cancelled at once; running → flag it (the worker stops the run);
+        terminal → TaskFinished."""
         for _ in range(MAX_ROUNDS):
             # The writes below go by id: this read already proved the task is the caller's.
             current = (await self.get(task_id, tenant=tenant)).status
-            if current is PENDING:
-                cancelled = await self._cancel_pending(task_id, utcnow())
+            if current in _UNCLAIMED:
+                move, message = _UNCLAIMED[current]
+                cancelled = await self._cancel_unclaimed(task_id, move, message, utcnow())
                 if cancelled is not None:
                     return cancelled
             elif current is RUNNING:
@@ -338,8 +349,8 @@ class TaskStore(abc.ABC):
         raise Conflict(f"task {task_id} kept changing while it was being cancelled; try again")
 
     @abc.abstractmethod
-    async def _cancel_pending(self, task_id: uuid.UUID, now: datetime) -> Task | None:
-        """pending → cancelled (CANCEL_PENDING); None if it is no longer pending."""
+    async def _cancel_unclaimed(self, task_id: uuid.UUID, move: Move, message: str, now: datetime) -> Task | None:
+        """``move`` (CANCEL_PENDING or CANCEL_WAITING) with ``message``; None if the task moved on."""
 
     @abc.abstractmethod
     async def _flag_cancel(self, task_id: uuid.UUID, now: datetime) -> Task | None:
