@@ -38,3 +38,14 @@ class EventType(StrEnum):
     ATTEMPT_FAILED = "attempt_failed"
     REQUEUED = "requeued"
     CANCEL_REQUESTED = "cancel_requested"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
+
+
+class ApprovalStatus(StrEnum):
+    """Where a tool call that needs a person's approval stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"

@@ -8,7 +8,8 @@
     ├── Forbidden                 403  a valid key without the scope the operation needs
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
-    │   └── KeyNotFound
+    │   ├── KeyNotFound
+    │   └── ApprovalNotFound      no call with that id waits on the task
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
@@ -16,6 +17,7 @@
     │   └── InvalidData           the database refused a value (out of range, unstorable text)
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
+    │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
     │   └── IdempotencyConflict   an idempotency key reused with a different request
     ├── PayloadTooLarge           413
@@ -70,6 +72,10 @@ class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
+class ApprovalNotFound(NotFound):
+    code = "approval_not_found"
+
+
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
@@ -98,6 +104,10 @@ class Conflict(OpsCoreError):
 
 class TaskFinished(Conflict):
     code = "task_finished"
+
+
+class NotWaiting(Conflict):
+    code = "not_waiting"
 
 
 class RetryLimitReached(Conflict):

@@ -34,10 +34,14 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[TaskStore]:
 
 
 async def assert_active_index_invariant(engine: AsyncEngine) -> None:
-    """ix_tasks_active finds pending and running tasks as ``finished_at IS NULL``: every transition must keep that."""
+    """ix_tasks_active finds unfinished tasks (pending, running, waiting) as ``finished_at IS NULL``:
+    every transition must keep that."""
     async with engine.connect() as conn:
         broken = await conn.scalar(
-            text("SELECT count(*) FROM tasks WHERE (status IN ('pending', 'running')) <> (finished_at IS NULL)")
+            text(
+                "SELECT count(*) FROM tasks"
+                " WHERE (status IN ('pending', 'running', 'waiting')) <> (finished_at IS NULL)"
+            )
         )
     assert broken == 0, f"{broken} tasks whose finished_at disagrees with their status"
 

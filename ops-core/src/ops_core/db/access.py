@@ -7,8 +7,8 @@ one Core statement each serves PostgreSQL and SQLite (as ``memory.py`` does).
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ops_core.db.engine import READ_ONLY, database_errors
+from ops_core.db.engine import database_errors, read_only
 from ops_core.db.models import API_KEYS, TENANTS
 from ops_core.db.rules import utcnow
 from ops_core.errors import KeyNotFound
@@ -174,11 +174,8 @@ class AccessStore:
         stmt = self._insert(TENANTS).values(id=tenant, created_at=now, updated_at=now)
         await conn.execute(stmt.on_conflict_do_nothing(index_elements=[TENANTS.c.id]))
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with database_errors(), self.engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})
-            yield conn
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return read_only(self.engine)
 
 
 def _key(row: Mapping[Any, Any]) -> ApiKey:

@@ -18,7 +18,7 @@ import asyncpg
 import asyncpg.exceptions._base as asyncpg_client
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ops_core.config import Settings
 from ops_core.errors import DatabaseUnavailable, InvalidData
@@ -170,6 +170,14 @@ async def database_errors() -> AsyncIterator[None]:
         if is_unavailable(error):
             raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
         raise
+
+
+@asynccontextmanager
+async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads only: SQLite then skips the write lock a transaction takes (see READ_ONLY)."""
+    async with database_errors(), engine.connect() as conn:
+        await conn.execution_options(**{READ_ONLY: True})
+        yield conn
 
 
 def _describe(error: BaseException) -> str:

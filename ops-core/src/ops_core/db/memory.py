@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentkit.memory import MemoryRecord
-from ops_core.db.engine import READ_ONLY, database_errors
+from ops_core.db.engine import database_errors, read_only
 from ops_core.db.models import MEMORIES
 
 _TERM = re.compile(r"[A-Za-z0-9]{3,}")
@@ -54,7 +54,6 @@ class DatabaseMemoryStore:
         )
         if terms:
             stmt = stmt.where(or_(*(MEMORIES.c.text.ilike(f"%{term}%") for term in terms)))
-        async with database_errors(), self.engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})
+        async with read_only(self.engine) as conn:
             rows = (await conn.execute(stmt)).all()
         return [MemoryRecord(id=r.id, text=r.text, metadata=r.metadata, created_at=r.created_at) for r in rows]

@@ -41,7 +41,7 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-# Pending or running: every terminal transition sets finished_at, and a manual retry clears it.
+# Pending, running or waiting: every terminal transition sets finished_at, and a manual retry clears it.
 ACTIVE_WHERE = "finished_at IS NULL"
 KEYED_WHERE = "finished_at IS NULL AND concurrency_key IS NOT NULL"
 

@@ -3,7 +3,7 @@
 SQLite has no data-modifying CTEs, so a write and the events it brings are an
 UPDATE and an INSERT in one transaction; ``BEGIN IMMEDIATE`` (see engine.py)
 makes concurrent writers queue instead of failing. Events are numbered by
-:func:`_add_events`, the one place this backend assigns seqs.
+:func:`~ops_core.db.event_rows.add_events`, the one place this backend assigns seqs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, upd
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ops_core.db.engine import READ_ONLY, database_errors
+from ops_core.db.engine import database_errors, read_only
+from ops_core.db.event_rows import add_events
 from ops_core.db.models import (
     EVENTS,
     TASKS,
@@ -42,7 +43,6 @@ from ops_core.db.rules import (
     Move,
     Running,
     Usage,
-    event_seqs,
     manual_retry_move,
     status_event,
     utcnow,
@@ -70,11 +70,8 @@ class SqliteStore(TaskStore):
         async with database_errors(), self.engine.begin() as conn:
             yield conn
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with database_errors(), self.engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})
-            yield conn
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return read_only(self.engine)
 
     async def _bump(
         self,
@@ -102,7 +99,9 @@ class SqliteStore(TaskStore):
         if row is None:
             return None
         task = Task.from_row(row)
-        await _add_events(conn, task, task.attempts if attempt is None else attempt, events, now, stamp=stamp)
+        await add_events(
+            conn, task.id, task.last_event_seq, task.attempts if attempt is None else attempt, events, now, stamp=stamp
+        )
         return task
 
     # ---- submission and reads ------------------------------------------------------------------
@@ -119,7 +118,7 @@ class SqliteStore(TaskStore):
         async with self._write() as conn:
             if (await conn.execute(stmt.returning(TASKS.c.id))).first() is None:
                 return False
-            await _add_events(conn, task, 0, [event], task.created_at)
+            await add_events(conn, task.id, task.last_event_seq, 0, [event], task.created_at)
         return True
 
     async def _by_idempotency_key(self, tenant: str, key: str) -> Task:
@@ -493,26 +492,6 @@ class SqliteStore(TaskStore):
             )
             for w in workers
         ]
-
-
-async def _add_events(
-    conn: AsyncConnection, task: Task, attempt: int, events: Sequence[NewEvent], now: datetime, *, stamp: bool = False
-) -> None:
-    """Insert ``events`` with the seqs the UPDATE that left ``task`` reserved for them."""
-    if not events:
-        return
-    rows = [
-        {
-            "task_id": task.id,
-            "seq": seq,
-            "attempt": attempt,
-            "type": event.type,
-            "payload": {**event.payload, "attempt": attempt} if stamp else event.payload,
-            "created_at": event.created_at or now,
-        }
-        for seq, event in zip(event_seqs(task.last_event_seq, len(events)), events, strict=True)
-    ]
-    await conn.execute(EVENTS.insert(), rows)
 
 
 _LIMITED = select(TENANTS.c.id).where(TENANTS.c.max_running.is_not(None))
