@@ -179,11 +179,16 @@ class Tool:
         return f"Tool({self.name!r})"
 
 
+def validation_problems(exc: ValidationError) -> str:
+    """A validation error's problems on one line: ``field: message; ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}" for err in exc.errors())
+
+
 def format_validation_error(name: str, exc: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}" for err in exc.errors()
+    """What the model is told when its arguments do not fit a tool."""
+    return (
+        f"Invalid arguments for tool {name!r}: {validation_problems(exc)}. Fix the arguments and call the tool again."
     )
-    return f"Invalid arguments for tool {name!r}: {problems}. Fix the arguments and call the tool again."
 
 
 def _serialise(result: Any) -> str:

@@ -23,6 +23,7 @@ Seconds = Annotated[float, Field(gt=0)]
 # Bounds of a task's time limits: they fit PostgreSQL's INTEGER columns and any
 # timestamp arithmetic done with them (now + limit) stays inside the calendar.
 MAX_TIMEOUT_SECONDS = 7 * 86_400
+MAX_APPROVAL_TIMEOUT_SECONDS = 365 * 86_400
 MAX_SCHEDULE_TO_START_SECONDS = 30 * 86_400
 # Unless OPSCORE_ALLOWED_MODELS says otherwise, the offline model (canned answers, no provider)
 # serves only deployments whose own default is offline: dev mode, the embedded default, tests.
@@ -87,6 +88,12 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: Seconds = 300.0
     max_manual_retries: int = Field(
         default=10, ge=0, le=1000, description="How many times one task may be sent back to pending by hand."
+    )
+    approval_timeout_seconds: Seconds = Field(
+        default=86_400.0,
+        le=MAX_APPROVAL_TIMEOUT_SECONDS,
+        description="How long a tool call waits for a person before it is denied as timed out,"
+        " unless its agent's policy sets approval_timeout.",
     )
     shutdown_grace_seconds: Seconds = 30.0
     relay_interval_seconds: Seconds = 2.0

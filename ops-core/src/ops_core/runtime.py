@@ -15,6 +15,7 @@ from agentkit.registry import AgentRegistry
 from ops_core.agents import load_agents
 from ops_core.config import Settings
 from ops_core.db.access import AccessStore
+from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
@@ -22,6 +23,7 @@ from ops_core.lifecycle import RetryPolicy
 from ops_core.queue.broker import setup_broker
 from ops_core.queue.publisher import Publisher
 from ops_core.quotas import QuotaCache
+from ops_core.services.approvals import ApprovalService
 from ops_core.services.tasks import TaskService
 
 
@@ -36,6 +38,8 @@ class Runtime:
     publisher: Publisher
     registry: AgentRegistry
     tasks: TaskService
+    approvals: ApprovalStore
+    approval_service: ApprovalService
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None) -> Runtime:
@@ -47,6 +51,8 @@ class Runtime:
         access = AccessStore(engine)
         quotas = QuotaCache(access, store, cache_seconds=settings.auth_cache_seconds)
         registry = load_agents(settings)
+        tasks = TaskService(store, quotas, publisher, registry, settings)
+        approvals = ApprovalStore(engine)
         return cls(
             settings=settings,
             engine=engine,
@@ -56,7 +62,9 @@ class Runtime:
             broker=broker,
             publisher=publisher,
             registry=registry,
-            tasks=TaskService(store, quotas, publisher, registry, settings),
+            tasks=tasks,
+            approvals=approvals,
+            approval_service=ApprovalService(approvals, store, tasks, registry),
         )
 
     async def close(self) -> None:

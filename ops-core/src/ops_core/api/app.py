@@ -22,7 +22,7 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import health, keys, tasks, tenants, usage, workers
+from ops_core.api.routes import approvals, health, keys, tasks, tenants, usage, workers
 from ops_core.config import Settings, comma_list
 from ops_core.runtime import Runtime
 
@@ -83,6 +83,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
     app.include_router(health.router)
     app.include_router(metrics_router())
     app.include_router(tasks.router)
+    app.include_router(approvals.router)
     app.include_router(usage.router)
     app.include_router(keys.router)
     app.include_router(tenants.router)

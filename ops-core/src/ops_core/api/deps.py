@@ -20,10 +20,12 @@ from fastapi import Depends, Request
 from ops_core.api.metrics import ApiMetrics
 from ops_core.config import Settings
 from ops_core.db.access import AccessStore
+from ops_core.db.approvals import ApprovalStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import DatabaseUnavailable, Unavailable
 from ops_core.queue.publisher import Publisher
 from ops_core.runtime import Runtime
+from ops_core.services.approvals import ApprovalService
 from ops_core.services.tasks import TaskService
 
 
@@ -56,6 +58,14 @@ async def get_task_service(runtime: Annotated[Runtime, Depends(get_runtime)]) ->
     return runtime.tasks
 
 
+async def get_approvals(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ApprovalStore:
+    return runtime.approvals
+
+
+async def get_approval_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ApprovalService:
+    return runtime.approval_service
+
+
 async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -67,6 +77,8 @@ AccessDep = Annotated[AccessStore, Depends(get_access)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+ApprovalStoreDep = Annotated[ApprovalStore, Depends(get_approvals)]
+ApprovalServiceDep = Annotated[ApprovalService, Depends(get_approval_service)]
 
 
 def request_deadline(settings: Settings) -> float:

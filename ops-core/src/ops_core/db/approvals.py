@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -263,6 +263,18 @@ class ApprovalStore:
             await add_events(conn, task_id, task.last_event_seq, task.attempts, events, now)
         return Decided(Approval.from_row(decided_row), task)
 
+    async def pending(self, task_id: uuid.UUID, call_id: str, *, tenant: TenantScope) -> Approval:
+        """The call ``call_id`` as it waits; the errors :meth:`decide` would raise if it does not."""
+        scope = _of_tenant(tenant)
+        async with self._read() as conn:
+            status = (await conn.execute(select(TASKS.c.status).where(TASKS.c.id == task_id, *scope))).scalar()
+            if status != WAITING.value:
+                await self._not_waiting(conn, task_id, scope)
+            row = (await conn.execute(_pending_call(task_id, call_id))).mappings().first()
+            if row is None:
+                await self._not_pending(conn, task_id, call_id)
+        return Approval.from_row(row)
+
     async def _not_waiting(self, conn: AsyncConnection, task_id: uuid.UUID, scope: list[Any]) -> NoReturn:
         status = (await conn.execute(select(TASKS.c.status).where(TASKS.c.id == task_id, *scope))).scalar()
         if status is None:
@@ -331,12 +343,22 @@ class ApprovalStore:
                 stmt = stmt.where(TASKS.c.status == WAITING.value)
         if task_id is not None:
             stmt = stmt.where(APPROVALS.c.task_id == task_id)
-        stmt = stmt.order_by(APPROVALS.c.requested_at, APPROVALS.c.id).limit(limit)
+        order = (APPROVALS.c.requested_at, APPROVALS.c.task_id, APPROVALS.c.step, APPROVALS.c.call_id)
+        stmt = stmt.order_by(*order).limit(limit)
         async with self._read() as conn:
             return [Approval.from_row(row) for row in (await conn.execute(stmt)).mappings()]
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return read_only(self.engine)
+
+
+def _pending_call(task_id: uuid.UUID, call_id: str) -> Select[Any]:
+    return (
+        select(APPROVALS)
+        .where(APPROVALS.c.task_id == task_id, APPROVALS.c.call_id == call_id, APPROVALS.c.status == PENDING_APPROVAL)
+        .order_by(APPROVALS.c.step.desc())
+        .limit(1)
+    )
 
 
 def _of_tenant(scope: TenantScope) -> builtins.list[Any]:
