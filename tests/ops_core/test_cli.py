@@ -354,3 +354,50 @@ def test_worker_threads_come_from_the_option_then_the_setting(
 
     assert result.exit_code == 0, result.output
     assert started == [(2, threads)]
+
+
+def test_approvals_lists_the_pending_ones_by_default(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json={"items": []}))
+
+    assert cli("approvals").exit_code == 0
+    assert cli("approvals", "--status", "approved", "--task", TASK_ID, "--limit", "5").exit_code == 0
+
+    first, second = cli.requests
+    assert (first.method, first.url.path) == ("GET", "/v1/approvals")
+    assert dict(first.url.params) == {"status": "pending", "limit": "100"}
+    assert dict(second.url.params) == {"status": "approved", "task_id": TASK_ID, "limit": "5"}
+
+
+def test_approve_and_deny_post_the_decision(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json={"approval": {}, "task_status": "pending"}))
+
+    approved = cli("approve", TASK_ID, "call_1", "--reason", "ok", "--arguments", '{"to": "b@example.com"}')
+    denied = cli("deny", TASK_ID, "call/2")
+
+    assert approved.exit_code == 0 and denied.exit_code == 0, approved.output + denied.output
+    approve_request, deny_request = cli.requests
+    assert approve_request.url.path == f"/v1/tasks/{TASK_ID}/approvals/call_1"
+    assert json.loads(approve_request.content) == {
+        "decision": "approve",
+        "reason": "ok",
+        "arguments": {"to": "b@example.com"},
+    }
+    assert deny_request.url.raw_path.decode().endswith("/approvals/call%2F2")
+    assert json.loads(deny_request.content) == {"decision": "deny"}
+
+
+def test_approve_refuses_arguments_that_are_not_a_json_object(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(200, json={}))
+
+    result = cli("approve", TASK_ID, "c1", "--arguments", "[1]")
+
+    assert result.exit_code == 2 and "must be a JSON object" in result.stderr
+    assert cli.requests == []
+
+
+def test_a_decision_the_server_refuses_exits_1(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: error(409, "not_waiting", "tool call 'c1' was already decided: approved"))
+
+    result = cli("deny", TASK_ID, "c1")
+
+    assert result.exit_code == 1 and "already decided" in result.stderr

@@ -20,6 +20,7 @@ import typer
 
 from ops_core.api.client import ApiClient, ApiError, JsonObject, WaitTimeout
 from ops_core.config import Settings, load_settings
+from ops_core.domain import ApprovalStatus
 from ops_core.errors import ConfigError, Unavailable
 from ops_core.keys_cli import build_keys_cli
 from ops_core.lifecycle import TaskStatus
@@ -152,7 +153,7 @@ def build_cli(
             _given(
                 agent=agent,
                 model=model,
-                input=_parse_input(input_json),
+                input=_parse_json_object(input_json, "--input"),
                 idempotency_key=idempotency_key,
                 priority=priority,
                 max_retries=max_retries,
@@ -211,6 +212,45 @@ def build_cli(
         with client(api_url) as api:
             _emit(api.events(task_id, after_seq=after_seq))
 
+    @cli.command()
+    def approvals(
+        status: Annotated[ApprovalStatus | None, typer.Option(help="Only approvals in this status.")] = (
+            ApprovalStatus.PENDING
+        ),
+        task: Annotated[str | None, typer.Option(help="Only this task's.")] = None,
+        limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
+        api_url: ApiUrl = None,
+    ) -> None:
+        """List tool calls that wait for a person (by default the pending ones), oldest first, as {items}."""
+        with client(api_url) as api:
+            _emit(api.approvals(status=status, task_id=task, limit=limit))
+
+    @cli.command()
+    def approve(
+        task_id: Annotated[str, typer.Argument(help="Task id.")],
+        call_id: Annotated[str, typer.Argument(help="The waiting tool call's id (see `opscore approvals`).")],
+        reason: Annotated[str | None, typer.Option(help="Recorded with the decision.")] = None,
+        arguments: Annotated[
+            str | None, typer.Option("--arguments", help="Run the tool with these JSON arguments instead.")
+        ] = None,
+        api_url: ApiUrl = None,
+    ) -> None:
+        """Approve a waiting tool call; the task resumes once every call it waits on is decided."""
+        edited = _parse_json_object(arguments, "--arguments")
+        with client(api_url) as api:
+            _emit(api.decide(task_id, call_id, approve=True, reason=reason, arguments=edited))
+
+    @cli.command()
+    def deny(
+        task_id: Annotated[str, typer.Argument(help="Task id.")],
+        call_id: Annotated[str, typer.Argument(help="The waiting tool call's id (see `opscore approvals`).")],
+        reason: Annotated[str | None, typer.Option(help="Told to the model, and recorded.")] = None,
+        api_url: ApiUrl = None,
+    ) -> None:
+        """Deny a waiting tool call: the model is told, and may go on without it."""
+        with client(api_url) as api:
+            _emit(api.decide(task_id, call_id, approve=False, reason=reason))
+
     return cli
 
 
@@ -249,15 +289,15 @@ def _given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _parse_input(raw: str | None) -> JsonObject | None:
+def _parse_json_object(raw: str | None, option: str) -> JsonObject | None:
     if raw is None:
         return None
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc.msg} at position {exc.pos}", param_hint="--input") from None
+        raise typer.BadParameter(f"not valid JSON: {exc.msg} at position {exc.pos}", param_hint=option) from None
     if not isinstance(value, dict):
-        raise typer.BadParameter('must be a JSON object, e.g. \'{"url": "..."}\'', param_hint="--input")
+        raise typer.BadParameter('must be a JSON object, e.g. \'{"url": "..."}\'', param_hint=option)
     return value
 
 

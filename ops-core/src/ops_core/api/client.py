@@ -88,6 +88,28 @@ class ApiClient:
             params["limit"] = limit
         return self._request("GET", f"/v1/tasks/{_seg(task_id)}/events", params=params)
 
+    def approvals(
+        self, *, status: str | None = None, task_id: str | None = None, limit: int | None = None
+    ) -> JsonObject:
+        params = {"status": status, "task_id": task_id, "limit": limit}
+        return self._request("GET", "/v1/approvals", params={k: v for k, v in params.items() if v is not None})
+
+    def decide(
+        self,
+        task_id: str,
+        call_id: str,
+        *,
+        approve: bool,
+        reason: str | None = None,
+        arguments: JsonObject | None = None,
+    ) -> JsonObject:
+        body: JsonObject = {"decision": "approve" if approve else "deny"}
+        if reason is not None:
+            body["reason"] = reason
+        if arguments is not None:
+            body["arguments"] = arguments
+        return self._request("POST", f"/v1/tasks/{_seg(task_id)}/approvals/{_seg(call_id)}", json=body)
+
     def wait(
         self,
         task_id: str,
