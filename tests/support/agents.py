@@ -10,7 +10,8 @@ import asyncio
 import os
 import time
 
-from agentkit import AgentDefinition
+from agentkit import AgentDefinition, Policy
+from agentkit.builtin_tools import calculator
 from agentkit.tools import tool
 
 ARITHMETIC_GOAL = "What is 6 * 7?"
@@ -55,3 +56,19 @@ poison = AgentDefinition(name="poison", instructions="Calculates, fatally.", too
 hog = AgentDefinition(name="hog", instructions="Calculates, slowly, in pure Python.", tools=[_hog])
 loop_hog = AgentDefinition(name="loop_hog", instructions="Calculates on the event loop.", tools=[_loop_hog])
 sleepy = AgentDefinition(name="sleepy", instructions="Calculates after a nap.", tools=[_sleep])
+
+
+# The approval e2e: the fake model's ``[[tool_stall=0]]`` goals call ``calculator`` in step 1.
+APPROVAL_TIMEOUT_SECONDS = 30.0
+gated = AgentDefinition(
+    name="gated",
+    instructions="Calculates, with a person's approval.",
+    tools=[calculator],
+    policy=Policy(require_approval={"calculator"}),
+)
+gated_briefly = AgentDefinition(
+    name="gated_briefly",
+    instructions="Calculates, if a person approves within a short while.",
+    tools=[calculator],
+    policy=Policy(require_approval={"calculator"}, approval_timeout=APPROVAL_TIMEOUT_SECONDS),
+)
