@@ -6,6 +6,7 @@ them (see :func:`agentkit.models.infer_model`).
 """
 
 from agentkit.agent import Agent, AgentDefinition, Limits
+from agentkit.approval import DEFER, Approval, Deferred, PendingApproval
 from agentkit.builtin_tools import calculator, current_time
 from agentkit.context import RunContext
 from agentkit.errors import AgentkitError, ModelError, RunError, ToolRetry
@@ -30,19 +31,22 @@ from agentkit.messages import (
     UserMessage,
 )
 from agentkit.models.base import Model, ModelRequest, ModelResponse, ModelSettings
-from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess
+from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess, RunSuspended
 from agentkit.policy import Policy, PolicyDecision, PolicyVerdict
 from agentkit.registry import AgentRegistry, default_registry, load_registry
 from agentkit.tools import Tool, Toolset, tool
 
 __all__ = [
+    "DEFER",
     "Agent",
     "AgentDefinition",
     "AgentRegistry",
     "AgentkitError",
+    "Approval",
     "AssistantMessage",
     "Checkpoint",
     "ConversationWindow",
+    "Deferred",
     "InMemoryMemory",
     "JsonlFileMemoryStore",
     "Limits",
@@ -55,6 +59,7 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "ModelSettings",
+    "PendingApproval",
     "Policy",
     "PolicyDecision",
     "PolicyVerdict",
@@ -66,6 +71,7 @@ __all__ = [
     "RunHooks",
     "RunOutcome",
     "RunSuccess",
+    "RunSuspended",
     "StoreBackedMemory",
     "SystemMessage",
     "Tool",

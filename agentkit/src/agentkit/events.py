@@ -28,6 +28,7 @@ class RunEventType(StrEnum):
     FINAL_ANSWER = "final_answer"
     ERROR = "error"
     RESUMED = "resumed"
+    APPROVAL_REQUESTED = "approval_requested"
 
 
 class RunEvent(BaseModel):

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agentkit.approval import Approval, Deferred
 from agentkit.events import RunEvent
 from agentkit.messages import ToolCall
 from agentkit.models.base import DeltaCallback
@@ -28,7 +29,9 @@ class RunHooks:
       ``RunCancelled``. May be sync or async.
     * ``on_checkpoint``: receives a :class:`Checkpoint` after each finished step.
     * ``on_delta``: streamed answer text, passed to the model as ``on_delta``.
-    * ``approve``: decides calls the policy marked ``approval_required``.
+    * ``approve``: decides calls the policy marked ``approval_required``: ``True``/``False``,
+      an :class:`~agentkit.approval.Approval` (with a reason, maybe edited arguments), or
+      :data:`~agentkit.approval.DEFER` to suspend the run until a person decides.
     """
 
     on_event: Callable[[RunEvent], Awaitable[None]] | None = None
@@ -36,5 +39,5 @@ class RunHooks:
     is_cancelled: Callable[[], Awaitable[bool] | bool] | None = None
     on_checkpoint: Callable[[Checkpoint], Awaitable[None]] | None = None
     on_delta: DeltaCallback | None = None
-    approve: Callable[[ToolCall, PolicyDecision], Awaitable[bool]] | None = None
+    approve: Callable[[ToolCall, PolicyDecision], Awaitable[bool | Approval | Deferred]] | None = None
     cancel_poll_interval: float = 0.1

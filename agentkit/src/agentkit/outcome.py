@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentkit.approval import PendingApproval
 from agentkit.errors import RunError
-from agentkit.messages import Message, Usage
+from agentkit.messages import AssistantMessage, Message, Usage
 
-__all__ = ["Checkpoint", "RunFailure", "RunOutcome", "RunSuccess"]
+__all__ = ["Checkpoint", "RunFailure", "RunOutcome", "RunSuccess", "RunSuspended"]
 
 T = TypeVar("T")
 
@@ -22,6 +23,11 @@ class Checkpoint(BaseModel):
     can store it anywhere. ``usage`` is everything spent up to this point,
     including usage an earlier resume had reused. The counters carry the
     run's bounds across a resume so a crash cannot reset them.
+
+    A suspended run's checkpoint ends with the assistant message whose tool
+    calls have not run yet, and ``pending_approvals`` lists the calls that
+    wait for a person. ``usage`` already includes that step's model call: a
+    resume runs only the step's tools.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,6 +42,18 @@ class Checkpoint(BaseModel):
     output_retries: int = 0
     denied_calls: int = 0
     tool_errors: int = 0
+    pending_approvals: list[PendingApproval] = []
+
+    @model_validator(mode="after")
+    def _pending_calls_belong_to_the_last_message(self) -> Checkpoint:
+        if not self.pending_approvals:
+            return self
+        last = self.messages[-1] if self.messages else None
+        ids = {c.id for c in last.tool_calls} if isinstance(last, AssistantMessage) else set()
+        stray = [p.call_id for p in self.pending_approvals if p.call_id not in ids]
+        if stray:
+            raise ValueError(f"pending approvals {stray} are not tool calls of the last assistant message")
+        return self
 
 
 @dataclass(frozen=True)
@@ -85,4 +103,19 @@ class RunFailure(_OutcomeBase):
     ok: Literal[False] = False
 
 
-RunOutcome = RunSuccess | RunFailure
+@dataclass(frozen=True)
+class RunSuspended(_OutcomeBase):
+    """The run waits for a person: ``pending`` calls need a decision before the step's tools run.
+
+    Store ``checkpoint`` (it is not passed to ``on_checkpoint``) and, once
+    every pending call is decided, resume with ``run(resume=checkpoint)`` and
+    an approver that answers from the decisions. ``steps`` counts finished
+    steps; the suspended step's model call is in ``checkpoint.usage``.
+    """
+
+    pending: tuple[PendingApproval, ...]
+    checkpoint: Checkpoint
+    ok: Literal[False] = False
+
+
+RunOutcome = RunSuccess | RunFailure | RunSuspended

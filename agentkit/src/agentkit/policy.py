@@ -15,6 +15,29 @@ the run (``RunFailure(PolicyDenied)``) when the model keeps going: more than
 ``Limits.max_denied_calls`` denied calls in one run. Telling the model is
 usually enough; the bound stops a model that loops on a forbidden tool from
 burning the step budget.
+
+Approvals
+---------
+The approver answers ``True``/``False``, an :class:`~agentkit.approval.Approval`
+or :data:`~agentkit.approval.DEFER`:
+
+* ``Approval(approved=False, reason=...)`` denies the call; the model is told
+  the reason.
+* ``Approval(approved=True, arguments=...)`` runs the call with the edited
+  arguments. They are validated against the tool's schema (invalid ones give
+  the model an ``invalid_arguments`` tool error) and the deny-list and
+  constraints are checked against them again: an approval only answers
+  ``approval_required``, it never overrides a denial.
+* ``DEFER`` (a person has not decided yet) suspends the run. The step's calls
+  are all decided first, then none of its tools run: the run emits an
+  ``approval_requested`` event per deferred call and ends with
+  ``RunSuspended``, whose checkpoint ends with the model's tool calls and lists
+  them in ``pending_approvals``. The host stores it, waits for the decisions
+  (``Policy.approval_timeout`` says how long it should wait; agentkit does
+  not enforce it) and resumes with ``run(resume=checkpoint)``. The model is
+  not asked again: the policy decides the step's calls again, the approver
+  answers from the recorded decisions (or defers again, which suspends again)
+  and the run goes on from there.
 """
 
 from __future__ import annotations
@@ -96,6 +119,11 @@ class Policy:
     deny: Collection[str] = frozenset()
     require_approval: Collection[str] = frozenset()
     constraints: Mapping[str, Sequence[ArgumentConstraint]] = field(default_factory=dict)
+    approval_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.approval_timeout is not None and not self.approval_timeout > 0:
+            raise ValueError(f"approval_timeout must be positive, got {self.approval_timeout}")
 
     def decide(self, call: ToolCall) -> PolicyDecision:
         name = call.name

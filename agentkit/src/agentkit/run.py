@@ -6,6 +6,10 @@ every finished step the host gets a :class:`Checkpoint`; a resumed run starts
 from it and never repeats a finished step. The loop ends on a final answer,
 a bound from :class:`Limits`, a model error or the host's cancellation, and
 always as a typed :class:`RunOutcome`: ``RunError`` is never raised to the host.
+
+A step whose tool calls wait for a person's approval ends the run as
+``RunSuspended`` before any of its tools run; resuming from its checkpoint
+runs that step's tool phase without asking the model again.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import inspect
 import json
 import re
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from agentkit.approval import Approval, Deferred, PendingApproval
 from agentkit.context import RunContext
 from agentkit.errors import (
     ModelError,
@@ -44,9 +50,9 @@ from agentkit.messages import (
     UserMessage,
 )
 from agentkit.models.base import ModelRequest, ModelResponse
-from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess
+from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess, RunSuspended
 from agentkit.policy import PolicyDecision, PolicyVerdict
-from agentkit.tools import Tool, ToolOutput, format_validation_error
+from agentkit.tools import Tool, ToolOutput, format_validation_error, validation_problems
 
 if TYPE_CHECKING:
     from agentkit.agent import Agent
@@ -68,6 +74,27 @@ class _Stop(Exception):
     def __init__(self, error: RunError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class _Suspend(Exception):
+    """Internal: the approver deferred calls of this step; none of its tools ran."""
+
+    def __init__(self, step: int, pending: list[PendingApproval]) -> None:
+        super().__init__(f"step {step} waits for {len(pending)} approval(s)")
+        self.step = step
+        self.pending = pending
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Internal: a call cleared to run with these arguments (edited ones if a person changed them)."""
+
+    validated: BaseModel
+    edited: bool = False
+
+
+def _denied(decision: PolicyDecision) -> ToolOutput:
+    return ToolOutput(f"The security policy denied this call: {decision.reason}", True, "denied")
 
 
 class AgentRun:
@@ -124,6 +151,8 @@ class AgentRun:
             return await self._fail(RunCancelled("the host cancelled the run"))
         except _Stop as stop:
             return await self._fail(stop.error)
+        except _Suspend as suspend:
+            return self._suspend(suspend.step, suspend.pending)
         except ModelError as exc:
             return await self._fail(ModelFailed(exc))
 
@@ -134,6 +163,14 @@ class AgentRun:
             output, problem = self._parse_output(last.content or "")
             if problem is None:
                 return await self._succeed(output, last.content or "")
+        elif isinstance(last, AssistantMessage):
+            # Resumed from a suspension: this step's model call is done, only its tools are left.
+            await self._check_cancelled()
+            step = self.steps + 1
+            self.step_in_flight = step
+            await self._run_tools(step, last.tool_calls)
+            await self._finish_step(step)
+            self._check_tool_bounds()
         while True:
             await self._check_cancelled()
             if self.steps >= self.limits.max_steps:
@@ -200,6 +237,7 @@ class AgentRun:
             steps_reused=self.steps,
             reused_usage=usage_payload(checkpoint.usage),
             tokens_saved=checkpoint.usage.total_tokens,
+            pending_approvals=[p.call_id for p in checkpoint.pending_approvals],
         )
 
     # ------------------------------------------------------------- one step
@@ -232,9 +270,16 @@ class AgentRun:
         return response
 
     async def _run_tools(self, step: int, calls: Sequence[ToolCall]) -> None:
-        """Decide each call in order (approvals one at a time), then run the allowed ones together."""
+        """Decide each call in order (approvals one at a time), then run the allowed ones together.
+
+        Raises ``_Suspend`` when the approver deferred any call: then no tool
+        of the step runs and no counter moves, so a resume repeats the
+        decisions from the same state.
+        """
         outputs: dict[str, ToolOutput] = {}
-        runnable: list[tuple[ToolCall, Tool, BaseModel]] = []
+        used: dict[str, dict[str, Any]] = {}  # the arguments each call ran (or was refused) with
+        runnable: list[tuple[ToolCall, Tool, _Run]] = []
+        pending: list[PendingApproval] = []
         for call in calls:
             await self._emit(RunEventType.TOOL_CALL, step, id=call.id, name=call.name, arguments=call.arguments)
             tool = self.agent.toolset.get(call.name)
@@ -250,14 +295,25 @@ class AgentRun:
                 problem = format_validation_error(tool.name, exc)
                 outputs[call.id] = ToolOutput(problem, True, "invalid_arguments")
                 continue
-            decision = await self._decide(step, call, validated)
-            if decision.allowed:
-                runnable.append((call, tool, validated))
+            ruling, used[call.id] = await self._decide(step, call, tool, validated)
+            if isinstance(ruling, PendingApproval):
+                pending.append(ruling)
+            elif isinstance(ruling, _Run):
+                runnable.append((call, tool, ruling))
             else:
-                self.denied_calls += 1
-                outputs[call.id] = ToolOutput(
-                    f"The security policy denied this call: {decision.reason}", True, "denied"
+                outputs[call.id] = ruling
+
+        if pending:
+            for waiting in pending:
+                await self._emit(
+                    RunEventType.APPROVAL_REQUESTED,
+                    step,
+                    id=waiting.call_id,
+                    name=waiting.name,
+                    arguments=waiting.arguments,
+                    reason=waiting.reason,
                 )
+            raise _Suspend(step, pending)
 
         ctx = RunContext(
             deps=self.deps,
@@ -267,14 +323,22 @@ class AgentRun:
             agent_name=self.definition.name,
         )
         results = await self._cancellable(
-            asyncio.gather(*(t.execute(v, ctx, default_timeout=self.limits.tool_timeout) for _, t, v in runnable))
+            asyncio.gather(
+                *(t.execute(r.validated, ctx, default_timeout=self.limits.tool_timeout) for _, t, r in runnable)
+            )
         )
-        for (call, _, _), output in zip(runnable, results, strict=True):
+        for (call, _, ruling), output in zip(runnable, results, strict=True):
+            if ruling.edited:
+                # The model's own tool call still shows its arguments; say what actually ran.
+                note = f"(A person approved this call with edited arguments: {json.dumps(used[call.id])})\n"
+                output = ToolOutput(note + output.content, output.is_error, output.error_kind)
             outputs[call.id] = output
 
         for call in calls:
             output = outputs[call.id]
-            if output.is_error and output.error_kind != "denied":
+            if output.error_kind == "denied":
+                self.denied_calls += 1
+            elif output.is_error:
                 self.tool_errors += 1
             self.messages.append(
                 ToolResultMessage(
@@ -286,27 +350,76 @@ class AgentRun:
                 step,
                 id=call.id,
                 name=call.name,
+                arguments=used.get(call.id, call.arguments),
                 content=output.content,
                 is_error=output.is_error,
                 error_kind=output.error_kind,
             )
 
-    async def _decide(self, step: int, call: ToolCall, validated: BaseModel) -> PolicyDecision:
+    async def _decide(
+        self, step: int, call: ToolCall, tool: Tool, validated: BaseModel
+    ) -> tuple[_Run | ToolOutput | PendingApproval, dict[str, Any]]:
+        """The policy's (and maybe a person's) ruling on one call, and the arguments it applies to."""
         # Constraints see the validated, coerced arguments, not the model's raw JSON.
-        checked = call.model_copy(update={"arguments": validated.model_dump()})
+        arguments = validated.model_dump()
+        checked = call.model_copy(update={"arguments": arguments})
         requested = self.definition.policy.decide(checked)
-        decision = requested
-        approved: bool | None = None
-        if requested.verdict is PolicyVerdict.APPROVAL_REQUIRED:
-            if self.hooks.approve is None:
+        if requested.verdict is not PolicyVerdict.APPROVAL_REQUIRED or self.hooks.approve is None:
+            decision = requested
+            if requested.verdict is PolicyVerdict.APPROVAL_REQUIRED:
                 decision = PolicyDecision.deny(f"{requested.reason}, and no approver is configured")
-            else:
-                approved = await self.hooks.approve(checked, requested)
-                decision = (
-                    PolicyDecision.allow(f"{requested.reason}: approved")
-                    if approved
-                    else PolicyDecision.deny(f"{requested.reason}: the approver refused")
-                )
+            await self._emit_decision(step, call, decision, requested, arguments)
+            return (_Run(validated) if decision.allowed else _denied(decision)), arguments
+        answer = await self.hooks.approve(checked, requested)
+        if isinstance(answer, Deferred):
+            await self._emit_decision(step, call, requested, requested, arguments)
+            return PendingApproval(
+                call_id=call.id, name=call.name, arguments=arguments, reason=requested.reason
+            ), arguments
+        approval = answer if isinstance(answer, Approval) else Approval(approved=bool(answer))
+        decision, ruling, used = self._apply_approval(call, tool, requested, approval, validated)
+        await self._emit_decision(step, call, decision, requested, used, approval=approval, edited=used != arguments)
+        return ruling, used
+
+    def _apply_approval(
+        self, call: ToolCall, tool: Tool, requested: PolicyDecision, approval: Approval, validated: BaseModel
+    ) -> tuple[PolicyDecision, _Run | ToolOutput, dict[str, Any]]:
+        """A person's answer to an ``approval_required`` call: the decision, the ruling and the arguments used."""
+        arguments = validated.model_dump()
+        if not approval.approved:
+            refused = f"{requested.reason}: the approver refused"
+            decision = PolicyDecision.deny(f"{refused}: {approval.reason}" if approval.reason else refused)
+            return decision, _denied(decision), arguments
+        approved = PolicyDecision.allow(f"{requested.reason}: approved")
+        if approval.arguments is None:
+            return approved, _Run(validated), arguments
+        try:
+            revised = tool.validate(approval.arguments)
+        except ValidationError as exc:
+            problem = f"The approver's edited arguments for tool {tool.name!r} are invalid: {validation_problems(exc)}."
+            decision = PolicyDecision.deny(f"{requested.reason}: the approved arguments are invalid")
+            return decision, ToolOutput(problem, True, "invalid_arguments"), dict(approval.arguments)
+        if revised.model_dump() == arguments:
+            return approved, _Run(validated), arguments
+        arguments = revised.model_dump()
+        # An approval answers "approval required" only: a denial of the edited call stands.
+        again = self.definition.policy.decide(call.model_copy(update={"arguments": arguments}))
+        if again.verdict is PolicyVerdict.DENY:
+            return again, _denied(again), arguments
+        edited = PolicyDecision.allow(f"{requested.reason}: approved with edited arguments")
+        return edited, _Run(revised, edited=True), arguments
+
+    async def _emit_decision(
+        self,
+        step: int,
+        call: ToolCall,
+        decision: PolicyDecision,
+        requested: PolicyDecision,
+        arguments: dict[str, Any],
+        *,
+        approval: Approval | None = None,
+        edited: bool = False,
+    ) -> None:
         await self._emit(
             RunEventType.POLICY_DECISION,
             step,
@@ -315,9 +428,11 @@ class AgentRun:
             verdict=decision.verdict.value,
             reason=decision.reason,
             requested_verdict=requested.verdict.value,
-            approved=approved,
+            approved=approval.approved if approval is not None else None,
+            approver_reason=approval.reason if approval is not None else None,
+            arguments=arguments,
+            arguments_edited=edited,
         )
-        return decision
 
     def _check_tool_bounds(self) -> None:
         if self.denied_calls > self.limits.max_denied_calls:
@@ -352,19 +467,23 @@ class AgentRun:
     async def _finish_step(self, step: int) -> None:
         self.steps = step
         self.step_in_flight = None
-        self.checkpoint = Checkpoint(
+        self.checkpoint = self._make_checkpoint()
+        if self.hooks.on_checkpoint is not None:
+            await self.hooks.on_checkpoint(self.checkpoint)
+
+    def _make_checkpoint(self, pending: Sequence[PendingApproval] = ()) -> Checkpoint:
+        return Checkpoint(
             run_id=self.run_id,
             agent_name=self.definition.name,
             goal=self.goal,
             messages=list(self.messages),
-            steps_completed=step,
+            steps_completed=self.steps,
             usage=self.usage + self.reused,
             output_retries=self.output_retries,
             denied_calls=self.denied_calls,
             tool_errors=self.tool_errors,
+            pending_approvals=list(pending),
         )
-        if self.hooks.on_checkpoint is not None:
-            await self.hooks.on_checkpoint(self.checkpoint)
 
     # ------------------------------------------------------------ endings
 
@@ -380,6 +499,21 @@ class AgentRun:
             model_name=self.agent.model.name,
             output=output,
             text=text,
+        )
+
+    def _suspend(self, step: int, pending: list[PendingApproval]) -> RunSuspended:
+        # Not passed to on_checkpoint: the host stores the outcome's checkpoint with the
+        # pending approvals in one write.
+        self.step_in_flight = None
+        return RunSuspended(
+            run_id=self.run_id,
+            steps=step - 1,
+            usage=self.usage,
+            reused_usage=self.reused,
+            messages=tuple(self.messages),
+            model_name=self.agent.model.name,
+            pending=tuple(pending),
+            checkpoint=self._make_checkpoint(pending),
         )
 
     async def _fail(self, error: RunError) -> RunFailure:
