@@ -198,3 +198,16 @@ async def test_approvals_are_listed_per_tenant(store: TaskStore, approvals: Appr
     assert [a.task_id for a in await approvals.list(tenant=TENANT)] == [mine.task.id]
     assert {a.task_id for a in await approvals.list(tenant=EVERY_TENANT)} == {mine.task.id, other.task.id}
     assert [a.call_id for a in await approvals.list(tenant=EVERY_TENANT, task_id=other.task.id)] == ["c9"]
+
+
+async def test_a_cancel_requested_while_running_wins_over_waiting(store: TaskStore, approvals: ApprovalStore) -> None:
+    claim = await running_task(store)
+    await store.request_cancel(claim.task.id, tenant=TENANT)
+
+    suspended = await approvals.suspend(
+        claim.task.id, claim.attempt, checkpoint=CHECKPOINT, approvals=[asked("c1")], input_tokens=0, output_tokens=0
+    )
+
+    assert not suspended
+    assert (await store.get(claim.task.id, tenant=TENANT)).status is TaskStatus.RUNNING
+    assert await approvals.list(tenant=TENANT) == []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
 from ops_core.config import Settings
+from ops_core.db.approvals import ApprovalStore, NewApproval
 from ops_core.db.models import Task
+from ops_core.db.rules import utcnow
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
 from ops_core.lifecycle import TaskStatus
@@ -130,3 +133,22 @@ async def test_a_worker_whose_own_heartbeat_row_is_late_does_not_requeue_its_own
 
     assert (await store.get(claim.task.id, tenant=EVERY_TENANT)).status is TaskStatus.RUNNING
     assert published.calls == []
+
+
+async def test_an_approval_nobody_answered_times_out_and_its_task_goes_out_at_once(store: TaskStore) -> None:
+    approvals = ApprovalStore(store.engine)
+    published = Published()
+    reaper = Reaper(store, ReapGuard(LEASE, clock=Clock()), Settings(), published, worker_id="me", approvals=approvals)
+    claim = await running_task(store)
+    late = NewApproval(
+        step=1, call_id="c1", tool="t", arguments={}, reason="r", expires_at=utcnow() - timedelta(seconds=1)
+    )
+    await approvals.suspend(
+        claim.task.id, claim.attempt, checkpoint={}, approvals=[late], input_tokens=0, output_tokens=0
+    )
+
+    await reaper()  # no lease needed: a deadline that has passed has passed
+
+    assert published.calls == [(claim.task.id, TaskStatus.PENDING, 0.0)]
+    [decided] = await approvals.list(tenant=EVERY_TENANT, task_id=claim.task.id)
+    assert decided.decision_reason == "timed out"

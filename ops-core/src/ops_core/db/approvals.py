@@ -124,12 +124,19 @@ class ApprovalStore:
         output_tokens: int,
         events: Sequence[NewEvent] = (),
     ) -> bool:
-        """running → waiting for ``approvals``; False if ``attempt`` no longer owns the task."""
+        """running → waiting for ``approvals``; False if ``attempt`` no longer owns the task, or a cancel
+        was requested (which the run then carries out)."""
         now = utcnow()
         closing = [*events, status_event(SUSPEND, attempt=attempt, calls=[a.call_id for a in approvals])]
         stmt = (
             update(TASKS)
-            .where(TASKS.c.id == task_id, TASKS.c.status == SUSPEND.source.value, TASKS.c.attempts == attempt)
+            # A cancel requested meanwhile wins: the run ends cancelled instead of waiting.
+            .where(
+                TASKS.c.id == task_id,
+                TASKS.c.status == SUSPEND.source.value,
+                TASKS.c.attempts == attempt,
+                TASKS.c.cancel_requested.is_(False),
+            )
             .values(
                 status=SUSPEND.to.value,
                 checkpoint=checkpoint,

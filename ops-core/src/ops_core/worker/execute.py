@@ -17,14 +17,17 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from agentkit import Agent, Checkpoint, RunFailure, RunHooks, RunSuccess
+from agentkit import DEFER, Agent, Approval, Checkpoint, Deferred, RunFailure, RunHooks, RunSuccess, RunSuspended
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
-from agentkit.messages import AssistantMessage, Usage
+from agentkit.messages import AssistantMessage, ToolCall, Usage
+from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
 from ops_core.config import Settings
+from ops_core.db.approvals import Approval as Asked
+from ops_core.db.approvals import ApprovalStore, NewApproval
 from ops_core.db.models import Claim, Task
 from ops_core.db.store import TaskStore
-from ops_core.domain import ErrorType, EventType
+from ops_core.domain import ApprovalStatus, ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable, LeaseLost
 from ops_core.lifecycle import Decision, Retry, RetryPolicy
 from ops_core.quotas import QuotaCache
@@ -50,6 +53,8 @@ class ExecutionContext:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     # None: no tenant quotas are checked (tests of the executor alone).
     quotas: QuotaCache | None = None
+    # None: no approver; a call the policy wants approved is denied, as agentkit does without one.
+    approvals: ApprovalStore | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -77,6 +82,8 @@ class Execution:
         self._baseline = self._saved
         self._started = 0.0
         self._over_budget = False
+        # The decisions recorded for the calls the resumed checkpoint waits on; None once that step is done.
+        self._decisions: dict[str, Asked] | None = None
 
     @property
     def attempt(self) -> int:
@@ -138,10 +145,14 @@ class Execution:
         except UserError as exc:
             await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
             return
+        if self._ctx.approvals is not None and self._resume is not None and self._resume.pending_approvals:
+            step = self._resume.steps_completed + 1
+            self._decisions = await self._write(lambda: self._approvals.decisions(task.id, step))
         hooks = RunHooks(
             on_event=self.recorder.on_run_event,
             cancelled=self._cancelled,
             on_checkpoint=self._save_checkpoint,
+            approve=self._approve if self._ctx.approvals is not None else None,
         )
         try:
             async with asyncio.timeout(task.timeout_seconds):
@@ -155,6 +166,8 @@ class Execution:
         match outcome:
             case RunSuccess():
                 await self._complete(outcome)
+            case RunSuspended():
+                await self._suspend(outcome, agent.definition.policy.approval_timeout)
             case RunFailure(error=RunCancelled()) if self._over_budget:
                 message = f"tenant {task.tenant!r} spent its daily token budget; the run stopped after its last step"
                 await self._fail(ErrorType.QUOTA_EXCEEDED, message, outcome.usage, outcome.reused_usage)
@@ -174,17 +187,81 @@ class Execution:
                 else:
                     await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
 
+    @property
+    def _approvals(self) -> ApprovalStore:
+        assert self._ctx.approvals is not None, "only asked for when an approver is configured"
+        return self._ctx.approvals
+
+    async def _approve(self, call: ToolCall, requested: PolicyDecision) -> Approval | Deferred:
+        """A recorded decision for a call the run waited on; otherwise the run waits (suspends)."""
+        asked = (self._decisions or {}).get(call.id)
+        if asked is None or asked.status is ApprovalStatus.PENDING:
+            return DEFER
+        reason = asked.decision_reason or asked.status.value.replace("_", " ")
+        if asked.status is not ApprovalStatus.APPROVED:
+            return Approval(approved=False, reason=reason)
+        return Approval(approved=True, reason=reason, arguments=asked.edited_arguments)
+
+    async def _suspend(self, outcome: RunSuspended, approval_timeout: float | None) -> None:
+        """Park the run: the checkpoint, the calls it waits on, and the task to waiting, in one write."""
+        checkpoint = outcome.checkpoint
+        wait = approval_timeout or self._ctx.settings.approval_timeout_seconds
+        expires = datetime.now(UTC) + timedelta(seconds=wait)
+        asked = [
+            NewApproval(
+                step=checkpoint.steps_completed + 1,
+                call_id=pending.call_id,
+                tool=pending.name,
+                arguments=pending.arguments,
+                reason=pending.reason,
+                expires_at=expires,
+            )
+            for pending in outcome.pending
+        ]
+        async with self.recorder.lock:
+            delta = _added(checkpoint.usage, self._saved)
+            events = self.recorder.take()
+            moved = await self._write(
+                lambda: self._approvals.suspend(
+                    self._task.id,
+                    self._attempt,
+                    checkpoint=checkpoint.model_dump(mode="json"),
+                    approvals=asked,
+                    input_tokens=delta.input_tokens,
+                    output_tokens=delta.output_tokens,
+                    events=events,
+                )
+            )
+            cancelled = not moved and bool(await self._write(lambda: self._ctx.store.cancel_requested([self._task.id])))
+            if cancelled:
+                # Cancelled while it asked: end cancelled, keeping the step's tokens and events.
+                await self._write(
+                    lambda: self._ctx.store.finish_cancelled(
+                        self._task.id,
+                        self._attempt,
+                        input_tokens=delta.input_tokens,
+                        output_tokens=delta.output_tokens,
+                        reused_tokens=outcome.reused_usage.total_tokens,
+                        events=events,
+                    )
+                )
+        if moved:
+            self._saved = checkpoint.usage
+            calls = ", ".join(f"{a.tool} ({a.call_id})" for a in asked)
+            self._log_end("waiting", outcome.usage, f" for approval of {calls}", outcome="waiting")
+        elif cancelled:
+            self._log_end("cancelled", outcome.usage)
+
     async def _save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        # The step the resumed run waited on is done: its decisions answer no later call.
+        self._decisions = None
         if _is_final(checkpoint):
             # The final answer's step: the completion write follows at once and stores the same
             # response and events, so a separate checkpoint write would shorten no crash window.
             return
         async with self.recorder.lock:
             used = checkpoint.usage
-            delta = Usage(
-                input_tokens=used.input_tokens - self._saved.input_tokens,
-                output_tokens=used.output_tokens - self._saved.output_tokens,
-            )
+            delta = _added(used, self._saved)
             await self._write(
                 lambda: self._ctx.store.save_checkpoint(
                     self._task.id,
@@ -308,6 +385,13 @@ class Execution:
                     raise failed.pop()
                 return await write()
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _added(used: Usage, saved: Usage) -> Usage:
+    """What a checkpoint's cumulative usage adds to what the task row already holds."""
+    return Usage(
+        input_tokens=used.input_tokens - saved.input_tokens, output_tokens=used.output_tokens - saved.output_tokens
+    )
 
 
 def _short(message: str, limit: int = 200) -> str:

@@ -91,6 +91,7 @@ class WorkerProcess:
             republish=lambda task, delay: self.runner.republish(task, delay),
             policy=RetryPolicy.from_settings(self._settings),
             quotas=runtime.quotas,
+            approvals=runtime.approvals,
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()

@@ -1,4 +1,5 @@
-"""Settles what no live worker will: runs of dead workers, runs far past their timeout, tasks never started.
+"""Settles what no live worker will: runs of dead workers, runs far past their timeout, tasks never started,
+and approvals nobody answered in time.
 
 Any live worker may reap, and many at once: each task moves with a
 conditional UPDATE fenced on its attempt, so it is recovered exactly once.
@@ -19,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ops_core.config import Settings
+from ops_core.db.approvals import ApprovalStore
 from ops_core.db.models import Task
 from ops_core.db.store import TaskStore
 from ops_core.domain import ErrorType
@@ -33,9 +35,17 @@ Publish = Callable[[Task, float], Awaitable[None]]
 
 class Reaper:
     def __init__(
-        self, store: TaskStore, guard: ReapGuard, settings: Settings, publish: Publish, *, worker_id: str
+        self,
+        store: TaskStore,
+        guard: ReapGuard,
+        settings: Settings,
+        publish: Publish,
+        *,
+        worker_id: str,
+        approvals: ApprovalStore | None = None,
     ) -> None:
         self._store = store
+        self._approvals = approvals
         self._worker_id = worker_id
         self._guard = guard
         self._settings = settings
@@ -50,6 +60,14 @@ class Reaper:
                 await self._settle_orphan(await self._store.get(task_id, tenant=EVERY_TENANT))
         # Not a guess about liveness: a deadline that has passed has passed.
         await self._store.fail_unstarted()
+        if self._approvals is not None:
+            for task in await self._approvals.expire():
+                log.info(
+                    "task %s: an approval timed out; it resumes with the call denied",
+                    task.id,
+                    extra={"task_id": str(task.id), "status": task.status.value},
+                )
+                await self._publish(task, 0.0)
 
     async def _settle_orphan(self, task: Task) -> None:
         lost = ErrorType.WORKER_LOST.value

@@ -91,7 +91,9 @@ class TaskRunner:
         self._watchdog: LoopWatchdog | None = None
         self.cancel_poll = CancelPoll(self._store, self._runs)
         self.flush_events = EventFlush(lambda: [run.execution.recorder for run in list(self._runs.values())])
-        self.reaper = Reaper(self._store, self._reap_guard, settings, self.republish, worker_id=self.worker_id)
+        self.reaper = Reaper(
+            self._store, self._reap_guard, settings, self.republish, worker_id=self.worker_id, approvals=ctx.approvals
+        )
         self.relay = Relay(self._store, publisher, settings)
 
     @property
