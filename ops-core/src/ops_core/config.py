@@ -95,6 +95,21 @@ class Settings(BaseSettings):
         description="How long a tool call waits for a person before it is denied as timed out,"
         " unless its agent's policy sets approval_timeout.",
     )
+    stream_poll_seconds: Seconds = Field(
+        default=0.25, le=10, description="How often an API process looks for new events of the tasks it streams."
+    )
+    stream_max_subscribers: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Streams one API process serves at once; beyond it a stream gets 503.",
+    )
+    stream_keepalive_seconds: Seconds = Field(
+        default=15.0, le=300, description="A stream with nothing to say sends an SSE comment this often."
+    )
+    stream_send_timeout_seconds: Seconds = Field(
+        default=30.0, le=3600, description="A stream whose client reads nothing for this long is closed."
+    )
     shutdown_grace_seconds: Seconds = 30.0
     relay_interval_seconds: Seconds = 2.0
     republish_after_seconds: Seconds = Field(

@@ -22,9 +22,10 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, health, keys, tasks, tenants, usage, workers
+from ops_core.api.routes import approvals, health, keys, streams, tasks, tenants, usage, workers
 from ops_core.config import Settings, comma_list
 from ops_core.runtime import Runtime
+from ops_core.streams import StreamHub
 
 API_VERSION = "1"
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
     app.include_router(metrics_router())
     app.include_router(tasks.router)
     app.include_router(approvals.router)
+    app.include_router(streams.router)
     app.include_router(usage.router)
     app.include_router(keys.router)
     app.include_router(tenants.router)
@@ -96,6 +98,9 @@ def _serve_with(app: FastAPI, runtime: Runtime) -> None:
     settings = runtime.settings
     app.state.authenticator = Authenticator(
         runtime.access, cache_seconds=settings.auth_cache_seconds, lookup_seconds=settings.request_deadline_seconds
+    )
+    app.state.streams = StreamHub(
+        runtime.store, poll_seconds=settings.stream_poll_seconds, max_subscribers=settings.stream_max_subscribers
     )
 
 

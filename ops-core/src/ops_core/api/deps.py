@@ -27,6 +27,7 @@ from ops_core.queue.publisher import Publisher
 from ops_core.runtime import Runtime
 from ops_core.services.approvals import ApprovalService
 from ops_core.services.tasks import TaskService
+from ops_core.streams import StreamHub
 
 
 async def get_settings(request: Request) -> Settings:
@@ -66,6 +67,11 @@ async def get_approval_service(runtime: Annotated[Runtime, Depends(get_runtime)]
     return runtime.approval_service
 
 
+async def get_streams(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> StreamHub:
+    streams: StreamHub = request.app.state.streams
+    return streams
+
+
 async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -77,6 +83,7 @@ AccessDep = Annotated[AccessStore, Depends(get_access)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+StreamsDep = Annotated[StreamHub, Depends(get_streams)]
 ApprovalStoreDep = Annotated[ApprovalStore, Depends(get_approvals)]
 ApprovalServiceDep = Annotated[ApprovalService, Depends(get_approval_service)]
 

@@ -355,6 +355,14 @@ EVENT_COLUMNS: tuple[str, ...] = ("id", "task_id", "seq", "attempt", "type", "pa
 
 
 @dataclass(frozen=True, slots=True)
+class EventHead:
+    """How far a task's event log goes, and where the task stands."""
+
+    last_event_seq: int
+    status: TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     task: Task
     attempt: int

@@ -27,7 +27,17 @@ from sqlalchemy.util import greenlet_spawn
 
 from ops_core.db.batch import Batcher
 from ops_core.db.engine import database_errors, is_unavailable, json_dumps
-from ops_core.db.models import TASK_COLUMNS, Claim, NewEvent, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
+from ops_core.db.models import (
+    TASK_COLUMNS,
+    Claim,
+    EventHead,
+    NewEvent,
+    Task,
+    TaskEvent,
+    TaskPage,
+    UsageTotal,
+    WorkerView,
+)
 from ops_core.db.rules import (
     CLAIM,
     HELD_AT,
@@ -240,6 +250,8 @@ SELECT tenant, agent, model, count(*) AS tasks, sum(input_tokens) AS input_token
 FROM tasks WHERE created_at >= $1 AND {_of_tenant("$2")}
 GROUP BY tenant, agent, model ORDER BY tenant, agent, model"""
 
+EVENT_HEADS = "SELECT id, last_event_seq, status FROM tasks WHERE id = ANY($1::uuid[])"
+
 CANCEL_REQUESTED = "SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'running' AND cancel_requested"
 
 _RUNNING = "tasks.id, tasks.attempts, tasks.max_retries, tasks.worker_id, tasks.claimed_at, tasks.timeout_seconds"
@@ -416,6 +428,11 @@ class PostgresStore(TaskStore):
             ):
                 raise not_found(task_id)
         return [TaskEvent.from_row(r) for r in rows]
+
+    async def event_heads(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventHead]:
+        async with self._db() as db:
+            rows = await db.fetch(EVENT_HEADS, list(task_ids))
+        return {row["id"]: EventHead(row["last_event_seq"], TaskStatus(row["status"])) for row in rows}
 
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
         async with self._db() as db:

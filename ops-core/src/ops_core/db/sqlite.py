@@ -27,6 +27,7 @@ from ops_core.db.models import (
     TENANTS,
     WORKERS,
     Claim,
+    EventHead,
     NewEvent,
     Task,
     TaskEvent,
@@ -177,6 +178,12 @@ class SqliteStore(TaskStore):
             if not rows and (await conn.execute(owned)).first() is None:
                 raise not_found(task_id)
         return [TaskEvent.from_row(r) for r in rows]
+
+    async def event_heads(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventHead]:
+        stmt = select(TASKS.c.id, TASKS.c.last_event_seq, TASKS.c.status).where(TASKS.c.id.in_(list(task_ids)))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {row.id: EventHead(row.last_event_seq, TaskStatus(row.status)) for row in rows}
 
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
         keys = (TASKS.c.tenant, TASKS.c.agent, TASKS.c.model)

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ops_core.db.models import Claim, NewEvent, NewTask, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
+from ops_core.db.models import Claim, EventHead, NewEvent, NewTask, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
 from ops_core.db.rules import (
     CANCEL_PENDING,
     CANCEL_RUNNING,
@@ -134,6 +134,10 @@ class TaskStore(abc.ABC):
         self, task_id: uuid.UUID, *, tenant: TenantScope, after_seq: int = 0, limit: int = 1000
     ) -> builtins.list[TaskEvent]:
         """Events after ``after_seq`` in seq order; :class:`TaskNotFound` for an unknown task."""
+
+    @abc.abstractmethod
+    async def event_heads(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventHead]:
+        """Each task's last event seq and status: one read for every stream a process serves."""
 
     @abc.abstractmethod
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:

@@ -1,0 +1,105 @@
+"""``/v1/tasks/{id}/stream``: a task's events as Server-Sent Events, live, and resumable by seq.
+
+Each event's SSE ``id`` is its seq and its SSE ``event`` its type; the data is
+the event as ``GET /v1/tasks/{id}/events`` gives it. A client that reconnects
+with ``Last-Event-ID`` (or ``?after_seq=``) gets exactly the events after it,
+from any API process. The stream ends after the task's terminal status event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ops_core.api.auth import Reader
+from ops_core.api.deps import SettingsDep, StoreDep, StreamsDep, bounded
+from ops_core.api.errors import AUTH, INVALID, NOT_FOUND, UNAVAILABLE
+from ops_core.api.schemas import TaskEventPublic, to_json
+from ops_core.api.storable import INT32_MAX
+from ops_core.db.models import TaskEvent
+from ops_core.db.store import TaskStore
+from ops_core.domain import EventType
+from ops_core.errors import InvalidRequest
+from ops_core.lifecycle import TaskStatus
+from ops_core.streams import StreamHub
+from ops_core.tenancy import TenantScope
+
+router = APIRouter(tags=["streams"], responses=AUTH)
+
+PAGE = 500
+SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+@router.get(
+    "/v1/tasks/{task_id}/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": SSE, "description": "The task's events: every recorded one after the resume point, then live"},
+        **NOT_FOUND,
+        **INVALID,
+        **UNAVAILABLE,
+    },
+)
+async def stream_task(
+    task_id: UUID,
+    caller: Reader,
+    store: StoreDep,
+    streams: StreamsDep,
+    settings: SettingsDep,
+    after_seq: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """Every event after the resume point in seq order, then the new ones as they are recorded, until the
+    task's terminal status event. Reconnect with ``Last-Event-ID`` to get exactly the events missed."""
+    start = _resume_point(after_seq, last_event_id)
+    async with bounded(settings):
+        await store.get(task_id, tenant=caller.scope)
+    streams.reserve()
+    return EventSourceResponse(
+        _events(store, streams, task_id, caller.scope, start),
+        ping=int(settings.stream_keepalive_seconds) or 1,
+        send_timeout=settings.stream_send_timeout_seconds,
+    )
+
+
+def _resume_point(after_seq: int, last_event_id: str | None) -> int:
+    """A reconnecting client's ``Last-Event-ID`` wins over ``after_seq``."""
+    if last_event_id is None or not last_event_id.strip():
+        return after_seq
+    if not last_event_id.strip().isdigit() or int(last_event_id) > INT32_MAX:
+        raise InvalidRequest(f"Last-Event-ID must be an event's seq, not {last_event_id[:20]!r}")
+    return int(last_event_id)
+
+
+async def _events(
+    store: TaskStore, streams: StreamHub, task_id: UUID, tenant: TenantScope, seq: int
+) -> AsyncIterator[ServerSentEvent]:
+    with streams.watch(task_id, seq) as watch:
+        while True:
+            events = await store.list_events(task_id, tenant=tenant, after_seq=seq, limit=PAGE)
+            for event in events:
+                yield _sent(event)
+                seq = event.seq
+                if _ends(event):
+                    return
+            if len(events) == PAGE:
+                continue
+            if not events and watch.finished:
+                return  # resumed past the terminal event of a finished task
+            await watch.wait_past(seq)
+
+
+def _sent(event: TaskEvent) -> ServerSentEvent:
+    data = to_json(TaskEventPublic.model_validate(event)).decode()
+    return ServerSentEvent(data=data, event=event.type, id=str(event.seq))
+
+
+def _ends(event: TaskEvent) -> bool:
+    if event.type != EventType.STATUS.value:
+        return False
+    to = event.payload.get("to")
+    return isinstance(to, str) and to in {s.value for s in TaskStatus if s.is_terminal}

@@ -1,0 +1,101 @@
+"""Live event streams: every subscriber reads its own task's events, woken by one poll per API process.
+
+A subscriber pulls its events from the store itself (``list_events`` after
+the last seq it sent), so a client that reads slowly delays only itself:
+nothing is queued for it, and the workers never wait for it. What tells it
+there is something new is :class:`StreamHub`: one query per tick reads the
+head (last seq and status) of every task this process streams, however many
+subscribers watch them. Nothing is added to the workers' writes (no trigger,
+no NOTIFY), so the drain rate does not depend on how many streams are open.
+
+The stored log is the stream's truth: a subscriber that reconnects after the
+seq it last received (SSE ``Last-Event-ID``) gets exactly what it missed, from
+any API process, across worker crashes and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ops_core.db.store import TaskStore
+from ops_core.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class StreamsFull(Unavailable):
+    code = "too_many_streams"
+
+
+@dataclass(eq=False)
+class Watch:
+    """One subscriber's view of its task: how far it has read, and a wake-up when there is more."""
+
+    task_id: uuid.UUID
+    seq: int
+    finished: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_past(self, seq: int) -> None:
+        """Until the task has an event after ``seq``, or has finished."""
+        self.seq = seq
+        self.changed.clear()
+        await self.changed.wait()
+
+
+class StreamHub:
+    """The streams one API process serves, and the one poll that wakes them."""
+
+    def __init__(self, store: TaskStore, *, poll_seconds: float, max_subscribers: int) -> None:
+        self._store = store
+        self._poll_seconds = poll_seconds
+        self._max = max_subscribers
+        self._watches: set[Watch] = set()
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._watches)
+
+    def reserve(self) -> None:
+        """Refuse a new stream (503) when this process already serves its bound."""
+        if len(self._watches) >= self._max:
+            raise StreamsFull(f"this API process already serves {self._max} streams; try again later")
+
+    @contextlib.contextmanager
+    def watch(self, task_id: uuid.UUID, seq: int) -> Iterator[Watch]:
+        self.reserve()
+        watch = Watch(task_id, seq)
+        self._watches.add(watch)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="stream-hub")
+        try:
+            yield watch
+        finally:
+            self._watches.discard(watch)
+
+    async def _poll(self) -> None:
+        # Runs while anyone watches; the next subscriber starts it again.
+        while self._watches:
+            try:
+                await self.tick()
+            except Exception as exc:  # the database is briefly away: the streams wait, and the next tick retries
+                log.warning("stream poll failed: %s", exc)
+            await asyncio.sleep(self._poll_seconds)
+
+    async def tick(self) -> None:
+        watches = list(self._watches)
+        heads = await self._store.event_heads(sorted({w.task_id for w in watches}))
+        for watch in watches:
+            head = heads.get(watch.task_id)
+            if head is None:
+                continue
+            # A finished task may be retried by hand: finished is re-read on every tick.
+            watch.finished = head.status.is_terminal
+            if head.last_event_seq > watch.seq or watch.finished:
+                watch.changed.set()
