@@ -1,0 +1,71 @@
+"""Event streams live: a stream survives its API process dying and its worker dying, with no gap and no repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from tests.e2e.conftest import DeploymentFactory
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+MODEL = "openai:fake-model"
+# Step 1 calls the calculator; the first step-2 model call stalls, long enough to kill its worker in it.
+GOAL = "[[tool_stall=30]] stream across an API and a worker dying"
+
+
+async def _read(http: httpx.AsyncClient, url: str, seen: list[dict[str, Any]], *, until: str | None = None) -> None:
+    """Append the stream's events to ``seen`` until it ends, or until an event of type ``until`` arrives."""
+    headers = {"Last-Event-ID": str(seen[-1]["id"])} if seen else {}
+    async with aconnect_sse(http, "GET", url, headers=headers) as source:
+        assert source.response.status_code == 200
+        async for sent in source.aiter_sse():
+            seen.append({"id": int(sent.id), "type": sent.event, "data": sent.json()})
+            if sent.event == until:
+                return
+
+
+async def test_a_stream_resumes_on_another_api_across_a_worker_crash(deployments: DeploymentFactory) -> None:
+    deployment = deployments(workers=2)
+    second_api = deployment.start_extra_api()
+    timeout = httpx.Timeout(30.0, read=60.0)
+    async with (
+        httpx.AsyncClient(base_url=deployment.api_url, headers=deployment.headers, timeout=timeout) as first,
+        httpx.AsyncClient(base_url=second_api, headers=deployment.headers, timeout=timeout) as second,
+    ):
+        submitted = await first.post("/v1/tasks", json={"goal": GOAL, "model": MODEL})
+        assert submitted.status_code == 202, submitted.text
+        task_id = submitted.json()["id"]
+        url = f"/v1/tasks/{task_id}/stream"
+        seen: list[dict[str, Any]] = []
+
+        # Live on the first API until step 1's tool result: the run is now stalled in step 2.
+        await asyncio.wait_for(_read(first, url, seen, until="tool_result"), timeout=60)
+        assert deployment.api is not None
+        deployment.api.kill()
+
+        # Kill the worker process that holds the run: after a lease, another attempt resumes after step 1.
+        async def holder() -> list[dict[str, Any]]:
+            workers = (await second.get("/v1/workers")).json()["items"]
+            return [w for w in workers if task_id in w["current_task_ids"]]
+
+        [worker] = await wait_for(holder, lambda found: len(found) == 1, timeout=30, what="the run's worker")
+        os.kill(worker["pid"], signal.SIGKILL)
+
+        # Resume on the second API with Last-Event-ID, to the end.
+        await asyncio.wait_for(_read(second, url, seen), timeout=120)
+
+        logged = (await second.get(f"/v1/tasks/{task_id}/events")).json()["items"]
+    assert [e["id"] for e in seen] == [e["seq"] for e in logged], "every event, in order, each once"
+    assert [e["data"] for e in seen] == logged
+    assert seen[-1]["data"]["payload"]["to"] == "completed"
+    assert {e["data"]["attempt"] for e in seen if e["type"] == "model_request"} == {1, 2}, "attempts told apart"
+    requeued = [e for e in seen if e["type"] == "requeued"]
+    assert requeued and requeued[0]["data"]["payload"]["error_type"] == "worker_lost"
