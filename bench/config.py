@@ -8,6 +8,8 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCENARIOS = ("baselines", "drain", "submit", "e2e", "io")
+# Tuning scenarios: run only when asked for with --only; the full report does not include them.
+EXTRA_SCENARIOS = ("streams",)
 FULL_RATES = (25, 50, 75, 100, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000, 1300, 1600)
 QUICK_RATES = (25, 50, 100, 200, 400, 800)
 
@@ -29,6 +31,7 @@ class Config:
     io_concurrency: int
     io_delay: float
     docs: Path
+    subscribers: int = 50
     only: tuple[str, ...] = SCENARIOS  # fewer: a tuning run that prints its figures and writes no report
 
     @property
@@ -54,10 +57,13 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--io-concurrency", type=int, help="OPSCORE_WORKER_CONCURRENCY for the I/O-bound run")
     parser.add_argument("--submit-rate", type=float, default=50.0, help="offered req/s for the submit comparison")
     parser.add_argument("--e2e-rate", type=float, default=100.0, help="offered tasks/s for end-to-end latency")
+    parser.add_argument(
+        "--subscribers", type=int, default=50, help="open event streams during the 'streams' drain (default 50)"
+    )
     parser.add_argument("--docs", type=Path, default=DOCS, help="where benchmarks.md and the plots go")
     parser.add_argument(
         "--only",
-        choices=SCENARIOS,
+        choices=SCENARIOS + EXTRA_SCENARIOS,
         action="append",
         help="run only this scenario (repeatable); prints the figures and writes no report",
     )
@@ -80,5 +86,6 @@ def parse(argv: list[str] | None = None) -> Config:
         io_concurrency=args.io_concurrency or io_n,
         io_delay=5.0,
         docs=args.docs,
+        subscribers=args.subscribers,
         only=tuple(args.only or SCENARIOS),
     )

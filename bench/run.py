@@ -19,7 +19,7 @@ from bench import config as bench_config
 from bench import machine, plots, report, services
 from bench.baselines import celery_pg, dramatiq_noop, dramatiq_pg
 from bench.baselines.env import WorkerConfig
-from bench.pipeline import deploy, drain, io_bound, latency, submit
+from bench.pipeline import deploy, drain, io_bound, latency, streams, submit
 from bench.progress import Drain
 from bench.results import CELERY_PG, DRAMATIQ_PG, NOOP, OPSCORE, Results
 
@@ -65,6 +65,22 @@ async def drains(results: Results, cfg: bench_config.Config, log_dir: Path) -> N
     for key, rounds in results.drain_rounds.items():
         results.drains[key] = median(rounds)
         print(f"  {key[0]} {key[1]}p: " + ", ".join(f"{d.steady_rate:.0f}" for d in rounds) + " tasks/s", flush=True)
+
+
+async def stream_drains(results: Results, cfg: bench_config.Config, log_dir: Path) -> None:
+    """The 2-process drain with the API up, without and with ``cfg.subscribers`` streams, in turn each round."""
+    rates: dict[int, list[float]] = {0: [], cfg.subscribers: []}
+    for round_no in range(1, cfg.rounds + 1):
+        for subscribers in rates:
+            run = streams.measure(cfg.n, 2, log_dir, subscribers)
+            found = await attempt(results, f"round {round_no}: drain 2p, {subscribers} streams", run)
+            if found is not None:
+                rates[subscribers].append(found.steady_rate)
+    for subscribers, found_rates in rates.items():
+        print(f"  {subscribers} streams: " + ", ".join(f"{r:.0f}" for r in found_rates) + " tasks/s", flush=True)
+    if all(rates.values()):
+        without, with_streams = (sorted(r)[(len(r) - 1) // 2] for r in rates.values())
+        print(f"  median with {cfg.subscribers} streams / without: {with_streams / without:.3f}", flush=True)
 
 
 def median(rounds: list[Drain]) -> Drain:
@@ -116,6 +132,8 @@ async def run_all(cfg: bench_config.Config, log_dir: Path) -> Results:
     if "baselines" in cfg.only or "drain" in cfg.only:
         await drains(results, cfg, log_dir)
     await submits_and_latency(results, cfg, log_dir)
+    if "streams" in cfg.only:
+        await stream_drains(results, cfg, log_dir)
     if "io" in cfg.only:
         results.io_bound = await attempt(
             results,

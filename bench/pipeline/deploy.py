@@ -116,8 +116,8 @@ class OpsCore:
         self.headers: dict[str, str] = {}
 
     def create_key(self) -> None:
-        """A tasks:write key of the tenant ``bench``, made as an operator makes one (``opscore keys create``)."""
-        args = [OPSCORE, "keys", "create", "--tenant", "bench", "--scope", "tasks:write"]
+        """A read-write key of the tenant ``bench``, made as an operator makes one (``opscore keys create``)."""
+        args = [OPSCORE, "keys", "create", "--tenant", "bench", "--scope", "tasks:write", "--scope", "tasks:read"]
         made = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=60, check=True)
         self.headers = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
 
