@@ -26,7 +26,8 @@
     │   └── TokenBudgetSpent      the tenant's daily token budget
     ├── Unavailable               503
     │   ├── DatabaseUnavailable
-    │   └── BrokerUnavailable
+    │   ├── BrokerUnavailable
+    │   └── StreamsFull           this API process already serves OPSCORE_STREAM_MAX_SUBSCRIBERS streams
     └── LeaseLost                 a worker no longer owns the task it runs (fenced by status/attempt)
 
 The API's single exception handler turns each into
@@ -151,6 +152,10 @@ class DatabaseUnavailable(Unavailable):
 
 class BrokerUnavailable(Unavailable):
     code = "broker_unavailable"
+
+
+class StreamsFull(Unavailable):
+    code = "too_many_streams"
 
 
 class LeaseLost(OpsCoreError):

@@ -23,13 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ops_core.db.store import TaskStore
-from ops_core.errors import Unavailable
+from ops_core.errors import StreamsFull
 
 log = logging.getLogger(__name__)
-
-
-class StreamsFull(Unavailable):
-    code = "too_many_streams"
 
 
 @dataclass(eq=False)
