@@ -12,6 +12,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from tests.e2e.conftest import DeploymentFactory
+from tests.e2e.stack import Deployment
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -69,3 +70,44 @@ async def test_a_stream_resumes_on_another_api_across_a_worker_crash(deployments
     assert {e["data"]["attempt"] for e in seen if e["type"] == "model_request"} == {1, 2}, "attempts told apart"
     requeued = [e for e in seen if e["type"] == "requeued"]
     assert requeued and requeued[0]["data"]["payload"]["error_type"] == "worker_lost"
+
+
+async def test_a_tenants_status_stream_shows_its_own_tasks_live(deployment: Deployment) -> None:
+    mine = deployment.create_key("streams-a", "tasks:read", "tasks:write")
+    theirs = deployment.create_key("streams-b", "tasks:read", "tasks:write")
+    timeout = httpx.Timeout(30.0, read=60.0)
+    async with (
+        httpx.AsyncClient(base_url=deployment.api_url, headers=_bearer(mine), timeout=timeout) as a,
+        httpx.AsyncClient(base_url=deployment.api_url, headers=_bearer(theirs), timeout=timeout) as b,
+    ):
+        seen: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        opened = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+        async def follow(name: str, http: httpx.AsyncClient, until: int) -> None:
+            async with aconnect_sse(http, "GET", "/v1/events/stream") as source:
+                assert source.response.status_code == 200
+                opened[name].set()
+                async for sent in source.aiter_sse():
+                    seen[name].append(sent.json())
+                    if len(seen[name]) == until:
+                        return
+
+        # Tenant A's stream ends the test once A's task completed (three changes); B's must stay silent.
+        followers = [asyncio.create_task(follow("a", a, 3)), asyncio.create_task(follow("b", b, 1))]
+        await asyncio.wait_for(asyncio.gather(opened["a"].wait(), opened["b"].wait()), timeout=30)
+        submitted = await a.post("/v1/tasks", json={"goal": "[[delay=0.3]] watched", "model": MODEL})
+        assert submitted.status_code == 202, submitted.text
+        await asyncio.wait_for(followers[0], timeout=60)
+        followers[1].cancel()
+
+    task_id = submitted.json()["id"]
+    assert [(c["task_id"], c["payload"]["to"]) for c in seen["a"]] == [
+        (task_id, "pending"),
+        (task_id, "running"),
+        (task_id, "completed"),
+    ]
+    assert seen["b"] == [], "another tenant's stream shows nothing of it"
+
+
+def _bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}

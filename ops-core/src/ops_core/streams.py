@@ -5,7 +5,8 @@ the last seq it sent), so a client that reads slowly delays only itself:
 nothing is queued for it, and the workers never wait for it. What tells it
 there is something new is :class:`StreamHub`: one query per tick reads the
 head (last seq and status) of every task this process streams, however many
-subscribers watch them. Nothing is added to the workers' writes (no trigger,
+subscribers watch them (and one more for the tenants' streams of status
+changes: the newest event's id). Nothing is added to the workers' writes (no trigger,
 no NOTIFY), so the drain rate does not depend on how many streams are open.
 
 The stored log is the stream's truth: a subscriber that reconnects after the
@@ -30,11 +31,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Watch:
-    """One subscriber's view of its task: how far it has read, and a wake-up when there is more."""
+    """One subscriber's view: how far it has read, and a wake-up when there is more.
 
-    task_id: uuid.UUID
+    A task's stream watches its task (``seq`` is the task's event seq); a
+    tenant's stream of status changes watches every event (``task_id`` None,
+    ``seq`` an event row id), and filters what it reads.
+    """
+
+    task_id: uuid.UUID | None
     seq: int
     finished: bool = False
+    # A tenant's stream: the newest event id at the last tick; every event up to it has been looked at
+    # once the stream has read past its seq, so it skips what its filter left out.
+    horizon: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_past(self, seq: int) -> None:
@@ -64,7 +73,7 @@ class StreamHub:
             raise StreamsFull(f"this API process already serves {self._max} streams; try again later")
 
     @contextlib.contextmanager
-    def watch(self, task_id: uuid.UUID, seq: int) -> Iterator[Watch]:
+    def watch(self, task_id: uuid.UUID | None, seq: int) -> Iterator[Watch]:
         self.reserve()
         watch = Watch(task_id, seq)
         self._watches.add(watch)
@@ -86,9 +95,19 @@ class StreamHub:
 
     async def tick(self) -> None:
         watches = list(self._watches)
-        heads = await self._store.event_heads(sorted({w.task_id for w in watches}))
-        for watch in watches:
-            head = heads.get(watch.task_id)
+        feeds = [w for w in watches if w.task_id is None]
+        if feeds:
+            newest = await self._store.last_event_id()
+            for watch in feeds:
+                watch.horizon = newest
+                if newest > watch.seq:
+                    watch.changed.set()
+        tasks = [w for w in watches if w.task_id is not None]
+        if not tasks:
+            return
+        heads = await self._store.event_heads(sorted({w.task_id for w in tasks if w.task_id is not None}))
+        for watch in tasks:
+            head = heads.get(watch.task_id) if watch.task_id is not None else None
             if head is None:
                 continue
             # A finished task may be retried by hand: finished is re-read on every tick.

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from ops_core.db.models import NewEvent, NewTask
 from ops_core.keys import Scope
+from ops_core.lifecycle import TaskStatus
 from ops_core.runtime import Runtime
 from ops_core.tenancy import DEFAULT_TENANT
 
@@ -124,3 +125,22 @@ def test_a_stream_setting_out_of_range_fails_naming_it(seconds: float) -> None:
 
     with pytest.raises(ConfigError, match="OPSCORE_STREAM_POLL_SECONDS"):
         load_settings(stream_poll_seconds=seconds)
+
+
+async def test_a_tenants_stream_carries_its_status_changes_live(app: FastAPI, runtime: Runtime) -> None:
+    # The route's generator, driven directly: over HTTP this stream never ends (the e2e tier reads it live).
+    from ops_core.api.routes.streams import _changes
+
+    start = await runtime.store.last_event_id()
+    changes = _changes(runtime.store, app.state.streams, DEFAULT_TENANT, start, None, TaskStatus.COMPLETED)
+    first = asyncio.create_task(anext(changes))
+    await new_task(runtime, tenant="someone-else")
+    task_id = await new_task(runtime)
+    await finish(runtime, task_id)
+
+    sent = await asyncio.wait_for(first, timeout=30)
+    data = json.loads(sent.data)
+    assert (sent.event, data["task_id"], data["payload"]["to"]) == ("status", str(task_id), "completed")
+    assert int(sent.id) == data["id"] > start
+    await changes.aclose()
+    assert app.state.streams.subscribers == 0

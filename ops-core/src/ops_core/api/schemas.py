@@ -201,6 +201,20 @@ class TaskEventPublic(BaseModel):
     created_at: datetime
 
 
+class StatusChangePublic(BaseModel):
+    """A task's status event on a tenant's stream: ``payload`` has ``from``, ``to`` and ``reason``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="The event row's id: resume after it with Last-Event-ID.")
+    task_id: UUID
+    agent: str
+    seq: int
+    attempt: int
+    payload: dict[str, Any]
+    created_at: datetime
+
+
 class TaskEventsPublic(BaseModel):
     items: list[TaskEventPublic]
 

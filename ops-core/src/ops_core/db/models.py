@@ -354,6 +354,26 @@ class TaskEvent:
 EVENT_COLUMNS: tuple[str, ...] = ("id", "task_id", "seq", "attempt", "type", "payload", "created_at")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusChange:
+    """A task's status event, as a tenant's stream of status changes carries it (``id`` orders the stream)."""
+
+    id: int
+    task_id: uuid.UUID
+    agent: str
+    seq: int
+    attempt: int
+    payload: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> StatusChange:
+        return cls(**{name: row[name] for name in STATUS_CHANGE_COLUMNS})
+
+
+STATUS_CHANGE_COLUMNS: tuple[str, ...] = ("id", "task_id", "agent", "seq", "attempt", "payload", "created_at")
+
+
 @dataclass(frozen=True, slots=True)
 class EventHead:
     """How far a task's event log goes, and where the task stands."""

@@ -32,6 +32,7 @@ from ops_core.db.models import (
     Claim,
     EventHead,
     NewEvent,
+    StatusChange,
     Task,
     TaskEvent,
     TaskPage,
@@ -250,6 +251,13 @@ SELECT tenant, agent, model, count(*) AS tasks, sum(input_tokens) AS input_token
 FROM tasks WHERE created_at >= $1 AND {_of_tenant("$2")}
 GROUP BY tenant, agent, model ORDER BY tenant, agent, model"""
 
+STATUS_CHANGES = f"""
+SELECT e.id, e.task_id, tasks.agent, e.seq, e.attempt, e.payload, e.created_at
+FROM task_events e JOIN tasks ON tasks.id = e.task_id
+WHERE e.id > $1 AND e.type = 'status' AND {_of_tenant("$2")}
+  AND ($3::text IS NULL OR tasks.agent = $3) AND ($4::text IS NULL OR e.payload->>'to' = $4)
+ORDER BY e.id LIMIT $5"""
+
 EVENT_HEADS = "SELECT id, last_event_seq, status FROM tasks WHERE id = ANY($1::uuid[])"
 
 CANCEL_REQUESTED = "SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'running' AND cancel_requested"
@@ -433,6 +441,24 @@ class PostgresStore(TaskStore):
         async with self._db() as db:
             rows = await db.fetch(EVENT_HEADS, list(task_ids))
         return {row["id"]: EventHead(row["last_event_seq"], TaskStatus(row["status"])) for row in rows}
+
+    async def last_event_id(self) -> int:
+        async with self._db() as db:
+            return int(await db.fetchval("SELECT COALESCE(max(id), 0) FROM task_events"))
+
+    async def status_changes(
+        self,
+        *,
+        tenant: TenantScope,
+        after_id: int,
+        agent: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 500,
+    ) -> builtins.list[StatusChange]:
+        wanted = None if status is None else TaskStatus(status).value
+        async with self._db() as db:
+            rows = await db.fetch(STATUS_CHANGES, after_id, tenant_or_none(tenant), agent, wanted, limit)
+        return [StatusChange.from_row(row) for row in rows]
 
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
         async with self._db() as db:

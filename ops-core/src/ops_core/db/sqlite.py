@@ -29,6 +29,7 @@ from ops_core.db.models import (
     Claim,
     EventHead,
     NewEvent,
+    StatusChange,
     Task,
     TaskEvent,
     TaskPage,
@@ -184,6 +185,34 @@ class SqliteStore(TaskStore):
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
         return {row.id: EventHead(row.last_event_seq, TaskStatus(row.status)) for row in rows}
+
+    async def last_event_id(self) -> int:
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.coalesce(func.max(EVENTS.c.id), 0)))).scalar_one())
+
+    async def status_changes(
+        self,
+        *,
+        tenant: TenantScope,
+        after_id: int,
+        agent: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 500,
+    ) -> builtins.list[StatusChange]:
+        stmt = (
+            select(*(c for c in EVENTS.c if c.name != "type"), TASKS.c.agent)
+            .join(TASKS, TASKS.c.id == EVENTS.c.task_id)
+            .where(EVENTS.c.id > after_id, EVENTS.c.type == EventType.STATUS.value, *_of_tenant(tenant))
+            .order_by(EVENTS.c.id)
+            .limit(limit)
+        )
+        if agent is not None:
+            stmt = stmt.where(TASKS.c.agent == agent)
+        if status is not None:
+            stmt = stmt.where(func.json_extract(EVENTS.c.payload, "$.to") == TaskStatus(status).value)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [StatusChange.from_row(row) for row in rows]
 
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
         keys = (TASKS.c.tenant, TASKS.c.agent, TASKS.c.model)

@@ -22,7 +22,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ops_core.db.models import Claim, EventHead, NewEvent, NewTask, Task, TaskEvent, TaskPage, UsageTotal, WorkerView
+from ops_core.db.models import (
+    Claim,
+    EventHead,
+    NewEvent,
+    NewTask,
+    StatusChange,
+    Task,
+    TaskEvent,
+    TaskPage,
+    UsageTotal,
+    WorkerView,
+)
 from ops_core.db.rules import (
     CANCEL_PENDING,
     CANCEL_RUNNING,
@@ -138,6 +149,22 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     async def event_heads(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventHead]:
         """Each task's last event seq and status: one read for every stream a process serves."""
+
+    @abc.abstractmethod
+    async def last_event_id(self) -> int:
+        """The newest event row's id (0 with none): where a tenant's status stream starts, and its wake-up."""
+
+    @abc.abstractmethod
+    async def status_changes(
+        self,
+        *,
+        tenant: TenantScope,
+        after_id: int,
+        agent: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 500,
+    ) -> builtins.list[StatusChange]:
+        """The tenant's status events after row ``after_id``, oldest first; ``status`` is the status moved to."""
 
     @abc.abstractmethod
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:

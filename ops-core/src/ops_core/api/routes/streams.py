@@ -1,9 +1,15 @@
-"""``/v1/tasks/{id}/stream``: a task's events as Server-Sent Events, live, and resumable by seq.
+"""Server-Sent Events: a task's events (``/v1/tasks/{id}/stream``) and a tenant's status changes
+(``/v1/events/stream``).
 
-Each event's SSE ``id`` is its seq and its SSE ``event`` its type; the data is
-the event as ``GET /v1/tasks/{id}/events`` gives it. A client that reconnects
-with ``Last-Event-ID`` (or ``?after_seq=``) gets exactly the events after it,
-from any API process. The stream ends after the task's terminal status event.
+A task's stream: each event's SSE ``id`` is its seq and its SSE ``event`` its
+type; the data is the event as ``GET /v1/tasks/{id}/events`` gives it. A
+client that reconnects with ``Last-Event-ID`` (or ``?after_seq=``) gets
+exactly the events after it, from any API process. It ends after the task's
+terminal status event.
+
+A tenant's stream: every status change of the tenant's tasks (optionally of
+one agent, or into one status), for dashboards; its SSE ``id`` is the event
+row's id, to resume from. It never ends by itself.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ops_core.api.auth import Reader
 from ops_core.api.deps import SettingsDep, StoreDep, StreamsDep, bounded
 from ops_core.api.errors import AUTH, INVALID, NOT_FOUND, UNAVAILABLE
-from ops_core.api.schemas import TaskEventPublic, to_json
-from ops_core.api.storable import INT32_MAX
+from ops_core.api.schemas import StatusChangePublic, TaskEventPublic, to_json
+from ops_core.api.storable import INT32_MAX, StorableText
 from ops_core.db.models import TaskEvent
 from ops_core.db.store import TaskStore
 from ops_core.domain import EventType
@@ -30,6 +36,7 @@ from ops_core.tenancy import TenantScope
 
 router = APIRouter(tags=["streams"], responses=AUTH)
 
+INT64_MAX = 2**63 - 1
 PAGE = 500
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
@@ -55,7 +62,7 @@ async def stream_task(
 ) -> EventSourceResponse:
     """Every event after the resume point in seq order, then the new ones as they are recorded, until the
     task's terminal status event. Reconnect with ``Last-Event-ID`` to get exactly the events missed."""
-    start = _resume_point(after_seq, last_event_id)
+    start = _resume_point(after_seq, last_event_id) or 0
     async with bounded(settings):
         await store.get(task_id, tenant=caller.scope)
     streams.reserve()
@@ -66,11 +73,66 @@ async def stream_task(
     )
 
 
-def _resume_point(after_seq: int, last_event_id: str | None) -> int:
-    """A reconnecting client's ``Last-Event-ID`` wins over ``after_seq``."""
+@router.get(
+    "/v1/events/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": SSE, "description": "The tenant's task status changes, live"},
+        **INVALID,
+        **UNAVAILABLE,
+    },
+)
+async def stream_status_changes(
+    caller: Reader,
+    store: StoreDep,
+    streams: StreamsDep,
+    settings: SettingsDep,
+    agent: Annotated[StorableText | None, Query(min_length=1, max_length=200)] = None,
+    status: TaskStatus | None = None,
+    after_id: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """Status changes of the tenant's tasks as they happen (from now, or after ``Last-Event-ID`` /
+    ``after_id``); each event is ``status`` with the task, its agent, and the move."""
+    start = _resume_point(after_id, last_event_id, INT64_MAX)
+    if start is None:
+        async with bounded(settings):
+            start = await store.last_event_id()
+    streams.reserve()
+    return EventSourceResponse(
+        _changes(store, streams, caller.scope, start, agent, status),
+        ping=int(settings.stream_keepalive_seconds) or 1,
+        send_timeout=settings.stream_send_timeout_seconds,
+    )
+
+
+async def _changes(
+    store: TaskStore,
+    streams: StreamHub,
+    tenant: TenantScope,
+    after: int,
+    agent: str | None,
+    status: TaskStatus | None,
+) -> AsyncIterator[ServerSentEvent]:
+    with streams.watch(None, after) as watch:
+        while True:
+            horizon = watch.horizon
+            changes = await store.status_changes(tenant=tenant, after_id=after, agent=agent, status=status, limit=PAGE)
+            for change in changes:
+                data = to_json(StatusChangePublic.model_validate(change)).decode()
+                yield ServerSentEvent(data=data, event="status", id=str(change.id))
+                after = change.id
+            if len(changes) == PAGE:
+                continue
+            after = max(after, horizon)  # what the filter left out up to the last tick need not be read again
+            await watch.wait_past(after)
+
+
+def _resume_point(after: int | None, last_event_id: str | None, largest: int = INT32_MAX) -> int | None:
+    """A reconnecting client's ``Last-Event-ID`` wins over the query's resume point."""
     if last_event_id is None or not last_event_id.strip():
-        return after_seq
-    if not last_event_id.strip().isdigit() or int(last_event_id) > INT32_MAX:
+        return after
+    if not last_event_id.strip().isdigit() or int(last_event_id) > largest:
         raise InvalidRequest(f"Last-Event-ID must be an event's seq, not {last_event_id[:20]!r}")
     return int(last_event_id)
 
