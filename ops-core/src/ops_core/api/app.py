@@ -22,7 +22,8 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, health, keys, streams, tasks, tenants, usage, workers
+from ops_core.api.routes import approvals, health, keys, stats, streams, tasks, tenants, usage, workers
+from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
 from ops_core.runtime import Runtime
 from ops_core.streams import StreamHub
@@ -90,6 +91,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
     app.include_router(keys.router)
     app.include_router(tenants.router)
     app.include_router(workers.router)
+    app.include_router(stats.router)
+    install_ui(app)
     return app
 
 

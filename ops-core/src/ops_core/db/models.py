@@ -407,6 +407,36 @@ class UsageTotal:
     reused_tokens: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusCount:
+    """How many of the tasks submitted in a window are in one status now; how many of them started, and
+    their summed and longest wait from submission to first start (seconds)."""
+
+    status: TaskStatus
+    tasks: int
+    started: int
+    lag_sum: float
+    lag_max: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishedCount:
+    """How many of the tasks submitted in a window finished in one status in bucket ``bucket`` of it
+    (bucket k spans ``since + k * width`` to ``since + (k + 1) * width``)."""
+
+    bucket: int
+    status: TaskStatus
+    tasks: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStats:
+    """What one tenant's tasks submitted since a time did: for a dashboard's overview."""
+
+    by_status: list[StatusCount]
+    finished: list[FinishedCount]
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerView:
     id: str

@@ -31,11 +31,14 @@ from ops_core.db.models import (
     TASK_COLUMNS,
     Claim,
     EventHead,
+    FinishedCount,
     NewEvent,
     StatusChange,
+    StatusCount,
     Task,
     TaskEvent,
     TaskPage,
+    TaskStats,
     UsageTotal,
     WorkerView,
 )
@@ -251,6 +254,18 @@ SELECT tenant, agent, model, count(*) AS tasks, sum(input_tokens) AS input_token
 FROM tasks WHERE created_at >= $1 AND {_of_tenant("$2")}
 GROUP BY tenant, agent, model ORDER BY tenant, agent, model"""
 
+_LAG = "extract(epoch FROM started_at - created_at)::float8"
+STATS_BY_STATUS = f"""
+SELECT status, count(*) AS tasks, count(started_at) AS started,
+       COALESCE(sum({_LAG}), 0) AS lag_sum, COALESCE(max({_LAG}), 0) AS lag_max
+FROM tasks WHERE created_at >= $1 AND {_of_tenant("$2")}
+GROUP BY status ORDER BY status"""
+
+STATS_FINISHED = f"""
+SELECT floor(extract(epoch FROM finished_at - $1) / $3)::int AS bucket, status, count(*) AS tasks
+FROM tasks WHERE created_at >= $1 AND {_of_tenant("$2")} AND finished_at >= $1
+GROUP BY bucket, status ORDER BY bucket, status"""
+
 STATUS_CHANGES = f"""
 SELECT e.id, e.task_id, tasks.agent, e.seq, e.attempt, e.payload, e.created_at
 FROM task_events e JOIN tasks ON tasks.id = e.task_id
@@ -464,6 +479,15 @@ class PostgresStore(TaskStore):
         async with self._db() as db:
             rows = await db.fetch(USAGE, since, tenant_or_none(tenant))
         return [UsageTotal(**dict(r)) for r in rows]
+
+    async def stats(self, *, tenant: TenantScope, since: datetime, bucket_seconds: int) -> TaskStats:
+        async with self._db() as db:
+            by_status = await db.fetch(STATS_BY_STATUS, since, tenant_or_none(tenant))
+            finished = await db.fetch(STATS_FINISHED, since, tenant_or_none(tenant), float(bucket_seconds))
+        return TaskStats(
+            by_status=[StatusCount(**{**dict(r), "status": TaskStatus(r["status"])}) for r in by_status],
+            finished=[FinishedCount(**{**dict(r), "status": TaskStatus(r["status"])}) for r in finished],
+        )
 
     # ---- the outbox ------------------------------------------------------------------------------
 

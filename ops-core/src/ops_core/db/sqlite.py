@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,11 +28,14 @@ from ops_core.db.models import (
     WORKERS,
     Claim,
     EventHead,
+    FinishedCount,
     NewEvent,
     StatusChange,
+    StatusCount,
     Task,
     TaskEvent,
     TaskPage,
+    TaskStats,
     UsageTotal,
     WorkerView,
 )
@@ -50,6 +53,7 @@ from ops_core.db.rules import (
     utcnow,
 )
 from ops_core.db.store import TaskStore, decode_cursor, not_found, page_of
+from ops_core.db.types import UTCDateTime
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
 from ops_core.lifecycle import PENDING, RUNNING, TaskStatus
@@ -231,6 +235,37 @@ class SqliteStore(TaskStore):
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [UsageTotal(**dict(r)) for r in rows]
+
+    async def stats(self, *, tenant: TenantScope, since: datetime, bucket_seconds: int) -> TaskStats:
+        start = bindparam("since", since, type_=UTCDateTime())
+        window = (TASKS.c.created_at >= start, *_of_tenant(tenant))
+        lag = _seconds(TASKS.c.started_at) - _seconds(TASKS.c.created_at)
+        by_status = (
+            select(
+                TASKS.c.status,
+                func.count().label("tasks"),
+                func.count(TASKS.c.started_at).label("started"),
+                func.coalesce(func.sum(lag), 0.0).label("lag_sum"),
+                func.coalesce(func.max(lag), 0.0).label("lag_max"),
+            )
+            .where(*window)
+            .group_by(TASKS.c.status)
+            .order_by(TASKS.c.status)
+        )
+        bucket = cast((_seconds(TASKS.c.finished_at) - _seconds(start)) / bucket_seconds, Integer).label("bucket")
+        finished = (
+            select(bucket, TASKS.c.status, func.count().label("tasks"))
+            .where(*window, TASKS.c.finished_at >= start)
+            .group_by(bucket, TASKS.c.status)
+            .order_by(bucket, TASKS.c.status)
+        )
+        async with self._read() as conn:
+            counts = (await conn.execute(by_status)).mappings().all()
+            buckets = (await conn.execute(finished)).mappings().all()
+        return TaskStats(
+            by_status=[StatusCount(**{**dict(r), "status": TaskStatus(r["status"])}) for r in counts],
+            finished=[FinishedCount(**{**dict(r), "status": TaskStatus(r["status"])}) for r in buckets],
+        )
 
     # ---- the outbox ------------------------------------------------------------------------------
 
@@ -577,3 +612,8 @@ def _added(usage: Usage) -> dict[str, Any]:
 def _published_before(when: datetime | None) -> ColumnElement[bool]:
     unpublished = TASKS.c.published_at.is_(None)
     return unpublished if when is None else or_(unpublished, TASKS.c.published_at < when)
+
+
+def _seconds(moment: ColumnElement[Any]) -> ColumnElement[float]:
+    """A stored timestamp (naive UTC text) as seconds since the epoch, fractions kept."""
+    return (func.julianday(moment) - 2440587.5) * 86400.0

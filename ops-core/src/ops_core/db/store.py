@@ -31,6 +31,7 @@ from ops_core.db.models import (
     Task,
     TaskEvent,
     TaskPage,
+    TaskStats,
     UsageTotal,
     WorkerView,
 )
@@ -169,6 +170,15 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     async def usage(self, *, tenant: TenantScope, since: datetime) -> builtins.list[UsageTotal]:
         """Token totals of the tasks submitted since ``since``, by tenant, agent and model."""
+
+    @abc.abstractmethod
+    async def stats(self, *, tenant: TenantScope, since: datetime, bucket_seconds: int) -> TaskStats:
+        """The tasks submitted since ``since``: counts by status now with their queue lag (submission to
+        first start), and the finished ones by status per ``bucket_seconds`` of finish time.
+
+        Like :meth:`usage` it reads the tasks by submission time (the index every listing uses): a
+        task submitted before ``since`` is not counted, even if it finished after.
+        """
 
     # ---- the outbox ------------------------------------------------------------------------------
 

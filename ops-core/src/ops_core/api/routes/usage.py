@@ -36,7 +36,7 @@ async def get_usage(
     tenant: Annotated[Tenant | None, Query(description="(admin) One tenant; default: every tenant.")] = None,
 ) -> UsagePublic:
     """Token totals of the tasks submitted since ``since``, by agent and model (an admin's: by tenant too)."""
-    start = midnight(utcnow()) if since is None else _timestamp(since)
+    start = midnight(utcnow()) if since is None else parse_since(since)
     if tenant is not None and not caller.allows(Scope.ADMIN):
         raise Forbidden("only an admin key reads another tenant's usage")
     scope = caller.scope if tenant is None else tenant
@@ -45,7 +45,8 @@ async def get_usage(
     return UsagePublic(since=start, items=[UsageRowPublic.from_total(t) for t in totals])
 
 
-def _timestamp(text: str) -> datetime:
+def parse_since(text: str) -> datetime:
+    """The ``since`` query field: an ISO 8601 date-time with a timezone; 422 otherwise."""
     # Parsed here, not by pydantic, which would also take "0.5" as seconds since 1970.
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
