@@ -56,6 +56,7 @@ V1_OPERATIONS = [
     ("POST", f"/v1/tasks/{uuid.uuid4()}/retry"),
     ("GET", f"/v1/tasks/{uuid.uuid4()}/events"),
     ("GET", "/v1/usage"),
+    ("GET", "/v1/stats"),
     ("GET", "/v1/keys"),
     ("POST", "/v1/keys"),
     ("POST", "/v1/keys/0123456789abcdef/revoke"),

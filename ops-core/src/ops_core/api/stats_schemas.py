@@ -49,8 +49,9 @@ class StatsPublic(BaseModel):
         count = max(0, -(-(until - since) // width))  # ceiling: the last bucket may be partial
         buckets = [BucketPublic(start=since + k * width, completed=0, failed=0, cancelled=0) for k in range(count)]
         for row in stats.finished:
-            if 0 <= row.bucket < len(buckets):
-                bucket = buckets[row.bucket]
+            if buckets and row.bucket >= 0:
+                # A task that finished between ``until`` and the query counts in the last bucket.
+                bucket = buckets[min(row.bucket, len(buckets) - 1)]
                 setattr(bucket, row.status.value, getattr(bucket, row.status.value) + row.tasks)
         return cls(
             since=since,
