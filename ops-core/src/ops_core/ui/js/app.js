@@ -1,6 +1,6 @@
 // The dashboard's shell: hash routes, the navigation, and the key dialog.
 
-import { currentKey, setKey } from "./api.js";
+import { api, currentKey, setKey } from "./api.js";
 import { message, replace } from "./dom.js";
 import { overviewPage } from "./pages/overview.js";
 import { submitPage } from "./pages/submit.js";
@@ -62,3 +62,5 @@ window.addEventListener("opscore:unauthenticated", askKey);
 window.addEventListener("hashchange", show);
 showKey();
 show();
+// Whether this API asks for a key at all: a 401 opens the dialog (see api.js), on any page.
+if (!currentKey()) api("/v1/tasks", { query: { limit: 1 } }).catch(() => {});
