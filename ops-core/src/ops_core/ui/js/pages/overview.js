@@ -41,7 +41,7 @@ function view(stats, usage) {
     ["Failure rate", rate, "failure-rate"],
     ["Queue lag (avg)", seconds(stats.queue_lag.avg_seconds), "lag-avg"],
     ["Queue lag (max)", seconds(stats.queue_lag.max_seconds), "lag-max"],
-    ["Running now", number((s.running || 0) + (s.waiting || 0)), "running"],
+    ["Running or waiting", number((s.running || 0) + (s.waiting || 0)), "running"],
     ["Pending now", number(s.pending || 0), "pending"],
   ];
   return [

@@ -74,7 +74,7 @@ export function timeline(events, { pending, decide }) {
     }
   }
 
-  const view = items.map((item) => draw(item, { pending, decide }));
+  const view = items.map((item) => draw(item, { pending, decide, approvals }));
   return { items: view, current: now(events, waitingModel, lastText) };
 }
 
@@ -157,7 +157,7 @@ function drawModel({ event, response }) {
   );
 }
 
-function drawTool({ event, result, decisions }) {
+function drawTool({ event, result, decisions }, { approvals }) {
   const anchor = event || result;
   const p = anchor.payload;
   const body = [h("div", { class: "label" }, "arguments"), json((result || event).payload.arguments || {})];
@@ -173,6 +173,9 @@ function drawTool({ event, result, decisions }) {
       h("pre", { class: `tool-output${r.is_error ? " is-error" : ""}`, dataset: { field: "result" } }, r.content),
     );
     if (event) body.push(h("p", { class: "muted", dataset: { field: "duration" } }, `took ${seconds(between(event.created_at, result.created_at))}`));
+  } else if (approvals.has(p.id)) {
+    state = "approval";
+    body.push(h("p", { class: "muted" }, "waits for a person's approval (below)"));
   } else {
     body.push(h("p", { class: "muted" }, "running…"));
   }
