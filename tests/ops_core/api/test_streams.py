@@ -104,6 +104,12 @@ async def test_stream_errors_are_clear(client: httpx.AsyncClient, app: FastAPI, 
         assert response.status_code == 422, (bad, response.text)
         assert "Last-Event-ID" in response.text
 
+    for params in ({"status": "bogus"}, {"agent": ""}, {"after_id": -1}, {"after_id": 2**63}):
+        response = await client.get("/v1/events/stream", params=params)
+        assert response.status_code == 422, (params, response.text)
+    bad_resume = await client.get("/v1/events/stream", headers={"Last-Event-ID": "x"})
+    assert bad_resume.status_code == 422
+
     app.state.streams._max = 0
     full = await client.get(f"/v1/tasks/{task_id}/stream")
     assert full.status_code == 503 and full.json()["error"]["code"] == "too_many_streams"
