@@ -69,6 +69,7 @@ def build_cli(
         from ops_core.api.server import serve
 
         settings = _settings(**_given(host=host, port=port))
+        _check_agents(settings)
         app = create_app(settings)
         gc.freeze()  # the app and every module it imported live as long as the process (see worker/process.py)
         serve(app, settings)
@@ -85,6 +86,7 @@ def build_cli(
     ) -> None:
         """Run a pool of worker processes that execute queued tasks."""
         settings = _settings(**_given(worker_concurrency=concurrency, worker_threads=threads))
+        _check_agents(settings)
         from ops_core import preflight
 
         with _unavailable():
@@ -98,6 +100,7 @@ def build_cli(
     def dev(host: HostOpt = None, port: PortOpt = None) -> None:
         """Run the API and a worker in one process (SQLite + in-memory broker by default)."""
         settings = _settings(**_given(host=host, port=port))
+        _check_agents(settings)
         from ops_core.dev import run_dev
 
         run_dev(settings, host=settings.host, port=settings.port)
@@ -261,6 +264,17 @@ def main() -> None:
 def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _check_agents(settings: Settings) -> None:
+    """Load OPSCORE_AGENTS before anything starts: a module that cannot be loaded is one line, not a traceback."""
+    from ops_core.agents import load_agents
+
+    try:
+        load_agents(settings)
     except ConfigError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
