@@ -28,29 +28,28 @@ def task(status: str = "pending", **fields: Any) -> dict[str, Any]:
 
 def full_task(status: str = "completed", **fields: Any) -> dict[str, Any]:
     """A task as ``GET /v1/tasks/{id}`` gives it, every field present."""
-    return task(
-        status,
-        tenant="default",
-        agent="default",
-        model="offline:default",
-        cancel_requested=False,
-        attempts=1,
-        max_retries=3,
-        usage={"input_tokens": 1200, "output_tokens": 34, "total_tokens": 1234, "reused_tokens": 0},
-        priority=0,
-        idempotency_key=None,
-        timeout_seconds=3600,
-        schedule_to_start_seconds=None,
-        worker_id=None,
-        created_at="2026-11-01T12:00:00Z",
-        started_at="2026-11-01T12:00:01Z",
-        finished_at="2026-11-01T12:00:04.500000Z" if status in ("completed", "failed", "cancelled") else None,
-        updated_at="2026-11-01T12:00:04Z",
-        input={},
-        result=None,
-        attempt_errors=[],
-        **fields,
-    )
+    defaults: dict[str, Any] = {
+        "tenant": "default",
+        "agent": "default",
+        "model": "offline:default",
+        "cancel_requested": False,
+        "attempts": 1,
+        "max_retries": 3,
+        "usage": {"input_tokens": 1200, "output_tokens": 34, "total_tokens": 1234, "reused_tokens": 0},
+        "priority": 0,
+        "idempotency_key": None,
+        "timeout_seconds": 3600,
+        "schedule_to_start_seconds": None,
+        "worker_id": None,
+        "created_at": "2026-11-01T12:00:00Z",
+        "started_at": "2026-11-01T12:00:01Z",
+        "finished_at": "2026-11-01T12:00:04.500000Z" if status in ("completed", "failed", "cancelled") else None,
+        "updated_at": "2026-11-01T12:00:04Z",
+        "input": {},
+        "result": None,
+        "attempt_errors": [],
+    }
+    return task(status, **{**defaults, **fields})
 
 
 def error(status: int, code: str, message: str) -> httpx.Response:
