@@ -45,15 +45,15 @@ def test_watch_shows_each_event_then_the_answer_and_exits_0(transport: str) -> N
     out = lines(result.stdout)
     assert out[0] == f"task {TASK_ID} · agent default · offline:default"
     assert out[1:9] == [
-        "   1  status            → pending (created)",
-        "   2  status            pending → running (claimed)",
-        "   3  model_request     step 1 · offline:default · 2 messages",
-        "   4  model_response    step 1 · offline:default · 1,200 in / 34 out tokens · calls calculator"
+        "   1  status             → pending (created)",
+        "   2  status             pending → running (claimed)",
+        "   3  model_request      step 1 · offline:default · 2 messages",
+        "   4  model_response     step 1 · offline:default · 1,200 in / 34 out tokens · calls calculator"
         " · finish tool_calls",
-        '   5  tool_call         step 1 · calculator(expression="6 * 7")',
-        "   6  tool_result       step 1 · calculator → 42",
-        "   7  final_answer      step 2 · [offline model] 6 * 7 = 42",
-        "   8  status            running → completed (finished)",
+        '   5  tool_call          step 1 · calculator(expression="6 * 7")',
+        "   6  tool_result        step 1 · calculator → 42",
+        "   7  final_answer       step 2 · [offline model] 6 * 7 = 42",
+        "   8  status             running → completed (finished)",
     ]
     assert out[9].startswith("completed · 1 attempt(s) · 1,234 tokens (in 1,200 / out 34)")
     assert "(ran 3.5s)" in out[9]
@@ -78,7 +78,7 @@ def test_watch_exits_1_when_the_task_does_not_complete(final: str) -> None:
 
     assert result.exit_code == 1
     out = lines(result.stdout)
-    assert "   7  error             step 1 · tool_error: the tool broke" in out
+    assert "   7  error              step 1 · tool_error: the tool broke" in out
     assert any(line.startswith(f"{final} · 1 attempt(s)") for line in out)
     if failure:
         assert out[-1] == "tool_error: the tool broke"
@@ -128,8 +128,8 @@ def test_watch_marks_a_new_attempt() -> None:
     result = Cli(TaskScript([events]))("watch", TASK_ID)
 
     out = lines(result.stdout)
-    assert "   3  attempt_failed    model_error: 502 from provider · retry in 2s" in out
-    assert out.index("── attempt 2 ──") == out.index("   5  status            pending → running (claimed)") - 1
+    assert "   3  attempt_failed     model_error: 502 from provider · retry in 2s" in out
+    assert out.index("── attempt 2 ──") == out.index("   5  status             pending → running (claimed)") - 1
 
 
 def test_watch_an_unknown_task_exits_1_before_following() -> None:
@@ -154,9 +154,9 @@ def test_submit_wait_shows_progress_on_stderr_and_the_task_on_stdout() -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "completed"
     progress = lines(result.stderr)
-    assert progress[0] == "   1  status            → pending (created)"
-    assert '   5  tool_call         step 1 · calculator(expression="6 * 7")' in progress
-    assert progress[-1] == "   8  status            running → completed (finished)"
+    assert progress[0] == "   1  status             → pending (created)"
+    assert '   5  tool_call          step 1 · calculator(expression="6 * 7")' in progress
+    assert progress[-1] == "   8  status             running → completed (finished)"
     assert cli.paths()[0] == "POST /v1/tasks"
     assert cli.paths()[-1] == f"GET /v1/tasks/{TASK_ID}"
 
@@ -276,7 +276,7 @@ def test_events_prints_one_line_each_and_json_on_request() -> None:
     readable = cli("events", TASK_ID)
     raw = cli("events", TASK_ID, "--json")
 
-    assert lines(readable.stdout)[5] == "   6  tool_result       step 1 · calculator → 42"
+    assert lines(readable.stdout)[5] == "   6  tool_result        step 1 · calculator → 42"
     assert json.loads(raw.stdout) == {"items": events}
 
 

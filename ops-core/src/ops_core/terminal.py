@@ -178,7 +178,7 @@ def describe(event: JsonObject) -> Text:
     """One event as one line: its seq, its type, and what happened."""
     kind = str(event.get("type", "?"))
     payload = event.get("payload") or {}
-    line = Text(f"{event.get('seq', ''):>4}  ", style="dim") + Text(f"{kind:<18}", style=_KIND_STYLES.get(kind, ""))
+    line = Text(f"{event.get('seq', ''):>4}  ", style="dim") + Text(f"{kind:<18} ", style=_KIND_STYLES.get(kind, ""))
     step = payload.get("step")
     if isinstance(step, int) and step > 0 and kind not in ("status", "resumed"):
         line += Text(f"step {step} · ", style="dim")

@@ -117,6 +117,8 @@ class ApiClient:
         while True:
             page = self.events(task_id, after_seq=seq)["items"]
             for event in page:
+                if int(event["seq"]) <= seq:
+                    continue
                 seq = int(event["seq"])
                 yield event
                 if is_terminal_event(event):
@@ -169,6 +171,8 @@ class ApiClient:
                         for message in sse_messages(response.iter_lines()):
                             event = _stream_event(message)
                             if event["seq"] is not None:
+                                if int(event["seq"]) <= seq:
+                                    continue  # already yielded (a server that resent it): each event once
                                 seq = int(event["seq"])
                                 failing_since, interval = None, retry_interval
                             yield event
