@@ -150,11 +150,13 @@ class EventPrinter:
             self.console.print()
             self._live = False
         attempt = event.get("attempt")
-        if isinstance(attempt, int) and self._attempt is not None and attempt != self._attempt:
+        # The created event belongs to attempt 0; a rule marks the second attempt and later ones.
+        if isinstance(attempt, int) and self._attempt is not None and attempt != self._attempt and attempt > 1:
             self.console.print(Text(f"── attempt {attempt} ──", style="bold"))
         if isinstance(attempt, int):
             self._attempt = attempt
-        self.console.print(describe(event))
+        # soft_wrap: the terminal folds a long line; a pipe or file gets it whole.
+        self.console.print(describe(event), soft_wrap=True)
 
     def finish(self, task: JsonObject) -> None:
         """The closing lines: how the task ended, what it cost, and its answer or error."""
@@ -212,7 +214,7 @@ def _detail(kind: str, p: JsonObject, event: JsonObject) -> Text:
             parts.append("calls " + ", ".join(calls))
         if p.get("finish_reason"):
             parts.append(f"finish {p['finish_reason']}")
-        text = _one_line(str(p.get("text") or ""), PREVIEW_CHARS)
+        text = _one_line(str(p.get("text") or ""), PREVIEW_CHARS // 2)
         return Text(" · ".join(x for x in parts if x)) + (Text(f" · {text}", style="dim") if text else Text())
     if kind == "tool_call":
         return Text(f"{p.get('name', '?')}({_args(p.get('arguments'))})")
