@@ -71,3 +71,9 @@ def test_load_registry_errors(module_dir: Path) -> None:
         load_registry("agents_fixture_empty")
     with pytest.raises(UserError, match="cannot import"):
         load_registry("agents_fixture_missing")
+
+
+def test_a_module_that_raises_while_imported_is_a_user_error(module_dir: Path) -> None:
+    (module_dir / "agents_fixture_raises.py").write_text("raise KeyError('MY_API_KEY')\n")
+    with pytest.raises(UserError, match=r"cannot import agent module 'agents_fixture_raises': KeyError: 'MY_API_KEY'"):
+        load_registry("agents_fixture_raises")

@@ -4,6 +4,7 @@ import itertools
 import random
 import re
 import time
+from typing import Literal
 
 import pytest
 
@@ -23,8 +24,10 @@ from agentkit.testing import (
     _find_expression,
     allow_model_requests,
     block_real_requests,
+    example_arguments,
     real_requests_allowed,
 )
+from agentkit.tools import tool
 
 from .helpers import EventLog
 
@@ -160,3 +163,41 @@ def test_allow_model_requests_switches_the_flag_both_ways() -> None:
             _guard.check_real_request("anthropic", "https://api.anthropic.com")
     finally:
         allow_model_requests(previous)
+
+
+@tool
+def lookup_order(order_id: int, region: str = "eu", express: bool | None = None) -> str:
+    """Look up an order."""
+    return f"order {order_id} in {region}"
+
+
+@tool
+def send_email(to: str, subject: str, priority: Literal["low", "high"]) -> str:
+    """Send an email."""
+    return f"sent to {to}: {subject} ({priority})"
+
+
+async def test_offline_model_calls_the_tools_the_goal_names_with_arguments_from_their_schema() -> None:
+    agent = Agent(AgentDefinition(name="ops", tools=[lookup_order, send_email]), model=OfflineModel())
+
+    outcome = await agent.run("Check lookup_order for order 42, then send_email to 'a@b.c' saying 'shipped'")
+
+    assert isinstance(outcome, RunSuccess)
+    assert "lookup_order result: order 42 in eu" in outcome.text
+    assert "send_email result: sent to a@b.c: shipped (low)" in outcome.text
+
+
+async def test_offline_model_leaves_tools_the_goal_does_not_name() -> None:
+    agent = Agent(AgentDefinition(name="ops", tools=[lookup_order]), model=OfflineModel())
+
+    outcome = await agent.run("How are orders looked up? (lookup_orders is not a tool)")
+
+    assert isinstance(outcome, RunSuccess) and "No tool was needed." in outcome.text
+
+
+def test_example_arguments_fit_their_schema() -> None:
+    schema = send_email.definition().parameters
+    arguments = example_arguments(schema, goal='mail "x@y.z" about "hello" and 7 more')
+    assert arguments == {"to": "x@y.z", "subject": "hello", "priority": "low"}
+    assert send_email.validate(arguments) is not None
+    assert example_arguments(lookup_order.definition().parameters) == {"order_id": 1}

@@ -111,3 +111,24 @@ async def test_a_tenants_status_stream_shows_its_own_tasks_live(deployment: Depl
 
 def _bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+async def test_live_text_arrives_while_the_model_is_still_answering(deployment: Deployment) -> None:
+    goal = "[[stream_stall=8]] a slow answer, streamed"
+    timeout = httpx.Timeout(30.0, read=60.0)
+    async with httpx.AsyncClient(base_url=deployment.api_url, headers=deployment.headers, timeout=timeout) as http:
+        submitted = await http.post("/v1/tasks", json={"goal": goal, "model": MODEL})
+        assert submitted.status_code == 202, submitted.text
+        task_id = submitted.json()["id"]
+        seen: list[tuple[str, Any]] = []
+        async with aconnect_sse(http, "GET", f"/v1/tasks/{task_id}/stream") as source:
+            async for sent in source.aiter_sse():
+                seen.append((sent.event, sent.json()))
+
+    kinds = [kind for kind, _ in seen]
+    first_live = kinds.index("live_text")
+    assert first_live < kinds.index("model_response"), "the text arrived while the model was still answering"
+    answer = next(data for kind, data in seen if kind == "model_response")["payload"]["text"]
+    live = "".join(data["text"] for kind, data in seen if kind == "live_text")
+    assert live and answer.startswith(live), (live, answer)
+    assert answer == f"done: {goal}"

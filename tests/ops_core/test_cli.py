@@ -5,42 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from ops_core.cli import build_cli
-
-TASK_ID = str(uuid.uuid4())
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def task(status: str = "pending", **fields: Any) -> dict[str, Any]:
-    return {"id": TASK_ID, "goal": "say hi", "status": status, "error": None, **fields}
-
-
-def error(status: int, code: str, message: str) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"code": code, "message": message}})
-
-
-class FakeClock:
-    """Time that passes only when the CLI sleeps, so --wait runs instantly and deterministically."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.cli import TASK_ID, Cli, FakeClock, Handler, error, task
 
 
 @pytest.fixture(autouse=True)
@@ -48,21 +21,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("OPSCORE_"):
             monkeypatch.delenv(name)
-
-
-class Cli:
-    def __init__(self, handler: Handler, clock: FakeClock) -> None:
-        self.requests: list[httpx.Request] = []
-        self.clock = clock
-
-        def recording(request: httpx.Request) -> httpx.Response:
-            self.requests.append(request)
-            return handler(request)
-
-        self.app = build_cli(transport=httpx.MockTransport(recording), sleep=clock.sleep, clock=clock)
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return CliRunner().invoke(self.app, list(args), env=env)
 
 
 @pytest.fixture
@@ -86,6 +44,13 @@ def test_submit_posts_the_task_and_prints_it(make_cli: Callable[[Handler], Cli])
         "k1",
         "--priority",
         "5",
+        "--max-retries",
+        "2",
+        "--timeout-seconds",
+        "90",
+        "--schedule-to-start-seconds",
+        "30",
+        "--json",
     )
 
     assert result.exit_code == 0, result.output
@@ -100,6 +65,9 @@ def test_submit_posts_the_task_and_prints_it(make_cli: Callable[[Handler], Cli])
         "input": {"a": 1},
         "idempotency_key": "k1",
         "priority": 5,
+        "max_retries": 2,
+        "timeout_seconds": 90,
+        "schedule_to_start_seconds": 30,
     }
 
 
@@ -121,64 +89,10 @@ def test_submit_rejects_bad_input_json_as_usage_error(make_cli: Callable[[Handle
     assert cli.requests == []
 
 
-def test_submit_wait_polls_until_completed(make_cli: Callable[[Handler], Cli]) -> None:
-    states = iter(["pending", "running", "running", "completed"])
-    cli = make_cli(
-        lambda request: (
-            httpx.Response(202, json=task())
-            if request.method == "POST"
-            else httpx.Response(200, json=task(next(states), result="hi"))
-        )
-    )
-
-    result = cli("submit", "say hi", "--wait", "--timeout", "60")
-
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["status"] == "completed"
-    assert [r.url.path for r in cli.requests[1:]] == [f"/v1/tasks/{TASK_ID}"] * 4
-    assert len(cli.clock.sleeps) == 3
-    assert cli.clock.sleeps == sorted(cli.clock.sleeps)  # backs off, never speeds up
-
-
-@pytest.mark.parametrize("final", ["failed", "cancelled"])
-def test_submit_wait_exits_1_when_the_task_does_not_complete(make_cli: Callable[[Handler], Cli], final: str) -> None:
-    failure = {"type": "tool_error", "message": "the tool broke"} if final == "failed" else None
-    cli = make_cli(
-        lambda request: (
-            httpx.Response(202, json=task())
-            if request.method == "POST"
-            else httpx.Response(200, json=task(final, error=failure))
-        )
-    )
-
-    result = cli("submit", "say hi", "--wait")
-
-    assert result.exit_code == 1
-    assert json.loads(result.stdout)["status"] == final
-    assert f"task {TASK_ID} {final}" in result.stderr
-    if failure:
-        assert "tool_error: the tool broke" in result.stderr
-
-
-def test_submit_wait_gives_up_at_the_deadline(make_cli: Callable[[Handler], Cli]) -> None:
-    cli = make_cli(
-        lambda request: (
-            httpx.Response(202, json=task()) if request.method == "POST" else httpx.Response(200, json=task("running"))
-        )
-    )
-
-    result = cli("submit", "say hi", "--wait", "--timeout", "10")
-
-    assert result.exit_code == 1
-    assert "still running after waiting 10s" in result.stderr
-    assert cli.clock.now == pytest.approx(10.0)
-    assert json.loads(result.stdout)["status"] == "running"
-
-
 def test_status_prints_the_task(make_cli: Callable[[Handler], Cli]) -> None:
     cli = make_cli(lambda request: httpx.Response(200, json=task("running")))
 
-    result = cli("status", TASK_ID)
+    result = cli("status", TASK_ID, "--json")
 
     assert result.exit_code == 0
     assert json.loads(result.stdout)["status"] == "running"
@@ -216,7 +130,7 @@ def test_a_non_api_error_response_is_described(make_cli: Callable[[Handler], Cli
 def test_tasks_passes_filters(make_cli: Callable[[Handler], Cli]) -> None:
     cli = make_cli(lambda request: httpx.Response(200, json={"items": [task("failed")], "next_cursor": None}))
 
-    result = cli("tasks", "--status", "failed", "--agent", "helper", "--limit", "5")
+    result = cli("tasks", "--status", "failed", "--agent", "helper", "--limit", "5", "--json")
 
     assert result.exit_code == 0
     assert json.loads(result.stdout)["items"][0]["status"] == "failed"

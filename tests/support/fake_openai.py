@@ -5,12 +5,14 @@ client. What it does is chosen by directives in the latest user message:
 
 * ``[[delay=S]]``: wait S seconds before answering (a slow model);
 * ``[[status=N]]``: answer with HTTP status N and an OpenAI-style error body;
+* ``[[stream_stall=S]]``: a streamed answer stops for S seconds half-way (a model still generating);
 * ``[[fail_first=K]]``: answer 500 to the first K requests for this goal, then normally;
 * ``[[tool_stall=S]]``: a two-step run. Step 1 (no tool result in the conversation yet) answers
   with a ``calculator`` tool call; the first step-2 request (after the tool result) stalls S
   seconds before answering, later ones answer at once. Made for killing a worker mid-step-2.
 
-Otherwise it answers ``"done: <goal>"`` with usage of 10 input and 5 output tokens.
+Otherwise it answers ``"done: <goal>"`` with usage of 10 input and 5 output tokens. A request with
+``"stream": true`` gets the same answer as the stream of chunks the real API sends.
 ``calls[(goal, step)]`` counts the requests per goal and step (step = tool results seen + 1),
 so a test can tell whether a resumed run asked for a finished step again.
 """
@@ -23,12 +25,13 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 DIRECTIVE = re.compile(r"\[\[(\w+)=([\d.]+)\]\]")
@@ -54,7 +57,7 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def _chat(self, request: Request) -> JSONResponse:
+    async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests += 1
         text = _last_user_text(body)
@@ -71,24 +74,11 @@ class FakeOpenAI:
         self.calls[(text, step)] += 1
         if "tool_stall" in directives:
             if step == 1:
-                return _tool_call(self.requests, body, "calculator", {"expression": "6 * 7"})
+                return _answer(self.requests, body, {"tool_calls": [_call(self.requests, "calculator", "6 * 7")]})
             if self.calls[(text, step)] == 1:
                 await asyncio.sleep(directives["tool_stall"])
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{self.requests}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "fake"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"done: {text[:200]}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }
+        return _answer(
+            self.requests, body, {"content": f"done: {text[:200]}"}, stall=directives.get("stream_stall", 0.0)
         )
 
     def start(self, port: int) -> FakeOpenAI:
@@ -116,21 +106,40 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status_code=status)
 
 
-def _tool_call(number: int, body: dict[str, Any], name: str, arguments: dict[str, Any]) -> JSONResponse:
-    call = {"id": f"call_{number}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
-    return JSONResponse(
-        {
-            "id": f"chatcmpl-{number}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "fake"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                    "finish_reason": "tool_calls",
-                }
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        }
-    )
+def _call(number: int, name: str, expression: str) -> dict[str, Any]:
+    arguments = json.dumps({"expression": expression})
+    return {"id": f"call_{number}", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+def _answer(number: int, body: dict[str, Any], message: dict[str, Any], *, stall: float = 0.0) -> Response:
+    """The assistant ``message`` as a chat completion, or as its stream of chunks when the request streams
+    (``stall``: seconds the stream stops for half-way through the answer)."""
+    finish = "tool_calls" if message.get("tool_calls") else "stop"
+    head = {"id": f"chatcmpl-{number}", "created": int(time.time()), "model": body.get("model", "fake")}
+    if not body.get("stream"):
+        choice = {"index": 0, "message": {"role": "assistant", "content": None, **message}, "finish_reason": finish}
+        return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": USAGE})
+    chunk = {**head, "object": "chat.completion.chunk"}
+    deltas: list[dict[str, Any]] = [{"role": "assistant"}]
+    content = message.get("content") or ""
+    # The answer in a few pieces, as a model streams it.
+    deltas += [{"content": content[i : i + 8]} for i in range(0, len(content), 8)]
+    deltas += [{"tool_calls": [{"index": n, **call}]} for n, call in enumerate(message.get("tool_calls", []))]
+    frames = [{**chunk, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    frames.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        frames.append({**chunk, "choices": [], "usage": USAGE})
+    lines = [f"data: {json.dumps(frame)}\n\n" for frame in frames] + ["data: [DONE]\n\n"]
+    if not stall:
+        return Response("".join(lines), media_type="text/event-stream")
+    half = 1 + len(deltas) // 2
+
+    async def stalling() -> AsyncIterator[str]:
+        yield "".join(lines[:half])
+        await asyncio.sleep(stall)
+        yield "".join(lines[half:])
+
+    return StreamingResponse(stalling(), media_type="text/event-stream")

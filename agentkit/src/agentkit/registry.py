@@ -68,8 +68,8 @@ def load_registry(module_path: str) -> AgentRegistry:
     """
     try:
         module = importlib.import_module(module_path)
-    except ImportError as exc:
-        raise UserError(f"cannot import agent module {module_path!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code may raise anything while it is imported
+        raise UserError(f"cannot import agent module {module_path!r}: {type(exc).__name__}: {exc}") from exc
     found = getattr(module, "registry", None)
     if isinstance(found, AgentRegistry):
         registry = found

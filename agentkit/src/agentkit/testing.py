@@ -15,12 +15,13 @@ import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from agentkit.errors import ModelError, ScriptExhaustedError
 from agentkit.memory import estimate_tokens, message_tokens
 from agentkit.messages import AssistantMessage, ToolCall, ToolResultMessage, Usage, UserMessage
 from agentkit.models._guard import allow_model_requests, block_real_requests, real_requests_allowed
-from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse, ToolDefinition
 
 __all__ = [
     "OFFLINE_PREFIX",
@@ -104,6 +105,9 @@ class ScriptedModel(Model):
 _FIRST_OPERAND_RE = re.compile(r"\d[\d.\s]*+")
 _OPERATIONS_RE = re.compile(r"(?:(?:\*\*|//|[-+*/%])[\s(]*+\d[\d.\s)]*+)++")
 _PREFIX_CHARS = "-+("
+_PLANNED = frozenset({"calculator", "current_time"})  # called by their own rules above, not by name
+_QUOTED_RE = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 _TIME_RE = re.compile(r"\b(time|date|today|now|clock|day)\b", re.IGNORECASE)
 
 
@@ -129,9 +133,12 @@ class OfflineModel(Model):
 
     First turn: if the goal contains an arithmetic expression and a
     ``calculator`` tool exists, it calls it; if the goal asks for the time or
-    date and ``current_time`` exists, it calls that too (both in one turn).
-    With nothing to do it answers at once. After tool results it answers,
-    quoting them. Usage is the same token estimate agentkit uses elsewhere.
+    date and ``current_time`` exists, it calls that too. Any other tool the
+    goal names (``lookup_order``, as a word) is called with arguments built
+    from its JSON schema (:func:`example_arguments`), so an agent's own tools
+    can be tried without an LLM. All in one turn. With nothing to do it
+    answers at once. After tool results it answers, quoting them. Usage is
+    the same token estimate agentkit uses elsewhere.
     """
 
     def __init__(self, name: str = "default") -> None:
@@ -150,6 +157,7 @@ class OfflineModel(Model):
         calls: tuple[ToolCall, ...] = ()
         if not has_acted:
             calls = self._plan(goal, tool_names)
+            calls += self._named(goal, request.tools, start=len(calls) + 1)
         if not calls:
             text = self._answer(goal, messages)
         input_tokens = sum(message_tokens(m) for m in messages)
@@ -179,6 +187,16 @@ class OfflineModel(Model):
         return tuple(calls)
 
     @staticmethod
+    def _named(goal: str, tools: Sequence[ToolDefinition], *, start: int) -> tuple[ToolCall, ...]:
+        calls: list[ToolCall] = []
+        for tool in tools:
+            if tool.name in _PLANNED or not re.search(rf"(?<![\w-]){re.escape(tool.name)}(?![\w-])", goal, re.I):
+                continue
+            arguments = example_arguments(tool.parameters, goal)
+            calls.append(ToolCall(id=f"offline-{start + len(calls)}", name=tool.name, arguments=arguments))
+        return tuple(calls)
+
+    @staticmethod
     def _answer(goal: str, messages: Sequence[object]) -> str:
         results = [m for m in messages if isinstance(m, ToolResultMessage)]
         first_line = goal.strip().splitlines()[0] if goal.strip() else ""
@@ -190,3 +208,54 @@ class OfflineModel(Model):
         if not results:
             lines.append("No tool was needed.")
         return "\n".join(lines)
+
+
+def example_arguments(schema: dict[str, Any], goal: str = "") -> dict[str, Any]:
+    """Arguments that fit ``schema`` (a tool's JSON schema), taken from ``goal`` where it can.
+
+    Every required property gets a value: its default, const or first enum
+    value if the schema gives one; else the goal's quoted strings and numbers,
+    in order, for string and number properties; else a plain value of its type.
+    """
+    quoted = [a or b for a, b in _QUOTED_RE.findall(goal)]
+    unquoted = _QUOTED_RE.sub(" ", goal)
+    numbers = [float(n) for n in _NUMBER_RE.findall(unquoted)]
+    defs = schema.get("$defs", {})
+    properties = schema.get("properties", {})
+    return {
+        name: _example(_resolved(properties[name], defs), quoted, numbers, defs)
+        for name in schema.get("required", [])
+        if name in properties
+    }
+
+
+def _resolved(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = prop.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        return dict(defs.get(ref.removeprefix("#/$defs/"), {}))
+    for key in ("anyOf", "oneOf"):
+        options = [o for o in prop.get(key, []) if o.get("type") != "null"]
+        if options:
+            return _resolved(options[0], defs)
+    return prop
+
+
+def _example(prop: dict[str, Any], quoted: list[str], numbers: list[float], defs: dict[str, Any]) -> Any:
+    for key in ("default", "const"):
+        if key in prop:
+            return prop[key]
+    if prop.get("enum"):
+        return prop["enum"][0]
+    kind = prop.get("type", "string")
+    if kind == "string":
+        return quoted.pop(0) if quoted else "example"
+    if kind in ("integer", "number"):
+        value = numbers.pop(0) if numbers else 1
+        return int(value) if kind == "integer" else float(value)
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return example_arguments(prop | {"$defs": defs}) if prop.get("properties") else {}
+    return None

@@ -12,6 +12,7 @@ import logging
 
 from ops_core.config import Settings
 from ops_core.db import migrate
+from ops_core.live import LocalBus
 from ops_core.logs import configure_logging
 from ops_core.queue.broker import setup_broker
 from ops_core.worker.process import WorkerProcess
@@ -31,12 +32,18 @@ def run_dev(settings: Settings, host: str | None = None, port: int | None = None
     settings = dev_settings(settings, host or settings.host)
     migrate.upgrade(settings)
     broker = setup_broker(settings)
+    live = LocalBus()  # the API and the worker share this process, so live text is handed over in memory
     worker = WorkerProcess(
-        settings, threads=DEV_THREADS, concurrency=settings.worker_concurrency, broker=broker, supervised=False
+        settings,
+        threads=DEV_THREADS,
+        concurrency=settings.worker_concurrency,
+        broker=broker,
+        live=live,
+        supervised=False,
     )
     worker.start()
     try:
-        app = create_app(settings, broker=broker)
+        app = create_app(settings, broker=broker, live=live)
         serve(app, settings, host=host, port=port)
     finally:
         worker.stop()

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from ops_core.config import Settings
 from ops_core.keys import DEFAULT_SCOPES, ApiKey, Scope
 from ops_core.tenancy import EVERY_TENANT, TENANT_PATTERN
+
+if TYPE_CHECKING:
+    from ops_core.config import Settings
 
 T = TypeVar("T")
 MAX_DAYS = 3650

@@ -20,6 +20,7 @@ from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
 from ops_core.lifecycle import RetryPolicy
+from ops_core.live import LiveBus, open_bus
 from ops_core.queue.broker import setup_broker
 from ops_core.queue.publisher import Publisher
 from ops_core.quotas import QuotaCache
@@ -40,10 +41,12 @@ class Runtime:
     tasks: TaskService
     approvals: ApprovalStore
     approval_service: ApprovalService
+    live: LiveBus
 
     @classmethod
-    def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None) -> Runtime:
-        """Build a runtime; pass ``broker`` to share an in-process broker between API and worker."""
+    def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
+        """Build a runtime; pass ``broker`` (and ``live``) to share an in-process broker (and live-text bus)
+        between an API and a worker in one process."""
         engine = create_engine(settings)
         store = open_store(engine, policy=RetryPolicy.from_settings(settings))
         broker = broker or setup_broker(settings)
@@ -65,6 +68,7 @@ class Runtime:
             tasks=tasks,
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
+            live=live or open_bus(engine),
         )
 
     async def close(self) -> None:

@@ -20,13 +20,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ops_core.db.store import TaskStore
 from ops_core.errors import StreamsFull
+from ops_core.live import LiveBus, LiveText
 
 log = logging.getLogger(__name__)
+
+LIVE_BACKLOG = 256
 
 
 @dataclass(eq=False)
@@ -44,11 +48,15 @@ class Watch:
     # A tenant's stream: the newest event id at the last tick; every event up to it has been looked at
     # once the stream has read past its seq, so it skips what its filter left out.
     horizon: int = 0
+    # Live text received and not yet sent: ephemeral, so only the newest pieces are kept.
+    live: deque[LiveText] = field(default_factory=lambda: deque(maxlen=LIVE_BACKLOG))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_past(self, seq: int) -> None:
-        """Until the task has an event after ``seq``, or has finished."""
+        """Until the task has an event after ``seq``, has finished, or has live text to send."""
         self.seq = seq
+        if self.live:
+            return
         self.changed.clear()
         await self.changed.wait()
 
@@ -56,12 +64,16 @@ class Watch:
 class StreamHub:
     """The streams one API process serves, and the one poll that wakes them."""
 
-    def __init__(self, store: TaskStore, *, poll_seconds: float, max_subscribers: int) -> None:
+    def __init__(
+        self, store: TaskStore, *, poll_seconds: float, max_subscribers: int, live: LiveBus | None = None
+    ) -> None:
         self._store = store
+        self._live = live
         self._poll_seconds = poll_seconds
         self._max = max_subscribers
         self._watches: set[Watch] = set()
         self._poller: asyncio.Task[None] | None = None
+        self.listening = False
 
     @property
     def subscribers(self) -> int:
@@ -86,12 +98,39 @@ class StreamHub:
 
     async def _poll(self) -> None:
         # Runs while anyone watches; the next subscriber starts it again.
-        while self._watches:
-            try:
-                await self.tick()
-            except Exception as exc:  # the database is briefly away: the streams wait, and the next tick retries
-                log.warning("stream poll failed: %s", exc)
-            await asyncio.sleep(self._poll_seconds)
+        try:
+            while self._watches:
+                await self._listen()
+                try:
+                    await self.tick()
+                except Exception as exc:  # the database is briefly away: streams wait, the next tick retries
+                    log.warning("stream poll failed: %s", exc)
+                await asyncio.sleep(self._poll_seconds)
+        finally:
+            self.listening = False
+            if self._live is not None:
+                await self._live.unlisten()
+
+    async def _listen(self) -> None:
+        """Hear live text while anyone streams (again after a lost connection); without it, only stored events."""
+        if self._live is None:
+            return
+        try:
+            await self._live.listen(self._received)
+        except Exception as exc:
+            log.warning("live text unavailable: %s", exc)
+            return
+        self.listening = True
+
+    @property
+    def watches(self) -> list[Watch]:
+        return list(self._watches)
+
+    def _received(self, text: LiveText) -> None:
+        for watch in list(self._watches):
+            if watch.task_id == text.task_id:
+                watch.live.append(text)
+                watch.changed.set()
 
     async def tick(self) -> None:
         watches = list(self._watches)

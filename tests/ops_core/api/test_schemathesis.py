@@ -111,7 +111,12 @@ def admin(database_url: str) -> None:
     asyncio.run(store())
 
 
-@schema.parametrize()
+# A tenant's status stream never ends by itself, so a valid request would never return here: its bad
+# requests are tested in test_streams.py. (A task's stream ends with its task; a random id is a 404.)
+endless = schema.exclude(path="/v1/events/stream")
+
+
+@endless.parametrize()
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
     derandomize=True,  # the same cases every run: a failure reproduces

@@ -25,6 +25,7 @@ from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import approvals, health, keys, stats, streams, tasks, tenants, usage, workers
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
+from ops_core.live import LiveBus
 from ops_core.runtime import Runtime
 from ops_core.streams import StreamHub
 
@@ -32,13 +33,19 @@ API_VERSION = "1"
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dramatiq.Broker | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    broker: dramatiq.Broker | None = None,
+    live: LiveBus | None = None,
+) -> FastAPI:
     """Build the API for ``settings``.
 
     ``runtime``: serve with this already-open runtime (the caller closes it).
     ``broker``: when the lifespan opens its own runtime, publish through this
     broker instead of building one (``opscore dev`` shares its in-process broker
-    with the embedded worker this way).
+    with the embedded worker this way, and its live-text bus as ``live``).
     """
     metrics = ApiMetrics()
 
@@ -50,7 +57,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, broker: dr
         if not settings.auth_required and broker is None:
             # opscore dev (which passes its broker) says so in its own banner.
             log.warning("OPSCORE_AUTH=disabled: the API asks no key; every request acts as an admin")
-        opened = Runtime.open(settings, broker=broker)
+        opened = Runtime.open(settings, broker=broker, live=live)
         _serve_with(app, opened)
         try:
             yield
@@ -103,7 +110,10 @@ def _serve_with(app: FastAPI, runtime: Runtime) -> None:
         runtime.access, cache_seconds=settings.auth_cache_seconds, lookup_seconds=settings.request_deadline_seconds
     )
     app.state.streams = StreamHub(
-        runtime.store, poll_seconds=settings.stream_poll_seconds, max_subscribers=settings.stream_max_subscribers
+        runtime.store,
+        poll_seconds=settings.stream_poll_seconds,
+        max_subscribers=settings.stream_max_subscribers,
+        live=runtime.live,
     )
 
 

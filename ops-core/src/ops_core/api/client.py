@@ -3,12 +3,20 @@
 Every failure surfaces as :class:`ApiError`: either the server's own
 ``{"error": {"code", "message"}}`` or a transport problem (connection
 refused, timeout) described in one line.
+
+A task's events can be followed two ways, with one shape: :meth:`ApiClient.stream_events`
+reads the Server-Sent Events stream (``/v1/tasks/{id}/stream``, reconnecting with
+``Last-Event-ID``) and :meth:`ApiClient.poll_events` polls ``/v1/tasks/{id}/events``
+with a backoff. Both yield the events in ``seq`` order, each once, and end after
+the terminal status event, or when the deadline passes.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -18,6 +26,13 @@ import httpx
 from ops_core.lifecycle import TaskStatus
 
 JsonObject = dict[str, Any]
+EventSource = Callable[..., Iterator[JsonObject]]
+
+# How long one read of a stream may wait: the server sends a keep-alive comment every
+# OPSCORE_STREAM_KEEPALIVE_SECONDS (15 s), so a silent minute means the connection is gone.
+STREAM_READ_SECONDS = 60.0
+# A stream that keeps failing (API down, connection cut) is given up after this long.
+STREAM_GIVE_UP_SECONDS = 30.0
 
 
 class ApiError(Exception):
@@ -26,12 +41,6 @@ class ApiError(Exception):
         self.message = message
         self.status_code = status_code
         self.code = code
-
-
-class WaitTimeout(ApiError):
-    def __init__(self, message: str, task: JsonObject) -> None:
-        super().__init__(message, code="wait_timeout")
-        self.task = task
 
 
 class ApiClient:
@@ -88,6 +97,100 @@ class ApiClient:
             params["limit"] = limit
         return self._request("GET", f"/v1/tasks/{_seg(task_id)}/events", params=params)
 
+    def workers(self) -> JsonObject:
+        return self._request("GET", "/v1/workers")
+
+    def poll_events(
+        self,
+        task_id: str,
+        *,
+        after_seq: int = 0,
+        deadline: float | None = None,
+        poll_interval: float = 0.5,
+        max_poll_interval: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Iterator[JsonObject]:
+        """The task's events after ``after_seq``, polled until its terminal status event or ``deadline``."""
+        seq = after_seq
+        interval = poll_interval
+        while True:
+            page = self.events(task_id, after_seq=seq)["items"]
+            for event in page:
+                if int(event["seq"]) <= seq:
+                    continue
+                seq = int(event["seq"])
+                yield event
+                if is_terminal_event(event):
+                    return
+            # Back off while nothing happens, so that a long task does not cost a request every half second.
+            interval = poll_interval if page else min(interval * 1.5, max_poll_interval)
+            if deadline is not None:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    return
+                interval = min(interval, remaining)
+            sleep(interval)
+
+    def stream_events(
+        self,
+        task_id: str,
+        *,
+        after_seq: int = 0,
+        deadline: float | None = None,
+        retry_interval: float = 0.5,
+        max_retry_interval: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Iterator[JsonObject]:
+        """The task's events after ``after_seq`` from its SSE stream, until its terminal status event or ``deadline``.
+
+        A stream that breaks (API restarted, proxy timeout) is reopened with
+        ``Last-Event-ID``, so nothing is missed or repeated; one that cannot be
+        reopened for ``STREAM_GIVE_UP_SECONDS`` raises :class:`ApiError`, and so
+        does any refusal (unknown task, bad key). Events the server sends with
+        no id (live text, which is never stored) are yielded with ``seq`` None.
+        """
+        seq = after_seq
+        interval = retry_interval
+        failing_since: float | None = None
+        path = f"/v1/tasks/{_seg(task_id)}/stream"
+        while deadline is None or clock() < deadline:
+            read = STREAM_READ_SECONDS if deadline is None else min(STREAM_READ_SECONDS, deadline - clock())
+            try:
+                with self._http.stream(
+                    "GET",
+                    path,
+                    headers={"Accept": "text/event-stream", "Last-Event-ID": str(seq)},
+                    timeout=httpx.Timeout(10.0, read=max(read, 0.1)),
+                ) as response:
+                    if response.status_code != httpx.codes.SERVICE_UNAVAILABLE:
+                        if not response.is_success:
+                            response.read()
+                            raise _error_from(response)
+                        for message in sse_messages(response.iter_lines()):
+                            event = _stream_event(message)
+                            if event["seq"] is not None:
+                                if int(event["seq"]) <= seq:
+                                    continue  # already yielded (a server that resent it): each event once
+                                seq = int(event["seq"])
+                                failing_since, interval = None, retry_interval
+                            yield event
+                            if is_terminal_event(event):
+                                return
+            except httpx.TimeoutException:
+                pass  # a silent connection, or the deadline's read limit: the loop decides
+            except httpx.TransportError as exc:
+                if failing_since is None and seq == after_seq and isinstance(exc, httpx.ConnectError):
+                    raise ApiError(f"cannot connect to the ops-core API at {self.base_url}: {exc}") from None
+            failing_since = clock() if failing_since is None else failing_since
+            if clock() - failing_since >= STREAM_GIVE_UP_SECONDS:
+                raise ApiError(f"lost the event stream of task {task_id} at {self.base_url}; gave up reconnecting")
+            pause = interval if deadline is None else min(interval, deadline - clock())
+            if pause > 0:
+                sleep(pause)
+            interval = min(interval * 2, max_retry_interval)
+
     def approvals(
         self, *, status: str | None = None, task_id: str | None = None, limit: int | None = None
     ) -> JsonObject:
@@ -110,30 +213,6 @@ class ApiClient:
             body["arguments"] = arguments
         return self._request("POST", f"/v1/tasks/{_seg(task_id)}/approvals/{_seg(call_id)}", json=body)
 
-    def wait(
-        self,
-        task_id: str,
-        *,
-        timeout: float,
-        poll_interval: float = 0.5,
-        max_poll_interval: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> JsonObject:
-        """Poll until the task is terminal or ``timeout`` seconds have passed."""
-        deadline = clock() + timeout
-        interval = poll_interval
-        while True:
-            task = self.get_task(task_id)
-            if TaskStatus(task["status"]).is_terminal:
-                return task
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise WaitTimeout(f"task {task_id} is still {task['status']} after waiting {timeout:g}s", task)
-            sleep(min(interval, remaining))
-            # Back off so that a long task does not cost one request every half second.
-            interval = min(interval * 1.5, max_poll_interval)
-
     def _request(self, method: str, path: str, **kwargs: Any) -> JsonObject:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -146,6 +225,60 @@ class ApiClient:
         if response.is_success:
             return _json_object(response)
         raise _error_from(response)
+
+
+def is_terminal_event(event: JsonObject) -> bool:
+    """The status event that ends a task's stream: a move into completed, failed or cancelled."""
+    if event.get("type") != "status":
+        return False
+    to = (event.get("payload") or {}).get("to")
+    return to in {status.value for status in TaskStatus if status.is_terminal}
+
+
+@dataclass
+class SseMessage:
+    event: str = "message"
+    id: str | None = None
+    data: list[str] = field(default_factory=list)
+
+
+def sse_messages(lines: Iterable[str]) -> Iterator[SseMessage]:
+    """Server-Sent Events framing (the WHATWG rules the client needs): fields up to a blank line."""
+    message = SseMessage()
+    for line in lines:
+        if not line:
+            if message.data:
+                yield message
+            message = SseMessage()
+            continue
+        if line.startswith(":"):
+            continue  # a keep-alive comment
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            message.data.append(value)
+        elif name == "event":
+            message.event = value
+        elif name == "id":
+            message.id = value
+
+
+def _stream_event(message: SseMessage) -> JsonObject:
+    data = "\n".join(message.data)
+    if message.id is not None:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise ApiError(f"the event stream sent an event that is not JSON: {data[:200]}") from None
+        if isinstance(event, dict) and "seq" in event:
+            return event
+        raise ApiError(f"the event stream sent an event without a seq: {data[:200]}")
+    # No id: an ephemeral event (live text), never stored; it is shown, not resumed from.
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = data
+    return {"seq": None, "type": message.event, "payload": payload if isinstance(payload, dict) else {"text": payload}}
 
 
 def _seg(value: str) -> str:

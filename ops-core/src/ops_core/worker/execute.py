@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from agentkit import DEFER, Agent, Approval, Checkpoint, Deferred, RunFailure, RunHooks, RunSuccess, RunSuspended
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
+from agentkit.events import RunEvent, RunEventType
 from agentkit.messages import AssistantMessage, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
@@ -30,6 +31,7 @@ from ops_core.db.store import TaskStore
 from ops_core.domain import ApprovalStatus, ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable, LeaseLost
 from ops_core.lifecycle import Decision, Retry, RetryPolicy
+from ops_core.live import LiveBuffer
 from ops_core.quotas import QuotaCache
 from ops_core.redact import redact_text
 from ops_core.worker.models import ModelCache
@@ -55,6 +57,8 @@ class ExecutionContext:
     quotas: QuotaCache | None = None
     # None: no approver; a call the policy wants approved is denied, as agentkit does without one.
     approvals: ApprovalStore | None = None
+    # None: a streaming model's text is not sent live (tests of the executor alone).
+    live: LiveBuffer | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -84,6 +88,8 @@ class Execution:
         self._over_budget = False
         # The decisions recorded for the calls the resumed checkpoint waits on; None once that step is done.
         self._decisions: dict[str, Asked] | None = None
+        # The step whose model call is under way: live text belongs to it.
+        self._step = 0
 
     @property
     def attempt(self) -> int:
@@ -149,9 +155,10 @@ class Execution:
             step = self._resume.steps_completed + 1
             self._decisions = await self._write(lambda: self._approvals.decisions(task.id, step))
         hooks = RunHooks(
-            on_event=self.recorder.on_run_event,
+            on_event=self._on_event if self._ctx.live is not None else self.recorder.on_run_event,
             cancelled=self._cancelled,
             on_checkpoint=self._save_checkpoint,
+            on_delta=self._delta if self._ctx.live is not None else None,
             approve=self._approve if self._ctx.approvals is not None else None,
         )
         try:
@@ -186,6 +193,15 @@ class Execution:
                     await self._schedule_retry(error, decision.delay, outcome.usage, outcome.reused_usage)
                 else:
                     await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
+
+    async def _on_event(self, event: RunEvent) -> None:
+        if event.type is RunEventType.MODEL_REQUEST:
+            self._step = event.step
+        await self.recorder.on_run_event(event)
+
+    async def _delta(self, text: str) -> None:
+        assert self._ctx.live is not None, "only hooked when live text is sent"
+        self._ctx.live.add(self._task.id, self._attempt, self._step, text)
 
     @property
     def _approvals(self) -> ApprovalStore:

@@ -18,6 +18,7 @@ import dramatiq
 
 from ops_core.config import Settings
 from ops_core.lifecycle import RetryPolicy
+from ops_core.live import LiveBuffer, LiveBus
 from ops_core.logs import configure_logging
 from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.queue.broker import UvloopAsyncIO
@@ -48,12 +49,14 @@ class WorkerProcess:
         threads: int,
         concurrency: int,
         broker: dramatiq.Broker | None = None,
+        live: LiveBus | None = None,
         supervised: bool = True,
     ) -> None:
         self._settings = settings
         self._threads = threads
         self._concurrency = concurrency
         self._shared_broker = broker
+        self._shared_live = live
         self._supervised = supervised
         self._runtime: Runtime | None = None
         self._runner: TaskRunner | None = None
@@ -66,7 +69,7 @@ class WorkerProcess:
         return self._runner
 
     def start(self) -> None:
-        runtime = Runtime.open(self._settings, broker=self._shared_broker)
+        runtime = Runtime.open(self._settings, broker=self._shared_broker, live=self._shared_live)
         self._runtime = runtime
         agent_models = [runtime.registry.get(name).model for name in runtime.registry.names()]
         preload_sdks(expected_providers(self._settings.default_model, agent_models))
@@ -92,6 +95,7 @@ class WorkerProcess:
             policy=RetryPolicy.from_settings(self._settings),
             quotas=runtime.quotas,
             approvals=runtime.approvals,
+            live=LiveBuffer(runtime.live),
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()

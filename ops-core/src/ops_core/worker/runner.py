@@ -28,6 +28,7 @@ from uuid import UUID, uuid4
 
 from ops_core.db.models import Claim, Task
 from ops_core.db.store import TaskStore
+from ops_core.live import LIVE_SECONDS
 from ops_core.queue.actors import DispatchRefused
 from ops_core.queue.publisher import Publisher
 from ops_core.tenancy import EVERY_TENANT
@@ -117,6 +118,8 @@ class TaskRunner:
             asyncio.create_task(every(settings.relay_interval_seconds, self.reaper, "reaper"), name="reaper"),
             asyncio.create_task(every(settings.relay_interval_seconds, self.relay, "relay"), name="relay"),
         ]
+        if self._ctx.live is not None:
+            self._duties.append(asyncio.create_task(every(LIVE_SECONDS, self._ctx.live, "live text"), name="live"))
 
     def _describe_runs(self) -> str:
         ids = [str(task_id) for task_id in list(self._runs)]

@@ -14,6 +14,7 @@ row's id, to resume from. It never ends by itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
@@ -31,6 +32,7 @@ from ops_core.db.store import TaskStore
 from ops_core.domain import EventType
 from ops_core.errors import InvalidRequest
 from ops_core.lifecycle import TaskStatus
+from ops_core.live import LiveText
 from ops_core.streams import StreamHub
 from ops_core.tenancy import TenantScope
 
@@ -38,6 +40,7 @@ router = APIRouter(tags=["streams"], responses=AUTH)
 
 INT64_MAX = 2**63 - 1
 PAGE = 500
+LIVE_EVENT = "live_text"
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
@@ -140,16 +143,23 @@ def _resume_point(after: int | None, last_event_id: str | None, largest: int = I
 async def _events(
     store: TaskStore, streams: StreamHub, task_id: UUID, tenant: TenantScope, seq: int
 ) -> AsyncIterator[ServerSentEvent]:
+    answered: set[tuple[int, int]] = set()  # (attempt, step) of the model responses sent: their live text is old
     with streams.watch(task_id, seq) as watch:
         while True:
             events = await store.list_events(task_id, tenant=tenant, after_seq=seq, limit=PAGE)
             for event in events:
                 yield _sent(event)
                 seq = event.seq
+                if event.type == EventType.MODEL_RESPONSE.value:
+                    answered.add((event.attempt, int(event.payload.get("step", 0))))
                 if _ends(event):
                     return
             if len(events) == PAGE:
                 continue
+            while watch.live:
+                text = watch.live.popleft()
+                if (text.attempt, text.step) not in answered:
+                    yield _live(text)
             if not events and watch.finished:
                 return  # resumed past the terminal event of a finished task
             await watch.wait_past(seq)
@@ -158,6 +168,12 @@ async def _events(
 def _sent(event: TaskEvent) -> ServerSentEvent:
     data = to_json(TaskEventPublic.model_validate(event)).decode()
     return ServerSentEvent(data=data, event=event.type, id=str(event.seq))
+
+
+def _live(text: LiveText) -> ServerSentEvent:
+    """Live text has no id: it is not stored, so a reconnect does not resume from it."""
+    data = json.dumps({"attempt": text.attempt, "step": text.step, "text": text.text})
+    return ServerSentEvent(data=data, event=LIVE_EVENT)
 
 
 def _ends(event: TaskEvent) -> bool:
