@@ -1,6 +1,6 @@
 """The dashboard live, in headless Chromium: a task appears, runs and completes on the page without a
-reload; its timeline shows its tool call; cancel and approve work from the page; another tenant's key
-sees nothing of it.
+reload; its timeline shows its tool call; the model's text shows while it is written; cancel and
+approve work from the page; another tenant's key sees nothing of it.
 
 Chromium is Debian's ``chromium`` package (``.ci/run`` installs it), driven by Playwright; every wait
 is one of Playwright's auto-waiting expectations with a deadline.
@@ -33,6 +33,8 @@ ENV = {"OPSCORE_AGENTS": "tests.support.agents", "PYTHONPATH": str(REPO_ROOT)}
 SLOW = "[[delay=6]]"
 # Step 1 calls the calculator on 6 * 7 (tests/support/fake_openai.py).
 TOOL = "[[tool_stall=0]]"
+# A streamed answer that stops half-way for this long.
+STREAM_STALL = "[[stream_stall=8]]"
 LIVE_MS = 30_000
 DURATION = re.compile(r"^\d+(\.\d+)? (ms|s)$")
 
@@ -159,6 +161,29 @@ def test_the_timeline_shows_the_tool_call_of_a_task_submitted_from_the_page(
     expect(models.locator("[data-field=tokens]")).to_have_text(["10 in · 5 out", "10 in · 5 out"])
     expect(models.locator("[data-field=latency]").first).to_have_text(DURATION)
     assert site.task(site.alice, task_id)["max_retries"] == 1
+
+
+def test_the_current_step_shows_the_models_text_while_it_is_written(
+    browser: Browser, site: Site, pages: list[Page]
+) -> None:
+    # Live text is not stored: the page must be following the task before the model starts writing.
+    # Submitted from the page, which follows the new task at once; the model waits 3 s before its first words.
+    goal = f"[[delay=3]] {STREAM_STALL} written live"
+    page = sign_in(browser, site, site.alice, pages, "#/submit")
+    page.fill("textarea[name=goal]", goal)
+    page.fill("input[name=model]", MODEL)
+    page.click("form.submit button[type=submit]")
+
+    # Half the answer, while the model still writes the rest (the fake stalls half-way).
+    written = page.locator(".current [data-kind=live-text]")
+    expect(written).to_contain_text("done: ", timeout=LIVE_MS)
+    expect(page.locator(".task-header [data-status]")).to_have_text("running")
+    assert f"done: {goal}".startswith(written.inner_text())
+
+    # The stored response supersedes it, and the task ends.
+    expect(page.locator(".task-header [data-status]")).to_have_text("completed", timeout=LIVE_MS)
+    expect(written).to_have_count(0)
+    expect(page.locator(".step-answer")).to_contain_text(f"done: {goal}")
 
 
 def test_cancel_works_from_the_page(browser: Browser, site: Site, pages: list[Page]) -> None:

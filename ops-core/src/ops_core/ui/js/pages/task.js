@@ -18,6 +18,7 @@ export async function taskPage(main, { args, signal }) {
   const live = h("span", { class: "live", dataset: { state: "connecting" } }, "connecting…");
   let task = await api(`/v1/tasks/${encodeURIComponent(id)}`, { signal });
   let pending = [];
+  let streamed = null; // {key, attempt, step, text}: the current step's text so far, as the model writes it
 
   replace(
     main,
@@ -98,7 +99,7 @@ export async function taskPage(main, { args, signal }) {
       buttons.push(h("button", { type: "button", class: "primary", onclick: () => act(`/v1/tasks/${id}/retry`) }, "Retry"));
     }
     replace(actions, buttons);
-    const view = timeline(events, { pending, decide });
+    const view = timeline(events, { pending, decide, live: streamed });
     replace(current, view.current);
     replace(steps, view.items);
   }
@@ -116,7 +117,17 @@ export async function taskPage(main, { args, signal }) {
         live.dataset.state = state;
         live.textContent = state === "live" ? "live" : `reconnecting (${why})`;
       },
-      onEvent: ({ data }) => {
+      onEvent: ({ event, data }) => {
+        if (event === "live_text") {
+          // A streaming model's text as it is written: not stored, no id; its step's model_response replaces it.
+          const key = `${data.attempt}:${data.step}`;
+          streamed = streamed && streamed.key === key ? { ...streamed, text: streamed.text + data.text } : { key, ...data };
+          render();
+          return;
+        }
+        if (data.type === "model_response" && streamed && streamed.key === `${data.attempt}:${data.payload.step}`) {
+          streamed = null;
+        }
         events.push(data);
         if (data.type === "status") {
           if (TERMINAL.has(data.payload.to)) ended = true;

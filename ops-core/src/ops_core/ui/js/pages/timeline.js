@@ -7,7 +7,7 @@
 
 import { between, h, json, number, seconds, time } from "../dom.js";
 
-export function timeline(events, { pending, decide }) {
+export function timeline(events, { pending, decide, live }) {
   const items = [];
   const openModel = new Map(); // attempt -> the model call still waiting for its response
   const tools = new Map(); // call id -> its tool item (a resumed attempt may run a call asked before)
@@ -75,21 +75,27 @@ export function timeline(events, { pending, decide }) {
   }
 
   const view = items.map((item) => draw(item, { pending, decide, approvals }));
-  return { items: view, current: now(events, waitingModel, lastText) };
+  return { items: view, current: now(events, waitingModel, lastText, live) };
 }
 
-// The current step: what the model said last, or that a call is in flight. Model text is not streamed
-// token by token yet; each response's text appears as soon as its event is recorded.
-function now(events, waitingModel, lastText) {
+// The current step: the text a streaming model is writing (live_text events), else what the model
+// said last, and whether a model call is in flight.
+function now(events, waitingModel, lastText, live) {
   const last = events[events.length - 1];
   const finished = last && last.type === "status" && ["completed", "failed", "cancelled"].includes(last.payload.to);
-  if (finished || (!waitingModel && !lastText)) return [];
+  if (finished || (!waitingModel && !lastText && !live)) return [];
+  // Live text may come before the step's model_request is stored (a step's events are written together).
+  const writing = Boolean(live);
   return [
     h("h2", {}, "Current step"),
     waitingModel
-      ? h("p", { class: "muted", dataset: { kind: "waiting-model" } }, "Waiting for ", h("span", { class: "mono" }, waitingModel.event.payload.model), " since ", time(waitingModel.event.created_at), "…")
+      ? h("p", { class: "muted", dataset: { kind: "waiting-model" } }, writing ? "Writing: " : "Waiting for ", h("span", { class: "mono" }, waitingModel.event.payload.model), " since ", time(waitingModel.event.created_at), "…")
       : null,
-    lastText ? h("blockquote", { class: "model-text" }, lastText.text) : null,
+    writing
+      ? h("blockquote", { class: "model-text live-text", dataset: { kind: "live-text", step: live.step } }, live.text)
+      : lastText
+        ? h("blockquote", { class: "model-text" }, lastText.text)
+        : null,
   ];
 }
 
