@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from ops_core.errors import ConfigError
+
 if TYPE_CHECKING:
     from ops_core.task_traces import TaskTracing
 
@@ -47,6 +49,26 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
     if exporters is not None:
         return any(name.strip().lower() not in ("", "none") for name in exporters.split(","))
     return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def exporter_names(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The exporters the ``OTEL_*`` variables name (``otlp``, ``console``); raises ConfigError naming a bad one."""
+    if not wanted(environ):
+        return []
+    names = [name.strip().lower() for name in (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")]
+    names = [name for name in names if name not in ("", "none")]
+    for name in names:
+        if name not in ("otlp", "console"):
+            raise ConfigError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r}; use otlp, console or none")
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if "otlp" in names and protocol.strip() != "http/protobuf":
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: ops-core exports OTLP over"
+            " http/protobuf (port 4318)"
+        )
+    return names
 
 
 def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> TaskTracing | None:

@@ -28,7 +28,9 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from ops_core import tracing
 from ops_core.config import Settings
+from ops_core.errors import ConfigError
 from ops_core.logs import configure_logging
 from ops_core.worker.watchdog import EXIT_LOOP_STALLED
 
@@ -43,6 +45,7 @@ RESTART_BACKOFF_MAX_SECONDS = 30.0
 STABLE_AFTER_SECONDS = 60.0
 POLL_SECONDS = 0.2
 STOP_MARGIN_SECONDS = 15.0
+EXIT_BAD_CONFIG = 2
 
 Lost = Callable[[int | None, int | None], None]
 
@@ -64,6 +67,11 @@ def run_pool(settings: Settings, processes: int, threads: int, concurrency: int 
     """Supervise ``processes`` worker processes until SIGTERM or SIGINT."""
     concurrency = concurrency or settings.worker_concurrency
     configure_logging(settings.log_level)
+    try:
+        tracing.exporter_names()  # a bad OTEL_* value stops the pool here, not each child it would restart
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
     received: list[int] = []
