@@ -102,6 +102,22 @@ async def test_tool_calls_in_one_turn_run_concurrently() -> None:
     assert [(r.tool_call_id, r.content, r.is_error) for r in results] == [("c1", "L", False), ("c2", "R", False)]
 
 
+async def test_each_tool_result_says_how_long_its_call_ran_and_a_call_that_did_not_run_has_none() -> None:
+    @tool(timeout=DEADLINE)
+    async def slow() -> str:
+        """Naps."""
+        await asyncio.sleep(0.05)
+        return "done"
+
+    log = EventLog()
+    model = ScriptedModel([calls(call("slow", "c1"), call("add", "c2", a=1, b=2), call("nope", "c3")), answer("ok")])
+    outcome = await make_agent(model, slow, add).run("go", hooks=RunHooks(on_event=log))
+    assert isinstance(outcome, RunSuccess)
+    durations = {e.payload["id"]: e.payload["duration_seconds"] for e in log.of(RunEventType.TOOL_RESULT)}
+    assert durations["c1"] >= 0.05 and 0 <= durations["c2"] < durations["c1"]
+    assert durations["c3"] is None
+
+
 @pytest.mark.parametrize("how", ["sleeps", "spins"])
 async def test_a_blocking_sync_tool_leaves_the_event_loop_free(how: str) -> None:
     loop_ticked = threading.Event()

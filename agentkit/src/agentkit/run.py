@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import json
 import re
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,6 +92,12 @@ class _Run:
 
     validated: BaseModel
     edited: bool = False
+
+
+async def _timed(running: Awaitable[ToolOutput]) -> tuple[ToolOutput, float]:
+    started = time.perf_counter()
+    output = await running
+    return output, round(time.perf_counter() - started, 6)
 
 
 def _denied(decision: PolicyDecision) -> ToolOutput:
@@ -322,12 +329,15 @@ class AgentRun:
             usage=self.usage + self.reused,
             agent_name=self.definition.name,
         )
-        results = await self._cancellable(
+        timed = await self._cancellable(
             asyncio.gather(
-                *(t.execute(r.validated, ctx, default_timeout=self.limits.tool_timeout) for _, t, r in runnable)
+                *(_timed(t.execute(r.validated, ctx, default_timeout=self.limits.tool_timeout)) for _, t, r in runnable)
             )
         )
-        for (call, _, ruling), output in zip(runnable, results, strict=True):
+        # How long each call ran, for hosts that time tools (traces, metrics); the ones that did not run have none.
+        durations: dict[str, float] = {}
+        for (call, _, ruling), (output, seconds) in zip(runnable, timed, strict=True):
+            durations[call.id] = seconds
             if ruling.edited:
                 # The model's own tool call still shows its arguments; say what actually ran.
                 note = f"(A person approved this call with edited arguments: {json.dumps(used[call.id])})\n"
@@ -354,6 +364,7 @@ class AgentRun:
                 content=output.content,
                 is_error=output.is_error,
                 error_kind=output.error_kind,
+                duration_seconds=durations.get(call.id),
             )
 
     async def _decide(

@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         default="", description="Comma-separated origins allowed to call the API from a browser; empty: CORS off."
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Where opscore worker serves the Prometheus metrics of all its processes; unset: no metrics.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="The address the worker pool's metrics endpoint listens on."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from ops_core import tracing
 from ops_core.config import Settings
 from ops_core.db import migrate
 from ops_core.live import LocalBus
@@ -31,6 +32,7 @@ def run_dev(settings: Settings, host: str | None = None, port: int | None = None
     configure_logging(settings.log_level)
     settings = dev_settings(settings, host or settings.host)
     migrate.upgrade(settings)
+    tracing.configure("opscore")
     broker = setup_broker(settings)
     live = LocalBus()  # the API and the worker share this process, so live text is handed over in memory
     worker = WorkerProcess(

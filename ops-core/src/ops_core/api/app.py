@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from ops_core import tracing
 from ops_core.api.auth import Authenticator, AuthMiddleware
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
@@ -57,6 +58,8 @@ def create_app(
         if not settings.auth_required and broker is None:
             # opscore dev (which passes its broker) says so in its own banner.
             log.warning("OPSCORE_AUTH=disabled: the API asks no key; every request acts as an admin")
+        # Off unless OTEL_* asks for traces; opscore dev has configured it for its one process already.
+        tracing.configure("opscore-api")
         opened = Runtime.open(settings, broker=broker, live=live)
         _serve_with(app, opened)
         try:

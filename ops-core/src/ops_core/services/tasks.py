@@ -17,6 +17,7 @@ from uuid import UUID
 from agentkit.errors import UnknownProviderError
 from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
+from ops_core import tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
@@ -78,6 +79,8 @@ class TaskService:
         leaves a pending, unpublished task that the relay publishes later:
         an accepted task is never lost.
         """
+        traced = tracing.active()
+        submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
         if agent not in self._registry:
             known = ", ".join(sorted(self._registry.names()))
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
@@ -106,6 +109,8 @@ class TaskService:
         task, created = await self._store.create(new)
         if created:
             await self.publish(task)
+            if submission is not None:
+                submission.end(task.id)
         else:
             _check_same_request(task, new)
         return task, created
@@ -115,6 +120,9 @@ class TaskService:
 
     async def retry(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         task = await self._store.retry(task_id, tenant=tenant)
+        traced = tracing.active()
+        if traced is not None:
+            traced.retried(task.id, task.agent)
         await self.publish(task)
         return task
 

@@ -13,13 +13,24 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from agentkit import DEFER, Agent, Approval, Checkpoint, Deferred, RunFailure, RunHooks, RunSuccess, RunSuspended
+from agentkit import (
+    DEFER,
+    Agent,
+    Approval,
+    Checkpoint,
+    Deferred,
+    RunEvent,
+    RunFailure,
+    RunHooks,
+    RunSuccess,
+    RunSuspended,
+)
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
-from agentkit.events import RunEvent, RunEventType
+from agentkit.events import RunEventType
 from agentkit.messages import AssistantMessage, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
@@ -34,8 +45,13 @@ from ops_core.lifecycle import Decision, Retry, RetryPolicy
 from ops_core.live import LiveBuffer
 from ops_core.quotas import QuotaCache
 from ops_core.redact import redact_text
+from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.models import ModelCache
 from ops_core.worker.recorder import EventRecorder, jsonable
+from ops_core.worker.telemetry import RunTelemetry
+
+if TYPE_CHECKING:
+    from ops_core.task_traces import TaskTracing
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +75,9 @@ class ExecutionContext:
     approvals: ApprovalStore | None = None
     # None: a streaming model's text is not sent live (tests of the executor alone).
     live: LiveBuffer | None = None
+    # None: this process keeps no worker metrics (its pool serves none) / traces nothing (OTEL_* unset).
+    metrics: WorkerMetrics | None = None
+    tracing: TaskTracing | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -79,6 +98,11 @@ class Execution:
         if claim.task.cancel_requested:
             cancelled.set()
         self.recorder = EventRecorder(ctx.store, claim.task.id, claim.attempt)
+        self._telemetry = (
+            RunTelemetry(claim, ctx.settings.queue_name, ctx.metrics, ctx.tracing)
+            if ctx.metrics is not None or ctx.tracing is not None
+            else None
+        )
         self._resume = Checkpoint.model_validate(claim.task.checkpoint) if claim.task.checkpoint else None
         # A checkpoint's usage is cumulative over every attempt; the store adds deltas. ``_saved`` is
         # what the task row already holds for this run, so each write adds only what is new.
@@ -113,6 +137,10 @@ class Execution:
             self._task.model,
             extra=self._fields(model=self._task.model),
         )
+        telemetry = self._telemetry
+        if telemetry is not None:
+            telemetry.started()
+        interrupted = False
         try:
             await self._run()
         except LeaseLost:
@@ -122,10 +150,18 @@ class Execution:
                 self._attempt,
                 extra=self._fields(),
             )
+        except asyncio.CancelledError:
+            interrupted = True  # shutdown: the runner hands the task back
+            raise
+        finally:
+            if telemetry is not None:
+                telemetry.closed(interrupted)
 
     def _log_end(self, status: str, used: Usage, detail: str = "", *, outcome: str = "", **more: Any) -> None:
         """The run's last line; ``status`` is the task's status after it, ``outcome`` words it if that is not enough."""
         duration = time.monotonic() - self._started
+        if self._telemetry is not None:
+            self._telemetry.finished(status, more.get("error_type"))
         log.info(
             "task %s: attempt %d %s%s in %.2fs (%d input + %d output tokens)",
             self._task.id,
@@ -155,7 +191,10 @@ class Execution:
             step = self._resume.steps_completed + 1
             self._decisions = await self._write(lambda: self._approvals.decisions(task.id, step))
         hooks = RunHooks(
-            on_event=self._on_event if self._ctx.live is not None else self.recorder.on_run_event,
+            # Straight to the recorder when nothing else watches the run: one call less per event.
+            on_event=self._on_event
+            if self._ctx.live is not None or self._telemetry is not None
+            else self.recorder.on_run_event,
             cancelled=self._cancelled,
             on_checkpoint=self._save_checkpoint,
             on_delta=self._delta if self._ctx.live is not None else None,
@@ -195,9 +234,12 @@ class Execution:
                     await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
 
     async def _on_event(self, event: RunEvent) -> None:
+        """Records the event, and feeds what watches the run: live text's step, traces and metrics."""
         if event.type is RunEventType.MODEL_REQUEST:
             self._step = event.step
         await self.recorder.on_run_event(event)
+        if self._telemetry is not None:
+            self._telemetry.on_event(event)
 
     async def _delta(self, text: str) -> None:
         assert self._ctx.live is not None, "only hooked when live text is sent"

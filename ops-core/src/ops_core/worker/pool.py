@@ -8,6 +8,10 @@ notices the exit, starts a replacement (after a backoff that grows while
 processes keep dying young), and the reaper of a live worker requeues the
 runs the dead one held. SIGTERM and SIGINT are passed on, so each process
 hands back its unfinished runs.
+
+With ``OPSCORE_WORKER_METRICS_PORT`` set, the supervisor also serves the
+metrics of all its processes, added up (:mod:`ops_core.worker.pool_metrics`),
+and counts the processes it lost.
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from ops_core import tracing
 from ops_core.config import Settings
+from ops_core.errors import ConfigError
 from ops_core.logs import configure_logging
 from ops_core.worker.watchdog import EXIT_LOOP_STALLED
+
+if TYPE_CHECKING:
+    from ops_core.worker.pool_metrics import PoolMetrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,9 @@ RESTART_BACKOFF_MAX_SECONDS = 30.0
 STABLE_AFTER_SECONDS = 60.0
 POLL_SECONDS = 0.2
 STOP_MARGIN_SECONDS = 15.0
+EXIT_BAD_CONFIG = 2
+
+Lost = Callable[[int | None, int | None], None]
 
 
 @dataclass
@@ -54,6 +67,11 @@ def run_pool(settings: Settings, processes: int, threads: int, concurrency: int 
     """Supervise ``processes`` worker processes until SIGTERM or SIGINT."""
     concurrency = concurrency or settings.worker_concurrency
     configure_logging(settings.log_level)
+    try:
+        tracing.exporter_names()  # a bad OTEL_* value stops the pool here, not each child it would restart
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
     received: list[int] = []
@@ -71,13 +89,29 @@ def run_pool(settings: Settings, processes: int, threads: int, concurrency: int 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    slots = [_Slot(spawn(), time.monotonic()) for _ in range(processes)]
-    log.info("worker pool started: %d processes", processes)
-    while not stopping.wait(POLL_SECONDS):
-        now = time.monotonic()
-        for slot in slots:
-            _supervise(slot, now, spawn)
-    _stop_all(slots, received[0] if received else signal.SIGTERM, settings.shutdown_grace_seconds)
+    # Before the first child: the children find their metrics directory in the environment they inherit.
+    metrics = _pool_metrics(settings)
+    lost = metrics.process_died if metrics is not None else None
+    try:
+        slots = [_Slot(spawn(), time.monotonic()) for _ in range(processes)]
+        log.info("worker pool started: %d processes", processes)
+        while not stopping.wait(POLL_SECONDS):
+            now = time.monotonic()
+            for slot in slots:
+                _supervise(slot, now, spawn, lost)
+        _stop_all(slots, received[0] if received else signal.SIGTERM, settings.shutdown_grace_seconds)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _pool_metrics(settings: Settings) -> PoolMetrics | None:
+    if settings.worker_metrics_port is None:
+        return None
+    # Imported only here: a pool that serves no metrics keeps its supervisor small.
+    from ops_core.worker.pool_metrics import PoolMetrics
+
+    return PoolMetrics.start(settings)
 
 
 def _worker_main(settings: Settings, threads: int, concurrency: int) -> None:
@@ -88,8 +122,8 @@ def _worker_main(settings: Settings, threads: int, concurrency: int) -> None:
     run_worker_process(settings, threads, concurrency)
 
 
-def _supervise(slot: _Slot, now: float, spawn: Callable[[], BaseProcess]) -> None:
-    """Restart the slot's process if it died, once its backoff has passed."""
+def _supervise(slot: _Slot, now: float, spawn: Callable[[], BaseProcess], lost: Lost | None = None) -> None:
+    """Restart the slot's process if it died, once its backoff has passed; ``lost`` hears of each death."""
     process = slot.process
     if process is not None and process.is_alive():
         return
@@ -105,6 +139,8 @@ def _supervise(slot: _Slot, now: float, spawn: Callable[[], BaseProcess]) -> Non
             delay,
             extra={"pid": process.pid, "exitcode": process.exitcode, "restart_in_seconds": delay},
         )
+        if lost is not None:
+            lost(process.pid, process.exitcode)
         process.close()
         slot.process = None
         slot.restart_at = now + delay

@@ -16,6 +16,7 @@ from types import FrameType
 
 import dramatiq
 
+from ops_core import tracing
 from ops_core.config import Settings
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBuffer, LiveBus
@@ -24,6 +25,7 @@ from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.queue.broker import UvloopAsyncIO
 from ops_core.runtime import Runtime
 from ops_core.worker.execute import ExecutionContext
+from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.middleware import RunnerMiddleware, RunnerStartFailed
 from ops_core.worker.models import ModelCache, expected_providers, preload_sdks
 from ops_core.worker.runner import TaskRunner
@@ -62,6 +64,8 @@ class WorkerProcess:
         self._runner: TaskRunner | None = None
         self._worker: dramatiq.Worker | None = None
         self._models = ModelCache()
+        # One per process: in multiprocess mode two would overwrite each other's values in its files.
+        self._metrics = WorkerMetrics.from_environment()
 
     @property
     def runner(self) -> TaskRunner:
@@ -96,6 +100,8 @@ class WorkerProcess:
             quotas=runtime.quotas,
             approvals=runtime.approvals,
             live=LiveBuffer(runtime.live),
+            metrics=self._metrics,
+            tracing=tracing.active(),
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()
@@ -126,6 +132,7 @@ class WorkerProcess:
 def run_worker_process(settings: Settings, threads: int, concurrency: int) -> None:
     """Run one worker process until SIGTERM or SIGINT (the pool's child)."""
     configure_logging(settings.log_level)
+    tracing.configure("opscore-worker")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

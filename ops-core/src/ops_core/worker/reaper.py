@@ -27,6 +27,7 @@ from ops_core.domain import ErrorType
 from ops_core.lifecycle import TaskStatus
 from ops_core.tenancy import EVERY_TENANT
 from ops_core.worker.lease import ReapGuard
+from ops_core.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ class Reaper:
         *,
         worker_id: str,
         approvals: ApprovalStore | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._approvals = approvals
         self._worker_id = worker_id
         self._guard = guard
@@ -56,7 +59,10 @@ class Reaper:
         if self._guard.may_reap():
             # Timeouts first: a run far past its timeout is failed, not given another attempt.
             await self._store.fail_expired(grace_seconds=lease)
-            for task_id in await self._store.requeue_orphans(stale_after=lease, caller=self._worker_id):
+            orphans = await self._store.requeue_orphans(stale_after=lease, caller=self._worker_id)
+            if self._metrics is not None:
+                self._metrics.orphans(len(orphans))
+            for task_id in orphans:
                 await self._settle_orphan(await self._store.get(task_id, tenant=EVERY_TENANT))
         # Not a guess about liveness: a deadline that has passed has passed.
         await self._store.fail_unstarted()

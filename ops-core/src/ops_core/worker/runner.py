@@ -93,7 +93,13 @@ class TaskRunner:
         self.cancel_poll = CancelPoll(self._store, self._runs)
         self.flush_events = EventFlush(lambda: [run.execution.recorder for run in list(self._runs.values())])
         self.reaper = Reaper(
-            self._store, self._reap_guard, settings, self.republish, worker_id=self.worker_id, approvals=ctx.approvals
+            self._store,
+            self._reap_guard,
+            settings,
+            self.republish,
+            worker_id=self.worker_id,
+            approvals=ctx.approvals,
+            metrics=ctx.metrics,
         )
         self.relay = Relay(self._store, publisher, settings)
 
