@@ -529,7 +529,6 @@ class PostgresStore(TaskStore):
 
     async def _claim_limited(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
         """Claim a task in a group if each of its groups has a slot for it; else hold it (rules.py, slots)."""
-        now = utcnow()
         async with self._db() as db, db.transaction():
             task = await db.fetchrow(LIMITED_TASK, task_id)
             if task is None:
@@ -541,6 +540,8 @@ class PostgresStore(TaskStore):
                 await db.execute(TENANT_LOCK, tenant)
             if key is not None:
                 await db.execute(KEY_LOCK, tenant, key)
+            # Read after the locks too: the claim is stamped after the finish that freed its slot.
+            now = utcnow()
             if (
                 key is not None
                 and await db.fetchval(KEY_AHEAD, tenant, key, created_at, task_id, now) >= task["concurrency_limit"]
