@@ -224,3 +224,20 @@ async def test_concurrent_claims_of_one_key_start_only_its_oldest(store: TaskSto
 
     started = {c.task.id for c in claims if c is not None}
     assert started == {t.id for t in tasks[:3]}
+
+
+async def test_concurrent_claims_across_keys_and_a_tenant_limit_start_exactly_the_claimable(
+    store: TaskStore,
+) -> None:
+    # Tenant lock, then key lock, on every claim: many at once must neither deadlock nor over-admit.
+    await AccessStore(store.engine).set_quotas(TENANT, {"max_running": 3})
+    tasks: list[Task] = []
+    for _ in range(4):
+        tasks += await keyed(store, 1, key="A")
+        tasks += await keyed(store, 1, key="B")
+        tasks.append(await make_task(store))
+
+    claims = await asyncio.gather(*(store.claim(t.id, f"w{i % 4}") for i, t in enumerate(reversed(tasks))))
+
+    # A1 and B1 lead their keys; the tenant's three slots go to the oldest tasks no key blocks.
+    assert {c.task.id for c in claims if c is not None} == {t.id for t in tasks[:3]}
