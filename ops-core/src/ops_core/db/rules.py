@@ -28,6 +28,7 @@
     (A key belongs to one tenant, so the key's own ahead needs no such
     filter: an older task its tenant blocks blocks every younger one too.)
 
+  Tasks of one key may name different limits; each is checked against its own.
   ``running`` counts status ``running`` only: a waiting or finished task frees
   its slot. A task that is not claimable is *held*: it stays pending with
   ``published_at`` set to HELD_AT, acknowledging its message, so it neither
