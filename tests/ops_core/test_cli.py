@@ -315,3 +315,25 @@ def test_a_decision_the_server_refuses_exits_1(make_cli: Callable[[Handler], Cli
     result = cli("deny", TASK_ID, "c1")
 
     assert result.exit_code == 1 and "already decided" in result.stderr
+
+
+def test_submit_sends_the_concurrency_key_and_limit(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    result = cli("submit", "say hi", "--concurrency-key", "customer:42", "--concurrency-limit", "3", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli.requests[0].content) == {
+        "goal": "say hi",
+        "concurrency_key": "customer:42",
+        "concurrency_limit": 3,
+    }
+
+
+def test_submit_refuses_a_concurrency_limit_out_of_range(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    result = cli("submit", "say hi", "--concurrency-key", "a", "--concurrency-limit", "0")
+
+    assert result.exit_code == 2
+    assert cli.requests == []

@@ -91,6 +91,13 @@ def add_client_commands(
         schedule_to_start_seconds: Annotated[
             int | None, typer.Option(min=1, help="Fail the task if no worker starts it within this many seconds.")
         ] = None,
+        concurrency_key: Annotated[
+            str | None,
+            typer.Option(help="At most --concurrency-limit of the tenant's tasks with this key run at once."),
+        ] = None,
+        concurrency_limit: Annotated[
+            int | None, typer.Option(min=1, max=10_000, help="Tasks with --concurrency-key run at once (default 1).")
+        ] = None,
         wait: Annotated[
             bool,
             typer.Option(
@@ -128,6 +135,8 @@ def add_client_commands(
                 max_retries=max_retries,
                 timeout_seconds=timeout_seconds,
                 schedule_to_start_seconds=schedule_to_start_seconds,
+                concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
             )
         )
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout

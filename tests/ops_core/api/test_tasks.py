@@ -97,6 +97,7 @@ async def test_repeat_that_spells_out_the_defaults_is_the_same_request(client: h
         ({"timeout_seconds": 60}, "timeout_seconds"),
         ({"schedule_to_start_seconds": 30}, "schedule_to_start_seconds"),
         ({"model": "offline:other"}, "model"),
+        ({"concurrency_key": "A"}, "concurrency_key"),
     ],
 )
 async def test_idempotency_key_reused_with_a_different_request_is_409(
@@ -301,3 +302,54 @@ async def test_workers_lists_live_workers_with_their_tasks(client: httpx.AsyncCl
     assert workers["worker-1"]["pid"] == 1234
     assert workers["worker-1"]["last_heartbeat"]
     assert workers["worker-2"]["current_task_ids"] == []
+
+
+async def test_submit_stores_the_concurrency_key_and_limit(client: httpx.AsyncClient) -> None:
+    task = (await submit(client, concurrency_key="repo:org/name", concurrency_limit=5)).json()
+    assert (task["concurrency_key"], task["concurrency_limit"]) == ("repo:org/name", 5)
+    assert (await client.get(f"/v1/tasks/{task['id']}")).json()["concurrency_limit"] == 5
+    listed = (await client.get("/v1/tasks")).json()["items"]
+    assert (listed[0]["concurrency_key"], listed[0]["concurrency_limit"]) == ("repo:org/name", 5)
+
+
+async def test_a_concurrency_key_alone_runs_one_at_a_time(client: httpx.AsyncClient) -> None:
+    keyed = (await submit(client, concurrency_key="customer-42")).json()
+    plain = (await submit(client)).json()
+
+    assert (keyed["concurrency_key"], keyed["concurrency_limit"]) == ("customer-42", 1)
+    assert (plain["concurrency_key"], plain["concurrency_limit"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "why"),
+    [
+        ({"concurrency_limit": 2}, "concurrency_limit", "needs a concurrency_key"),
+        ({"concurrency_key": "a", "concurrency_limit": 0}, "concurrency_limit", "greater than or equal to 1"),
+        ({"concurrency_key": "a", "concurrency_limit": 10_001}, "concurrency_limit", "less than or equal to 10000"),
+        ({"concurrency_key": "a", "concurrency_limit": "two"}, "concurrency_limit", "integer"),
+        ({"concurrency_key": ""}, "concurrency_key", "at least 1 character"),
+        ({"concurrency_key": "k" * 201}, "concurrency_key", "at most 200 characters"),
+        ({"concurrency_key": "customer 42"}, "concurrency_key", "only letters, digits"),
+        ({"concurrency_key": "naïve"}, "concurrency_key", "only letters, digits"),
+        ({"concurrency_key": "a\nb"}, "concurrency_key", "only letters, digits"),
+        ({"concurrency_key": "a\n"}, "concurrency_key", "only letters, digits"),
+        ({"concurrency_key": 42}, "concurrency_key", "string"),
+    ],
+)
+async def test_a_bad_concurrency_key_or_limit_is_422(
+    client: httpx.AsyncClient, runtime: Runtime, body: dict[str, Any], field: str, why: str
+) -> None:
+    response = await submit(client, **body)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert f"'{field}'" in error["message"] and why in error["message"], error["message"]
+    assert (await runtime.store.list(tenant=EVERY_TENANT, limit=10)).items == []
+
+
+async def test_the_longest_concurrency_key_and_every_allowed_character_are_accepted(client: httpx.AsyncClient) -> None:
+    for key in ("k" * 200, "AZaz09_-.:/@+="):
+        response = await submit(client, concurrency_key=key, concurrency_limit=10_000)
+        assert response.status_code == 202, response.text
+        assert response.json()["concurrency_key"] == key

@@ -7,11 +7,12 @@ internal field (lease tokens, publish bookkeeping) leaks out by accident.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticSerializationError
 
 from ops_core.api.storable import MAX_INPUT_BYTES, MAX_JSON_DEPTH, StorableJsonObject, StorableText
@@ -24,6 +25,11 @@ MAX_GOAL_CHARS = 20_000
 MAX_KEY_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_PRIORITY = 9
+MAX_CONCURRENCY_LIMIT = 10_000
+# Safe in a URL, a shell, a log line and a metric label; enough for "customer:42" or "repo:org/name".
+CONCURRENCY_KEY_CHARS = "letters, digits and _ - . : / @ + ="
+CONCURRENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:/@+=-]+$"
+_CONCURRENCY_KEY = re.compile(CONCURRENCY_KEY_PATTERN)
 
 
 class ErrorDetail(BaseModel):
@@ -71,12 +77,41 @@ class TaskCreate(BaseModel):
         le=MAX_SCHEDULE_TO_START_SECONDS,
         description="Fail the task if no worker has started it this long after submission.",
     )
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_KEY_CHARS,
+        description="At most concurrency_limit of the tenant's tasks with this key run at once, across every"
+        f" worker; the others wait in submission order. Keys are per tenant. Only {CONCURRENCY_KEY_CHARS}.",
+        # Documented, and checked by _key_is_safe, whose message names the characters instead of a regex.
+        json_schema_extra={"pattern": CONCURRENCY_KEY_PATTERN},
+    )
+    concurrency_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONCURRENCY_LIMIT,
+        description="How many tasks with concurrency_key may run at once (default 1); needs concurrency_key.",
+    )
 
     @field_validator("goal")
     @classmethod
     def _goal_has_text(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        return value
+
+    @field_validator("concurrency_key")
+    @classmethod
+    def _key_is_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _CONCURRENCY_KEY.fullmatch(value):
+            raise ValueError(f"may contain only {CONCURRENCY_KEY_CHARS}")
+        return value
+
+    @field_validator("concurrency_limit")
+    @classmethod
+    def _limit_has_a_key(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("concurrency_key") is None:
+            raise ValueError("needs a concurrency_key: the limit applies to the tasks that share a key")
         return value
 
 
@@ -110,6 +145,8 @@ class TaskSummary(BaseModel):
     idempotency_key: str | None
     timeout_seconds: int
     schedule_to_start_seconds: int | None
+    concurrency_key: str | None = Field(description="At most concurrency_limit tasks with this key run at once.")
+    concurrency_limit: int | None
     worker_id: str | None
     created_at: datetime
     started_at: datetime | None
@@ -159,6 +196,8 @@ def _summary_fields(task: Task) -> dict[str, Any]:
         "idempotency_key": task.idempotency_key,
         "timeout_seconds": task.timeout_seconds,
         "schedule_to_start_seconds": task.schedule_to_start_seconds,
+        "concurrency_key": task.concurrency_key,
+        "concurrency_limit": task.concurrency_limit,
         "worker_id": task.worker_id,
         "created_at": task.created_at,
         "started_at": task.started_at,

@@ -268,6 +268,8 @@ class NewTask:
     priority: int = 0
     idempotency_key: str | None = None
     schedule_to_start_seconds: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,22 +117,55 @@ def _claim_sql(only: str = "") -> str:
 
 
 _LIMITED = "SELECT id, max_running FROM tenants WHERE max_running IS NOT NULL"
-# The batched claim takes only tasks of tenants without a running limit; the others go one by one
-# through claim_limited, under their tenant's lock (rules.py, tenant slots).
-CLAIM_SQL = _claim_sql(f" AND tasks.tenant NOT IN (SELECT id FROM ({_LIMITED}) AS limited)")
+# The batched claim takes only tasks in no group (rules.py, slots): keyless, of tenants without a
+# running limit. The others go one by one through claim_limited, under their groups' locks.
+CLAIM_SQL = _claim_sql(
+    f" AND tasks.concurrency_key IS NULL AND tasks.tenant NOT IN (SELECT id FROM ({_LIMITED}) AS limited)"
+)
 CLAIM_LIMITED_SQL = _claim_sql()
 
+# A pending task in a group, with its groups' limits (max_running NULL: its tenant has none).
 LIMITED_TASK = """
-SELECT tasks.tenant, tasks.created_at, tenants.max_running FROM tasks JOIN tenants ON tenants.id = tasks.tenant
-WHERE tasks.id = $1 AND tasks.status = 'pending' AND tenants.max_running IS NOT NULL"""
+SELECT tasks.tenant, tasks.created_at, tasks.concurrency_key, tasks.concurrency_limit, tenants.max_running
+FROM tasks LEFT JOIN tenants ON tenants.id = tasks.tenant
+WHERE tasks.id = $1 AND tasks.status = 'pending'
+  AND (tenants.max_running IS NOT NULL OR tasks.concurrency_key IS NOT NULL)"""
 
+# Taken in this order, tenant then key, by every claim that takes both: no deadlock.
 TENANT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('opscore.tenant:' || $1, 0))"
+# The tenant's length keeps ("a:b", "c") and ("a", "b:c") apart.
+KEY_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('opscore.key:' || length($1::text) || ':' || $1 || $2::text, 0))"
+)
 
-# Running tasks of the tenant, plus its pending tasks ahead of ($2, $3) that are due.
-AHEAD = f"""
+_DUE = "(run_after IS NULL OR run_after <= {now})"
+
+# Running tasks of the key ($1, $2), plus its pending tasks ahead of ($3, $4) that are due ($5).
+KEY_AHEAD = f"""
 SELECT count(*) FROM tasks
-WHERE tenant = $1 AND {_UNFINISHED} AND (status = 'running'
-   OR (status = 'pending' AND (created_at, id) < ($2, $3) AND (run_after IS NULL OR run_after <= $4)))"""
+WHERE tenant = $1 AND concurrency_key = $2 AND {_UNFINISHED} AND (status = 'running'
+   OR (status = 'pending' AND (created_at, id) < ($3, $4) AND {_DUE.format(now="$5")}))"""
+
+# Each unfinished keyed task: whether its key has a slot for it (rules.py, key-eligible), for the
+# pending ones. {where} narrows the rows (every window is per key, so a narrower set of whole keys
+# gives the same answers); served by ix_tasks_concurrency_key.
+_KEYED = f"""
+SELECT id, tenant, status, created_at,
+       count(*) FILTER (WHERE status = 'running') OVER (PARTITION BY tenant, concurrency_key)
+     + count(*) FILTER (WHERE status = 'pending') OVER (PARTITION BY tenant, concurrency_key ORDER BY created_at, id)
+       <= concurrency_limit AS eligible
+FROM tasks
+WHERE {_UNFINISHED} AND concurrency_key IS NOT NULL{{where}}
+  AND (status = 'running' OR (status = 'pending' AND {_DUE.format(now="{now}")}))"""
+
+# Running tasks of the tenant $1, plus its pending due ($4) tasks ahead of ($2, $3) that are keyless
+# or key-eligible (rules.py, slots).
+TENANT_AHEAD = f"""
+WITH keyed AS ({_KEYED.format(where=" AND tenant = $1", now="$4")})
+SELECT (SELECT count(*) FROM tasks
+        WHERE tenant = $1 AND concurrency_key IS NULL AND {_UNFINISHED} AND (status = 'running'
+           OR (status = 'pending' AND (created_at, id) < ($2, $3) AND {_DUE.format(now="$4")})))
+     + (SELECT count(*) FROM keyed WHERE status = 'running' OR (eligible AND (created_at, id) < ($2, $3)))"""
 
 HOLD = "UPDATE tasks SET published_at = $2 WHERE id = $1 AND status = 'pending'"
 
@@ -225,17 +258,22 @@ MARK_PUBLISHED = f"""
 UPDATE tasks SET published_at = $2
 WHERE id = ANY($1::uuid[]) AND status = 'pending' AND {_UNFINISHED} AND (published_at IS NULL OR published_at < $3)"""
 
-# A limited tenant's due tasks are published only as far as it has free slots (rules.py, tenant slots).
+# Due tasks in a group are published only when claimable now (rules.py, slots): those of a key
+# when key-eligible, those of a limited tenant when its free slots reach them, counting only the
+# tenant's keyless and key-eligible tasks.
 DUE_FOR_PUBLISH = f"""
 WITH limited AS ({_LIMITED}),
+keyed AS ({_KEYED.format(where="", now="$1")}),
 running AS (
     SELECT tenant, count(*) AS n FROM tasks
     WHERE {_UNFINISHED} AND status = 'running' AND tenant IN (SELECT id FROM limited) GROUP BY tenant
 ),
 queued AS (
-    SELECT tasks.id, tasks.tenant, row_number() OVER (PARTITION BY tasks.tenant ORDER BY created_at, tasks.id) AS place
+    SELECT tasks.id, tasks.tenant,
+           row_number() OVER (PARTITION BY tasks.tenant ORDER BY tasks.created_at, tasks.id) AS place
     FROM tasks JOIN limited ON limited.id = tasks.tenant
-    WHERE {_UNFINISHED} AND status = 'pending' AND (run_after IS NULL OR run_after <= $1)
+    WHERE tasks.{_UNFINISHED} AND tasks.status = 'pending' AND {_DUE.format(now="$1")}
+      AND (tasks.concurrency_key IS NULL OR tasks.id IN (SELECT id FROM keyed WHERE eligible))
 ),
 startable AS (
     SELECT queued.id FROM queued JOIN limited ON limited.id = queued.tenant
@@ -244,8 +282,9 @@ startable AS (
 )
 SELECT {_COLUMNS} FROM tasks
 WHERE {_UNFINISHED} AND status = 'pending' AND (published_at IS NULL OR published_at < $2)
-  AND (run_after IS NULL OR run_after <= $1)
+  AND {_DUE.format(now="$1")}
   AND (tenant NOT IN (SELECT id FROM limited) OR id IN (SELECT id FROM startable))
+  AND (concurrency_key IS NULL OR id IN (SELECT id FROM keyed WHERE eligible))
 ORDER BY created_at LIMIT $3"""
 
 USAGE = f"""
@@ -509,19 +548,31 @@ class PostgresStore(TaskStore):
 
     async def _claim(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
         claim = await self._claims.submit((task_id, worker_id))
-        # Not claimed: a duplicate delivery, a cancelled task, or one of a limited tenant's.
+        # Not claimed: a duplicate delivery, a cancelled task, or one in a group (rules.py, slots).
         return claim if claim is not None else await self._claim_limited(task_id, worker_id)
 
     async def _claim_limited(self, task_id: uuid.UUID, worker_id: str) -> Claim | None:
-        """Claim a limited tenant's task if the tenant has a slot for it; else hold it (rules.py, tenant slots)."""
-        now = utcnow()
+        """Claim a task in a group if each of its groups has a slot for it; else hold it (rules.py, slots)."""
         async with self._db() as db, db.transaction():
             task = await db.fetchrow(LIMITED_TASK, task_id)
             if task is None:
                 return None
-            await db.execute(TENANT_LOCK, task["tenant"])
-            # Read after the lock: every claim of this tenant that committed before is counted.
-            if await db.fetchval(AHEAD, task["tenant"], task["created_at"], task_id, now) >= task["max_running"]:
+            tenant, key, created_at = task["tenant"], task["concurrency_key"], task["created_at"]
+            # Tenant first, then key (see TENANT_LOCK). Every read below comes after the locks, so every
+            # claim in these groups that committed before is counted.
+            if task["max_running"] is not None:
+                await db.execute(TENANT_LOCK, tenant)
+            if key is not None:
+                await db.execute(KEY_LOCK, tenant, key)
+            # Read after the locks too: the claim is stamped after the finish that freed its slot.
+            now = utcnow()
+            if (
+                key is not None
+                and await db.fetchval(KEY_AHEAD, tenant, key, created_at, task_id, now) >= task["concurrency_limit"]
+            ) or (
+                task["max_running"] is not None
+                and await db.fetchval(TENANT_AHEAD, tenant, created_at, task_id, now) >= task["max_running"]
+            ):
                 await db.execute(HOLD, task_id, HELD_AT)
                 return None
             events = _events_json([status_event(CLAIM, worker_id=worker_id)], now)

@@ -11,13 +11,33 @@
   ``status = 'running' AND attempts = <its attempt>``, so a zombie from an
   earlier attempt can never write;
 * **attempt history**: bounded entries, the oldest folded into a summary;
-* **tenant slots**: a task of a tenant with ``max_running`` is claimed only
-  while the tenant's running tasks plus its older pending tasks that are due
-  number fewer than ``max_running``. Otherwise it is *held*: it stays pending
-  with ``published_at`` set to HELD_AT, acknowledging its message, so it holds no
-  worker slot, and the relay publishes held tasks oldest first only as slots
-  free. The check and the claim are one serialised step per tenant (a lock in
-  PostgreSQL; SQLite has one writer), so the limit holds across workers.
+* **slots**: a task belongs to up to two *groups*, each with a running limit:
+  its tenant, when the tenant has ``max_running``, and its tenant's
+  ``concurrency_key``, when it has one (limit: its ``concurrency_limit``). Two
+  tenants' equal keys are different groups. Within a group, a task's *place*
+  is its rank among the group's pending, due tasks by ``(created_at, id)``.
+  A keyed task is *key-eligible* iff ``running(key) + place(key) <= its limit``.
+  A task is claimable iff, for each of its groups,
+
+  - key: ``running(key) + ahead(key) < concurrency_limit``, where ahead counts
+    the key's older pending due tasks;
+  - tenant: ``running(tenant) + ahead(tenant) < max_running``, where ahead
+    counts the tenant's older pending due tasks that are keyless or
+    key-eligible. A task its key blocks takes no tenant slot, so a busy key
+    never holds back the tenant's other tasks (no head-of-line blocking).
+    (A key belongs to one tenant, so the key's own ahead needs no such
+    filter: an older task its tenant blocks blocks every younger one too.)
+
+  Tasks of one key may name different limits; each is checked against its own.
+  ``running`` counts status ``running`` only: a waiting or finished task frees
+  its slot. A task that is not claimable is *held*: it stays pending with
+  ``published_at`` set to HELD_AT, acknowledging its message, so it neither
+  spins nor holds a worker slot, and is never failed for it. The relay
+  publishes, oldest first, exactly the tasks that are claimable now, so held
+  tasks start as slots free, also when nothing new arrives. Each check and its
+  claim are one serialised step per group (advisory locks in PostgreSQL,
+  taken tenant first, then key; SQLite has one writer), so the limits hold
+  across every worker. Tasks in no group take the batched claim, untouched.
 """
 
 from __future__ import annotations
@@ -39,7 +59,7 @@ MAX_ATTEMPT_ERRORS = 20
 
 
 # A held task's published_at: long ago, so the relay (which republishes what was published before its
-# cutoff) takes it once its tenant has a slot, and a late publish mark (which marks only rows never
+# cutoff) takes it once it has its slots, and a late publish mark (which marks only rows never
 # published) leaves it alone.
 HELD_AT = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -15,7 +15,20 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, func, or_, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -335,8 +348,7 @@ class SqliteStore(TaskStore):
                 stamp=True,
             )
             if task is None:
-                held = TASKS.c.tenant.in_(_LIMITED)
-                hold = update(TASKS).where(TASKS.c.id == task_id, TASKS.c.status == PENDING.value, held)
+                hold = update(TASKS).where(TASKS.c.id == task_id, TASKS.c.status == PENDING.value, _in_group())
                 await conn.execute(hold.values(published_at=HELD_AT))
         return None if task is None else Claim(task, task.attempts)
 
@@ -568,28 +580,60 @@ class SqliteStore(TaskStore):
 _LIMITED = select(TENANTS.c.id).where(TENANTS.c.max_running.is_not(None))
 
 
+def _in_group() -> ColumnElement[bool]:
+    """The task is in a group: its tenant has a running limit, or it has a concurrency key (rules.py, slots)."""
+    return or_(TASKS.c.tenant.in_(_LIMITED), TASKS.c.concurrency_key.is_not(None))
+
+
+def _active_ahead(other: FromClause, of: FromClause, now: datetime) -> ColumnElement[bool]:
+    """``other`` is running, or pending, due and older than ``of``."""
+    return and_(
+        other.c.finished_at.is_(None),
+        or_(
+            other.c.status == RUNNING.value,
+            and_(
+                other.c.status == PENDING.value,
+                tuple_(other.c.created_at, other.c.id) < tuple_(of.c.created_at, of.c.id),
+                or_(other.c.run_after.is_(None), other.c.run_after <= now),
+            ),
+        ),
+    )
+
+
+def _key_free(task: FromClause, now: datetime, name: str) -> ColumnElement[bool]:
+    """``task`` is keyless, or key-eligible: its key's running tasks plus its older pending due ones
+    number fewer than its limit. ``name`` names the subquery's alias (one per nesting level)."""
+    other = TASKS.alias(name)
+    ahead = (
+        select(func.count())
+        .select_from(other)
+        .where(
+            other.c.tenant == task.c.tenant,
+            other.c.concurrency_key == task.c.concurrency_key,
+            _active_ahead(other, task, now),
+        )
+        .scalar_subquery()
+    )
+    return or_(task.c.concurrency_key.is_(None), ahead < task.c.concurrency_limit)
+
+
 def _has_slot(now: datetime) -> ColumnElement[bool]:
-    """The task's tenant has no running limit, or a free slot for it (rules.py, tenant slots)."""
+    """Each of the task's groups has a slot for it (rules.py, slots): the claim's and the relay's check."""
     limit = select(TENANTS.c.max_running).where(TENANTS.c.id == TASKS.c.tenant).scalar_subquery()
     other = TASKS.alias("other")
+    # The tenant's running tasks, plus its older pending due ones that their key does not block.
     ahead = (
         select(func.count())
         .select_from(other)
         .where(
             other.c.tenant == TASKS.c.tenant,
-            other.c.finished_at.is_(None),
-            or_(
-                other.c.status == RUNNING.value,
-                and_(
-                    other.c.status == PENDING.value,
-                    tuple_(other.c.created_at, other.c.id) < tuple_(TASKS.c.created_at, TASKS.c.id),
-                    or_(other.c.run_after.is_(None), other.c.run_after <= now),
-                ),
-            ),
+            _active_ahead(other, TASKS, now),
+            or_(other.c.status == RUNNING.value, _key_free(other, now, "other_key")),
         )
         .scalar_subquery()
     )
-    return or_(TASKS.c.tenant.not_in(_LIMITED), ahead < limit)
+    # The key first: it is cheap (ix_tasks_concurrency_key), and when it blocks the tenant's count is moot.
+    return and_(_key_free(TASKS, now, "key_other"), or_(TASKS.c.tenant.not_in(_LIMITED), ahead < limit))
 
 
 def _of_tenant(scope: TenantScope) -> builtins.list[ColumnElement[bool]]:

@@ -109,6 +109,8 @@ class TaskStore(abc.ABC):
             start_deadline=deadline,
             priority=new.priority,
             idempotency_key=new.idempotency_key,
+            concurrency_key=new.concurrency_key,
+            concurrency_limit=new.concurrency_limit,
             last_event_seq=1,
             created_at=now,
             updated_at=now,

@@ -72,6 +72,8 @@ class TaskService:
         timeout_seconds: int | None = None,
         priority: int = 0,
         schedule_to_start_seconds: int | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task and publish it. Returns ``(task, created)``.
 
@@ -105,6 +107,9 @@ class TaskService:
             timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
             priority=priority,
             schedule_to_start_seconds=schedule_to_start_seconds,
+            concurrency_key=concurrency_key,
+            # One at a time unless the caller says otherwise; a limit without a key means nothing.
+            concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
         )
         task, created = await self._store.create(new)
         if created:
@@ -145,7 +150,17 @@ def _allowed(settings: Settings, model: str) -> bool:
 
 
 # What a submit asked for, as stored: the fields two requests with one idempotency key must agree on.
-_REQUEST_FIELDS = ("agent", "goal", "input", "model", "max_retries", "timeout_seconds", "priority")
+_REQUEST_FIELDS = (
+    "agent",
+    "goal",
+    "input",
+    "model",
+    "max_retries",
+    "timeout_seconds",
+    "priority",
+    "concurrency_key",
+    "concurrency_limit",
+)
 
 
 def _check_same_request(existing: Task, new: NewTask) -> None:

@@ -65,6 +65,8 @@ async def submit_task(
             timeout_seconds=body.timeout_seconds,
             priority=body.priority,
             schedule_to_start_seconds=body.schedule_to_start_seconds,
+            concurrency_key=body.concurrency_key,
+            concurrency_limit=body.concurrency_limit,
         )
     if created:
         metrics.task_submitted(task.agent)
