@@ -2,7 +2,7 @@
 
 A worker process builds one :class:`SharedRateLimiter` from ``OPSCORE_RATE_LIMITS`` and
 gives it to every model it builds. The budget lives in the ``rate_limits`` table
-(:mod:`ops_core.db.rate_limits`), so all workers on all machines draw from the same one;
+(:mod:`ops_core.db.ratelimits`), so all workers on all machines draw from the same one;
 the process keeps only what is on its way there:
 
 * requests that arrive while a model's previous call to the database is in flight wait

@@ -82,3 +82,18 @@ async def test_shared_limiters_of_two_processes_share_one_budget(store: TaskStor
     await limiters[0].aclose()  # returns once what it had on its way is in the database
     assert 15.0 < await limiters[1].acquire(key, 1) <= 20.0
     await limiters[1].aclose()
+
+
+async def test_a_batch_that_fits_is_taken_as_the_arithmetic_says(limits_store: RateLimitStore) -> None:
+    """On PostgreSQL this batch takes the one-statement path: it must agree with agentkit's GCRA."""
+    key = model_key()
+    limit = {key: RateLimit(rpm=60, burst=5, tpm=6000)}  # 1 s per request, 10 ms per token
+    assert await limits_store.apply(limit, [100, 200]) == [0.0, 0.0]
+    state = await limits_store.state(key)
+    assert state is not None
+    # Two requests: 2 s ahead of the clock; 300 tokens: 3 s ahead, then 50 given back (0.5 s).
+    assert state.token_tat - state.request_tat == pytest.approx(1.0, abs=0.01)
+    assert await limits_store.apply(limit, [], Settlement({key: -50})) == []
+    after = await limits_store.state(key)
+    assert after is not None and after.token_tat == pytest.approx(state.token_tat - 0.5)
+    assert after.request_tat == state.request_tat

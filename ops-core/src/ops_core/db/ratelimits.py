@@ -13,6 +13,13 @@ machine, whose clock it uses.
 A worker calls it for many requests at once (see ``ops_core.ratelimits``), so
 its few round trips are shared. Like ``access.py``, one set of Core statements
 serves both backends.
+
+On PostgreSQL the common case goes first as one plain-SQL statement in
+autocommit (:data:`_GRANT_ALL`): one limit, no 429 to record, and the whole batch
+fits. Its ``UPDATE … WHERE <the batch conforms>`` takes the row lock and is
+re-checked on the locked row, so it is as safe as the transaction, at a quarter
+of the round trips and far less CPU than Core (docs/benchmarks.md). When it
+updates nothing (a request must wait, or the row is new) the transaction decides.
 """
 
 from __future__ import annotations
@@ -28,11 +35,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from agentkit.models.gcra import Bucket, RateLimit, grant, penalised, settled
-from ops_core.db.engine import database_errors
+from ops_core.db.engine import database_errors, driver_connection
 from ops_core.db.models import RATE_LIMITS
 from ops_core.db.rules import utcnow
 
 _C = RATE_LIMITS.c
+# "No limit" for a bound compared in SQL: larger than any span of time.
+_UNBOUNDED = 1e300
+
+# $1 key; $2 the batch's request span (requests × interval) and $3 the requests' tolerance (burst ×
+# interval); $4 the batch's token span and $5 the tokens' tolerance; $6 the token corrections' span.
+# The same arithmetic as agentkit.models.gcra (wait_for, taken, settled), for a whole batch at once:
+# a batch conforms exactly when its last request does.
+_GRANT_ALL = """
+UPDATE rate_limits AS r SET
+    request_tat = CASE WHEN $2::float8 > 0 THEN greatest(r.request_tat, c.now) + $2 ELSE r.request_tat END,
+    token_tat = CASE WHEN $4::float8 > 0 THEN greatest(r.token_tat + $6::float8, c.now) + $4
+                     ELSE r.token_tat + $6 END,
+    updated_at = now()
+FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c
+WHERE r.key = $1::text
+  AND r.blocked_until <= c.now
+  AND greatest(r.request_tat, c.now) + $2 - c.now <= $3::float8
+  AND greatest(r.token_tat + $6, c.now) + $4 - c.now <= $5::float8
+RETURNING r.key
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +97,34 @@ class RateLimitStore:
         Returns one wait per request: 0.0 when it was taken, else the seconds until it
         may be (nothing was taken for it).
         """
+        if self._postgres and len(limits) == 1 and (settlement is None or settlement.hold_seconds <= 0):
+            [(key, limit)] = limits.items()
+            extra = settlement.extra_tokens.get(key, 0.0) if settlement is not None else 0.0
+            if await self._grant_all(key, limit, takes, extra):
+                return [0.0] * len(takes)
+        return await self._apply_locked(limits, takes, settlement)
+
+    async def _grant_all(self, key: str, limit: RateLimit, takes: Sequence[int], extra: float) -> bool:
+        """The whole batch (and its corrections) in one statement, if all of it conforms now."""
+        request_span, request_tolerance = 0.0, _UNBOUNDED
+        if limit.rpm is not None:
+            interval = 60 / limit.rpm
+            request_span, request_tolerance = len(takes) * interval, limit.request_capacity * interval
+        token_span, token_tolerance, extra_span = 0.0, _UNBOUNDED, 0.0
+        if limit.tpm is not None:
+            interval = 60 / limit.tpm
+            units = sum(min(max(tokens, 0), limit.token_capacity) for tokens in takes)
+            token_span, token_tolerance = units * interval, limit.token_capacity * interval
+            extra_span = extra * interval
+        async with driver_connection(self.engine) as conn:
+            found = await conn.fetchval(
+                _GRANT_ALL, key, request_span, request_tolerance, token_span, token_tolerance, extra_span
+            )
+        return found is not None
+
+    async def _apply_locked(
+        self, limits: Mapping[str, RateLimit], takes: Sequence[int], settlement: Settlement | None
+    ) -> list[float]:
         keys = sorted(limits)  # one lock order for every worker: no deadlocks
         async with database_errors(), self.engine.begin() as conn:
             await self._ensure(conn, keys)
