@@ -191,6 +191,18 @@ async def test_the_in_memory_limiter_waits_settles_and_penalises() -> None:
     assert await limiter.acquire("offline:default", 100) == pytest.approx(25.0)
 
 
+async def test_a_429_holds_the_models_own_limit_not_its_providers_other_models() -> None:
+    time = FakeTime()
+    limits = {"openai:m": RateLimit(rpm=6000), "openai": RateLimit(rpm=6000)}
+    limiter = InMemoryRateLimiter(limits, clock=time.clock)
+    await limiter.penalise("openai:m", 10.0)
+    assert await limiter.acquire("openai:m", 1) == 10.0
+    assert await limiter.acquire("openai:other", 1) == 0.0
+    # A model without a limit of its own is held through its provider's.
+    await limiter.penalise("openai:other", 5.0)
+    assert await limiter.acquire("openai:another", 1) == 5.0
+
+
 # ------------------------------------------------------------------------------- models and runs
 
 

@@ -67,7 +67,11 @@ class Bucket:
 
 
 def limits_for(limits: Mapping[str, RateLimit], model: str) -> dict[str, RateLimit]:
-    """The limits a ``provider:name`` model draws from: its own, then its provider's, if set."""
+    """The limits a ``provider:name`` model draws from: its own, then its provider's, if set.
+
+    A 429 holds the first of them only: the model's own limit when it has one, so that
+    a model the provider throttles does not hold up its other models.
+    """
     provider = model.partition(":")[0]
     return {key: limits[key] for key in (model, provider) if key in limits}
 

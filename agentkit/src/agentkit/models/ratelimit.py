@@ -10,8 +10,8 @@ once (default: one second's worth, at least 1); tokens refill at ``tpm/60`` per 
 into a bucket that holds one minute's worth. A request's tokens are estimated before it
 is sent (:func:`estimate_tokens`) and corrected with its real usage after it
 (:meth:`RateLimiter.settle`); a correction larger than the bucket leaves a debt that
-later requests wait out. A provider's 429 blocks the model's limit for its
-``Retry-After`` (:meth:`RateLimiter.penalise`).
+later requests wait out. A provider's 429 holds the model's limit (its provider's
+if it has none of its own) for its ``Retry-After`` (:meth:`RateLimiter.penalise`).
 
 A model built with ``rate_limiter=`` asks the limiter before every attempt, its own
 retries included; while it waits it tells the run (see :func:`report_waits`), which
@@ -74,7 +74,8 @@ class RateLimiter(Protocol):
         ...
 
     async def penalise(self, model: str, seconds: float) -> None:
-        """The provider answered 429: hold every request for ``model`` for ``seconds``."""
+        """The provider answered 429: hold every request for ``model`` for ``seconds``
+        (through its most specific limit: its own if it has one, else its provider's)."""
         ...
 
 
@@ -199,9 +200,9 @@ class InMemoryRateLimiter:
             self._buckets[key] = settled(self._buckets.get(key, Bucket()), limit, extra_tokens(limit, estimated, used))
 
     async def penalise(self, model: str, seconds: float) -> None:
-        now = self._clock()
-        for key in self._of(model):
-            self._buckets[key] = penalised(self._buckets.get(key, Bucket()), now, seconds)
+        held = next(iter(self._of(model)), None)  # the most specific limit (see limits_for)
+        if held is not None:
+            self._buckets[held] = penalised(self._buckets.get(held, Bucket()), self._clock(), seconds)
 
 
 # --------------------------------------------------------------------------------------- waits

@@ -94,6 +94,9 @@ class RateLimitStore:
     ) -> list[float]:
         """Settle, then take one request of each of ``takes`` tokens, in order, from every limit in ``limits``.
 
+        ``limits`` are one model's, most specific first (``agentkit.models.gcra.limits_for``);
+        a 429's hold goes on that first one.
+
         Returns one wait per request: 0.0 when it was taken, else the seconds until it
         may be (nothing was taken for it).
         """
@@ -135,8 +138,8 @@ class RateLimitStore:
                     if key in limits:
                         buckets[key] = settled(buckets[key], limits[key], extra)
                 if settlement.hold_seconds > 0:
-                    for key in keys:
-                        buckets[key] = penalised(buckets[key], now, settlement.hold_seconds)
+                    held = next(iter(limits))  # the most specific (agentkit.models.gcra.limits_for)
+                    buckets[held] = penalised(buckets[held], now, settlement.hold_seconds)
             waits = [grant(buckets, limits, now, tokens) for tokens in takes]
             changed = [key for key in keys if buckets[key] != locked[key]]
             if changed:
