@@ -32,6 +32,8 @@ class Config:
     io_delay: float
     docs: Path
     subscribers: int = 50
+    # OPSCORE_RATE_LIMITS for the ops-core drains: the cost of limits far above the load (docs/benchmarks.md).
+    rate_limits: str | None = None
     only: tuple[str, ...] = SCENARIOS  # fewer: a tuning run that prints its figures and writes no report
 
     @property
@@ -60,6 +62,9 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--subscribers", type=int, default=50, help="open event streams during the 'streams' drain (default 50)"
     )
+    parser.add_argument(
+        "--rate-limits", help="OPSCORE_RATE_LIMITS for the ops-core drains, e.g. 'offline rpm=1e8 tpm=1e11'"
+    )
     parser.add_argument("--docs", type=Path, default=DOCS, help="where benchmarks.md and the plots go")
     parser.add_argument(
         "--only",
@@ -87,5 +92,6 @@ def parse(argv: list[str] | None = None) -> Config:
         io_delay=5.0,
         docs=args.docs,
         subscribers=args.subscribers,
+        rate_limits=args.rate_limits,
         only=tuple(args.only or SCENARIOS),
     )

@@ -56,7 +56,9 @@ async def drains(results: Results, cfg: bench_config.Config, log_dir: Path) -> N
                             results.drain_rounds.setdefault((name, processes), []).append(found)
                 if "drain" in cfg.only:
                     ours = await attempt(
-                        results, f"round {round_no}: {OPSCORE} {processes}p", drain.measure(cfg.n, processes, log_dir)
+                        results,
+                        f"round {round_no}: {OPSCORE} {processes}p",
+                        drain.measure(cfg.n, processes, log_dir, rate_limits=cfg.rate_limits),
                     )
                     if ours is not None:
                         results.drain_rounds.setdefault((OPSCORE, processes), []).append(ours.drain)

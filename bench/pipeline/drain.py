@@ -30,8 +30,11 @@ class OpsCoreDrain:
     rss_mb: dict[int, float]  # peak per worker-tree process
 
 
-async def measure(n: int, processes: int, log_dir: Path, observer: Observer | None = None) -> OpsCoreDrain:
-    with deploy.opscore(log_dir) as system:
+async def measure(
+    n: int, processes: int, log_dir: Path, observer: Observer | None = None, *, rate_limits: str | None = None
+) -> OpsCoreDrain:
+    extra_env = {"OPSCORE_RATE_LIMITS": rate_limits} if rate_limits else None
+    with deploy.opscore(log_dir, extra_env) as system:
         system.start_api()
         await system.ready()
         await burst(system.submit_url, [deploy.HELLO] * n, headers=system.headers)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agentkit.models import RateLimit
 from ops_core.config import Settings, load_settings
 from ops_core.errors import ConfigError
 
@@ -43,6 +44,7 @@ def test_defaults_are_the_embedded_setup(monkeypatch: pytest.MonkeyPatch) -> Non
         ("OPSCORE_MAX_CONNECTIONS", "0"),
         ("OPSCORE_ALLOWED_MODELS", " , "),
         ("OPSCORE_DEFAULT_TIMEOUT_SECONDS", str(2**31)),
+        ("OPSCORE_RATE_LIMITS", "openai rpm=lots"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -92,3 +94,12 @@ def test_a_default_model_that_is_not_allowed_fails_at_startup(settings: dict[str
         load_settings(**settings)
     assert "OPSCORE_DEFAULT_MODEL" in caught.value.message
     assert "OPSCORE_ALLOWED_MODELS" in caught.value.message
+
+
+def test_rate_limits_are_parsed_once_valid() -> None:
+    settings = load_settings(rate_limits="openai:gpt-4o-mini rpm=500 tpm=200000; anthropic rpm=50 burst=2")
+    assert settings.provider_rate_limits == {
+        "openai:gpt-4o-mini": RateLimit(rpm=500, tpm=200000),
+        "anthropic": RateLimit(rpm=50, burst=2),
+    }
+    assert load_settings(rate_limits=None).provider_rate_limits == {}

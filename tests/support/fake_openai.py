@@ -15,6 +15,11 @@ Otherwise it answers ``"done: <goal>"`` with usage of 10 input and 5 output toke
 ``"stream": true`` gets the same answer as the stream of chunks the real API sends.
 ``calls[(goal, step)]`` counts the requests per goal and step (step = tool results seen + 1),
 so a test can tell whether a resumed run asked for a finished step again.
+
+:meth:`FakeOpenAI.enforce` makes it a provider with a rate limit: above ``rpm`` (with
+``burst`` at once, and ``slack`` seconds of tolerance for arrival jitter) it answers 429
+with ``Retry-After``, as a real provider does. ``arrivals`` keeps when each request came
+(monotonic seconds) and ``rejected`` counts the 429s.
 """
 
 from __future__ import annotations
@@ -52,6 +57,27 @@ class FakeOpenAI:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.arrivals: list[float] = []
+        self.rejected = 0
+        self._limit: tuple[float, int, float] | None = None
+        self._tat = 0.0
+
+    def enforce(self, rpm: float, *, burst: int = 1, slack: float = 0.0) -> None:
+        """Answer 429 to requests above ``rpm`` (``burst`` at once) from now on."""
+        self._limit = (rpm, burst, slack)
+        self._tat = 0.0
+
+    def _over_limit(self, now: float) -> float | None:
+        """Seconds until a request would be allowed, if this one is over the limit (a GCRA, as providers keep)."""
+        if self._limit is None:
+            return None
+        rpm, burst, slack = self._limit
+        interval = 60 / rpm
+        start = max(self._tat, now)
+        if start + interval - now > burst * interval + slack:
+            return start + interval - burst * interval - now
+        self._tat = start + interval
+        return None
 
     @property
     def base_url(self) -> str:
@@ -60,6 +86,14 @@ class FakeOpenAI:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests += 1
+        now = time.monotonic()
+        self.arrivals.append(now)
+        wait = self._over_limit(now)
+        if wait is not None:
+            self.rejected += 1
+            response = _error(429, "rate_limit_exceeded", "Rate limit reached for requests")
+            response.headers["Retry-After"] = f"{max(wait, 0.001):.3f}"
+            return response
         text = _last_user_text(body)
         directives = {key: float(value) for key, value in DIRECTIVE.findall(text)}
         self._seen[text] += 1

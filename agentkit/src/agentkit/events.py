@@ -29,6 +29,7 @@ class RunEventType(StrEnum):
     ERROR = "error"
     RESUMED = "resumed"
     APPROVAL_REQUESTED = "approval_requested"
+    RATE_LIMIT_WAIT = "rate_limit_wait"
 
 
 class RunEvent(BaseModel):

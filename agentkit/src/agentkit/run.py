@@ -51,6 +51,7 @@ from agentkit.messages import (
     UserMessage,
 )
 from agentkit.models.base import ModelRequest, ModelResponse
+from agentkit.models.ratelimit import RateLimitWait, report_waits
 from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess, RunSuspended
 from agentkit.policy import PolicyDecision, PolicyVerdict
 from agentkit.tools import Tool, ToolOutput, format_validation_error, validation_problems
@@ -263,7 +264,9 @@ class AgentRun:
             messages_dropped=len(self.messages) - len(sent),
             tools=self.agent.toolset.names(),
         )
-        response = await self._cancellable(self.agent.model.request(request, on_delta=self.hooks.on_delta))
+        # A rate-limited model's waits happen inside its request; this run records them as its events.
+        with report_waits(lambda wait: self._report_wait(step, wait)):
+            response = await self._cancellable(self.agent.model.request(request, on_delta=self.hooks.on_delta))
         self.usage += response.usage
         await self._emit(
             RunEventType.MODEL_RESPONSE,
@@ -275,6 +278,17 @@ class AgentRun:
             usage=usage_payload(response.usage),
         )
         return response
+
+    async def _report_wait(self, step: int, wait: RateLimitWait) -> None:
+        what = "rate limit" if wait.reason == "rate_limit" else "the provider's Retry-After"
+        await self._emit(
+            RunEventType.RATE_LIMIT_WAIT,
+            step,
+            model=wait.model,
+            seconds=round(wait.seconds, 3),
+            reason=wait.reason,
+            message=f"waiting for {what}, {wait.seconds:.1f} s",
+        )
 
     async def _run_tools(self, step: int, calls: Sequence[ToolCall]) -> None:
         """Decide each call in order (approvals one at a time), then run the allowed ones together.

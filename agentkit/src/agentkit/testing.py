@@ -20,8 +20,10 @@ from typing import Any
 from agentkit.errors import ModelError, ScriptExhaustedError
 from agentkit.memory import estimate_tokens, message_tokens
 from agentkit.messages import AssistantMessage, ToolCall, ToolResultMessage, Usage, UserMessage
+from agentkit.models._gate import gate_for
 from agentkit.models._guard import allow_model_requests, block_real_requests, real_requests_allowed
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse, ToolDefinition
+from agentkit.models.ratelimit import RateLimiter
 
 __all__ = [
     "OFFLINE_PREFIX",
@@ -141,14 +143,25 @@ class OfflineModel(Model):
     the same token estimate agentkit uses elsewhere.
     """
 
-    def __init__(self, name: str = "default") -> None:
+    def __init__(self, name: str = "default", *, rate_limiter: RateLimiter | None = None) -> None:
         self._name = name if name.startswith("offline:") else f"offline:{name}"
+        # Limits apply to it as to a real provider: a host can try them, and measure their cost, offline.
+        self._rate_limiter = rate_limiter
 
     @property
     def name(self) -> str:
         return self._name
 
     async def request(self, request: ModelRequest, *, on_delta: DeltaCallback | None = None) -> ModelResponse:
+        gate = gate_for(self._rate_limiter, self._name, request)
+        if gate is None:
+            return await self._respond(request, on_delta)
+        await gate.enter()
+        response = await self._respond(request, on_delta)
+        await gate.succeeded(response.usage)
+        return response
+
+    async def _respond(self, request: ModelRequest, on_delta: DeltaCallback | None) -> ModelResponse:
         messages = list(request.messages)
         goal = next((m.content for m in messages if isinstance(m, UserMessage)), "")
         tool_names = {t.name for t in request.tools}

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from fnmatch import fnmatchcase
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ops_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agentkit.models import RateLimit
 
 DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 BROKER_SCHEMES = ("amqp://", "amqps://", "memory://")
@@ -49,6 +52,11 @@ class Settings(BaseSettings):
         "unset: any model except offline:*, which only a server whose default model is offline allows.",
     )
     agents: str | None = Field(default=None, description="Module path of the user's agent definitions.")
+    rate_limits: str | None = Field(
+        default=None,
+        description="Provider rate limits every worker shares, e.g. 'openai:gpt-4o-mini rpm=500 tpm=200000;"
+        " anthropic rpm=50' (or the same as JSON); unset: none.",
+    )
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -193,6 +201,22 @@ class Settings(BaseSettings):
         if value is not None and not comma_list(value):
             raise ValueError("names no pattern; leave it unset to allow every model")
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: str | None) -> str | None:
+        from agentkit.models import parse_rate_limits
+
+        if value is not None:
+            parse_rate_limits(value)  # raises ValueError saying what is wrong
+        return value
+
+    @property
+    def provider_rate_limits(self) -> dict[str, RateLimit]:
+        """``rate_limits`` parsed: per provider or ``provider:model``; empty when unset."""
+        from agentkit.models import parse_rate_limits
+
+        return {} if self.rate_limits is None else parse_rate_limits(self.rate_limits)
 
     @model_validator(mode="after")
     def _default_model_allowed(self) -> Settings:

@@ -40,6 +40,7 @@ class EventType(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_DECIDED = "approval_decided"
+    RATE_LIMIT_WAIT = "rate_limit_wait"
 
 
 class ApprovalStatus(StrEnum):

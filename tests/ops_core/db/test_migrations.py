@@ -20,7 +20,17 @@ from ops_core.db import migrate
 from tests.support import services
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-TABLES = {"tasks", "task_events", "workers", "memories", "tenants", "api_keys", "approvals", "alembic_version"}
+TABLES = {
+    "tasks",
+    "task_events",
+    "workers",
+    "memories",
+    "tenants",
+    "api_keys",
+    "approvals",
+    "rate_limits",
+    "alembic_version",
+}
 
 
 def _inspect(url: str, fn: object) -> object:

@@ -16,6 +16,7 @@ from uuid import UUID
 import pytest
 
 from ops_core.config import Settings
+from ops_core.db.ratelimits import RateLimitStore
 from ops_core.lifecycle import TaskStatus
 from ops_core.queue.broker import setup_broker
 from ops_core.runtime import Runtime
@@ -137,3 +138,37 @@ def test_a_message_waiting_at_start_up_is_run_by_the_first_dispatch(
             worker.stop()
     assert _status(settings, task_id) == (TaskStatus.COMPLETED, 1)
     assert not [r for r in caplog.records if "Retrying message" in r.getMessage() or r.levelno >= logging.ERROR]
+
+
+def test_rate_limits_hold_in_the_embedded_setup_and_the_waits_are_events(settings: Settings, nap: None) -> None:
+    """``opscore dev`` with OPSCORE_RATE_LIMITS: the limiter keeps its state in SQLite, and runs show their waits."""
+    agents.SLEEP_SECONDS["value"] = 0.0
+    limited = settings.model_copy(update={"rate_limits": "offline rpm=600 burst=1"})  # one call per 100 ms
+    broker = setup_broker(limited)
+    worker = WorkerProcess(limited, threads=2, concurrency=4, broker=broker, supervised=False)
+    worker.start()
+    try:
+        ids = [_submit(limited, broker, f"{agents.ARITHMETIC_GOAL} ({i})") for i in range(4)]
+        for task_id in ids:
+            wait_for_sync(
+                lambda task_id=task_id: _status(limited, task_id),  # type: ignore[misc]
+                lambda found: found[0] is TaskStatus.COMPLETED,
+                timeout=20,
+                what=f"task {task_id} completed",
+            )
+    finally:
+        worker.stop()
+
+    async def read() -> tuple[list[str], float | None]:
+        runtime = Runtime.open(limited)
+        try:
+            types = [e.type for i in ids for e in await runtime.store.list_events(i, tenant=EVERY_TENANT)]
+            state = await RateLimitStore(runtime.engine).state("offline")
+            return types, None if state is None else state.request_tat
+        finally:
+            await runtime.close()
+
+    types, request_tat = asyncio.run(read())
+    assert types.count("model_request") == 8  # two model calls per task
+    assert "rate_limit_wait" in types
+    assert request_tat is not None and request_tat > 0

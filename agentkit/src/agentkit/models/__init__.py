@@ -14,20 +14,26 @@ from typing import Any
 
 from agentkit.errors import UnknownProviderError
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse, ModelSettings, ToolDefinition
+from agentkit.models.gcra import RateLimit
+from agentkit.models.ratelimit import InMemoryRateLimiter, RateLimiter, parse_rate_limits
 
 __all__ = [
     "KNOWN_PROVIDERS",
     "PROVIDER_ALIASES",
     "DeltaCallback",
+    "InMemoryRateLimiter",
     "Model",
     "ModelRequest",
     "ModelResponse",
     "ModelSettings",
+    "RateLimit",
+    "RateLimiter",
     "ToolDefinition",
     "configured_providers",
     "import_sdk",
     "infer_model",
     "parse_model_string",
+    "parse_rate_limits",
 ]
 
 _OPENAI_COMPATIBLE = ("openai", "openrouter", "vllm", "ollama", "lmstudio")
@@ -112,7 +118,7 @@ def infer_model(model: str | Model | None = None, **kwargs: Any) -> Model:
     """Build the model a string names; a :class:`Model` is returned as is.
 
     ``None`` gives the offline test model. ``kwargs`` (``api_key=``,
-    ``base_url=``, ``retry=`` ...) go to the provider's constructor and win over
+    ``base_url=``, ``retry=``, ``rate_limiter=`` ...) go to the provider's constructor and win over
     environment variables. A missing key raises
     :class:`~agentkit.errors.MissingCredentialsError` here, never a fallback to
     another provider.

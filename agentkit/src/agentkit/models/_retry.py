@@ -5,6 +5,9 @@ connections) are retried with exponential backoff plus jitter; a 429's
 ``Retry-After`` stretches the wait (never shrinks it) up to a cap. The number
 of attempts and the total time spent sleeping are both bounded. Everything
 else is raised at once.
+
+With a rate limiter (a :class:`~agentkit.models._gate.RequestGate`), every attempt
+first takes its budget, outside the attempt's timeout, and settles it after.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from tenacity.wait import wait_base, wait_exponential_jitter
 
 from agentkit.errors import ModelError, ModelRateLimitError
 from agentkit.models._errors import timeout_error
+from agentkit.models._gate import RequestGate
+from agentkit.models.base import ModelResponse
 
 __all__ = ["RetryPolicy", "call_with_retry"]
 
@@ -84,6 +89,8 @@ async def call_with_retry(
     provider: str,
     attempt_timeout: float,
     may_retry: Callable[[], bool] = lambda: True,
+    before_attempt: Callable[[], Awaitable[None]] | None = None,
+    backoff_sleep: SleepFn | None = None,
 ) -> T:
     """Run ``attempt`` under ``policy``; the last ModelError is raised unchanged when giving up.
 
@@ -91,9 +98,13 @@ async def call_with_retry(
     trickling bytes, which the HTTP client's per-read timeout would allow.
     ``may_retry`` lets a streaming caller refuse a retry once it has already
     handed deltas to its consumer, since a second attempt would repeat them.
+    ``before_attempt`` runs before each attempt, outside its timeout (a rate
+    limiter's wait); ``backoff_sleep`` replaces the policy's sleep between attempts.
     """
 
     async def bounded() -> T:
+        if before_attempt is not None:
+            await before_attempt()
         try:
             async with asyncio.timeout(attempt_timeout):
                 return await attempt()
@@ -120,7 +131,7 @@ async def call_with_retry(
         return await bounded()
 
     retrying = AsyncRetrying(
-        sleep=policy.sleep,
+        sleep=backoff_sleep or policy.sleep,
         stop=_AttemptsOrTotalWait(policy),
         wait=_BackoffOrRetryAfter(policy),
         retry=retry_if_exception(retryable),
@@ -131,31 +142,52 @@ async def call_with_retry(
 
 async def request_with_retry(
     *,
-    complete: Callable[[], Awaitable[T]],
-    stream: Callable[[Callable[[str], Awaitable[None]]], Awaitable[T]],
+    complete: Callable[[], Awaitable[ModelResponse]],
+    stream: Callable[[Callable[[str], Awaitable[None]]], Awaitable[ModelResponse]],
     on_delta: Callable[[str], Awaitable[None]] | None,
     policy: RetryPolicy,
     provider: str,
     attempt_timeout: float,
-) -> T:
+    gate: RequestGate | None = None,
+) -> ModelResponse:
     """One model request under ``policy``: plain, or streamed to ``on_delta`` when one is given.
 
     A stream that has already passed text on is never retried: the host would
-    see that text twice.
+    see that text twice. ``gate`` is the request's rate limiter, if one applies.
     """
-    if on_delta is None:
-        return await call_with_retry(complete, policy, provider=provider, attempt_timeout=attempt_timeout)
     emitted = False
 
     async def forward(text: str) -> None:
         nonlocal emitted
         emitted = True
+        assert on_delta is not None
         await on_delta(text)
 
+    async def attempt() -> ModelResponse:
+        if on_delta is None:
+            return await complete()
+        return await stream(forward)
+
+    if gate is None:
+        return await call_with_retry(
+            attempt, policy, provider=provider, attempt_timeout=attempt_timeout, may_retry=lambda: not emitted
+        )
+
+    async def gated() -> ModelResponse:
+        try:
+            response = await attempt()
+        except Exception as error:
+            await gate.failed(error)
+            raise
+        await gate.succeeded(response.usage)
+        return response
+
     return await call_with_retry(
-        lambda: stream(forward),
+        gated,
         policy,
         provider=provider,
         attempt_timeout=attempt_timeout,
         may_retry=lambda: not emitted,
+        before_attempt=gate.enter,
+        backoff_sleep=gate.backoff(policy.sleep),
     )

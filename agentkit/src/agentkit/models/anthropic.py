@@ -24,10 +24,12 @@ from agentkit.models import _guard
 from agentkit.models._clients import LoopClients, aiohttp_installed
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import body_message, empty_response_error, status_error, transport_error
+from agentkit.models._gate import gate_for
 from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._toolcalls import ToolCallAssembler
 from agentkit.models._usage import estimate_usage
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+from agentkit.models.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -67,6 +69,7 @@ class AnthropicModel(Model):
         base_url: str | None = None,
         default_max_tokens: int = 4096,
         retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         try:
             import anthropic  # noqa: F401 - fail at build time, not on the first request
@@ -77,6 +80,7 @@ class AnthropicModel(Model):
         self._base_url = resolve_optional(base_url, "ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
         self._default_max_tokens = default_max_tokens
         self._retry = retry or RetryPolicy()
+        self._rate_limiter = rate_limiter
         self._clients: LoopClients[AsyncAnthropic] = LoopClients(self._build_client, lambda client: client.close())
 
     @property
@@ -119,6 +123,7 @@ class AnthropicModel(Model):
                 policy=self._retry,
                 provider="anthropic",
                 attempt_timeout=timeout,
+                gate=gate_for(self._rate_limiter, self.name, request, sleep=self._retry.sleep),
             )
 
     async def aclose(self) -> None:

@@ -27,9 +27,11 @@ from agentkit.models import _guard
 from agentkit.models._clients import LoopClients
 from agentkit.models._env import missing_sdk, resolve_api_key, resolve_optional
 from agentkit.models._errors import body_message, empty_response_error, status_error, transport_error
+from agentkit.models._gate import gate_for
 from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._usage import estimate_usage
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+from agentkit.models.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -74,6 +76,7 @@ class GoogleModel(Model):
         api_key: str | None = None,
         base_url: str | None = None,
         retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         try:
             import google.genai  # noqa: F401 - fail at build time, not on the first request
@@ -83,6 +86,7 @@ class GoogleModel(Model):
         self._api_key = resolve_api_key("google", api_key, *KEY_ENV)
         self._base_url = resolve_optional(base_url, "GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         self._retry = retry or RetryPolicy()
+        self._rate_limiter = rate_limiter
         self._clients: LoopClients[Client] = LoopClients(self._build_client, _close_client)
 
     @property
@@ -107,6 +111,7 @@ class GoogleModel(Model):
                 policy=self._retry,
                 provider="google",
                 attempt_timeout=timeout,
+                gate=gate_for(self._rate_limiter, self.name, request, sleep=self._retry.sleep),
             )
 
     async def aclose(self) -> None:

@@ -34,10 +34,12 @@ from agentkit.models._errors import (
     status_error,
     transport_error,
 )
+from agentkit.models._gate import gate_for
 from agentkit.models._retry import RetryPolicy, request_with_retry
 from agentkit.models._toolcalls import ToolCallAssembler, decode_arguments
 from agentkit.models._usage import estimate_usage
 from agentkit.models.base import DeltaCallback, Model, ModelRequest, ModelResponse
+from agentkit.models.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -93,7 +95,8 @@ class OpenAIModel(Model):
     """A chat model behind the OpenAI Chat Completions API (or a compatible server).
 
     ``api_key`` and ``base_url`` override the provider's environment variables.
-    ``retry`` replaces the default :class:`RetryPolicy`.
+    ``retry`` replaces the default :class:`RetryPolicy`. ``rate_limiter`` is asked before
+    every attempt (see :mod:`agentkit.models.ratelimit`).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class OpenAIModel(Model):
         api_key: str | None = None,
         base_url: str | None = None,
         retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         spec = OPENAI_COMPATIBLE.get(provider)
         if spec is None:
@@ -126,6 +130,7 @@ class OpenAIModel(Model):
         self._api_key = key
         self._base_url = resolved_url
         self._retry = retry or RetryPolicy()
+        self._rate_limiter = rate_limiter
         self._clients: LoopClients[AsyncOpenAI] = LoopClients(self._build_client, lambda client: client.close())
         # Only "openai" itself has deprecated max_tokens; compatible servers mostly know only max_tokens.
         self._max_tokens_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
@@ -172,6 +177,7 @@ class OpenAIModel(Model):
                 policy=self._retry,
                 provider=self._provider,
                 attempt_timeout=timeout,
+                gate=gate_for(self._rate_limiter, self.name, request, sleep=self._retry.sleep),
             )
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ import asyncpg.exceptions._base as asyncpg_client
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from ops_core.config import Settings
 from ops_core.errors import DatabaseUnavailable, InvalidData
@@ -170,6 +171,28 @@ async def database_errors() -> AsyncIterator[None]:
         if is_unavailable(error):
             raise DatabaseUnavailable(f"database unavailable: {_describe(error)}") from error
         raise
+
+
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The driver's own connection (asyncpg's) of a pooled connection, in autocommit (no BEGIN/COMMIT).
+
+    A raw pool checkout, without SQLAlchemy's ``Connection`` around it: that
+    wrapper and its events cost about as much CPU as a hot statement itself.
+    """
+    async with database_errors():
+        pooled = await engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        except Exception as error:
+            if is_unavailable(error):
+                # The pool cannot see a failure on the driver connection: drop it so it is not reused.
+                await greenlet_spawn(pooled.invalidate, error)
+            raise
+        finally:
+            if pooled.dbapi_connection is not None:  # an invalidated connection is already back in the pool
+                # Returning it may run the pool's reset, which awaits on the driver: that needs a greenlet.
+                await greenlet_spawn(pooled.close)
 
 
 @asynccontextmanager

@@ -231,6 +231,24 @@ class ApprovalTable(SQLModel, table=True):
     edited_arguments: dict[str, Any] | None = _json(nullable=True)
 
 
+class RateLimitTable(SQLModel, table=True):
+    """The shared state of one provider rate limit (``OPSCORE_RATE_LIMITS``), keyed by provider or provider:model.
+
+    Every worker draws from it (``db/ratelimits.py``). The three times are seconds since
+    the epoch on the database's clock: the GCRA's theoretical arrival times of the
+    request and token buckets (``agentkit.models.gcra``), and the end of the hold a
+    provider's 429 put on the limit.
+    """
+
+    __tablename__ = "rate_limits"
+
+    key: str = Field(sa_column=Column(String(300), primary_key=True))
+    request_tat: float = Field(sa_column=Column(Float(), nullable=False))
+    token_tat: float = Field(sa_column=Column(Float(), nullable=False))
+    blocked_until: float = Field(sa_column=Column(Float(), nullable=False))
+    updated_at: datetime = _ts(nullable=False)
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "workers"
 
@@ -458,3 +476,4 @@ MEMORIES: Table = SQLModel.metadata.tables["memories"]
 TENANTS: Table = SQLModel.metadata.tables["tenants"]
 API_KEYS: Table = SQLModel.metadata.tables["api_keys"]
 APPROVALS: Table = SQLModel.metadata.tables["approvals"]
+RATE_LIMITS: Table = SQLModel.metadata.tables["rate_limits"]

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import greenlet_spawn
 
 from ops_core.db.batch import Batcher
-from ops_core.db.engine import database_errors, is_unavailable, json_dumps
+from ops_core.db.engine import driver_connection, json_dumps
 from ops_core.db.models import (
     TASK_COLUMNS,
     Claim,
@@ -390,26 +389,9 @@ class PostgresStore(TaskStore):
         self._checkpoints: Batcher[Fenced, bool] = Batcher(partial(self._send_fenced, CHECKPOINT))
         self._completions: Batcher[Fenced, bool] = Batcher(partial(self._send_fenced, COMPLETE))
 
-    @asynccontextmanager
-    async def _db(self) -> AsyncIterator[Any]:
-        """The asyncpg connection of a pooled connection, in autocommit (no BEGIN/COMMIT).
-
-        A raw pool checkout, without SQLAlchemy's ``Connection`` around it: that
-        wrapper and its events cost about as much CPU as the statement itself.
-        """
-        async with database_errors():
-            pooled = await self.engine.raw_connection()
-            try:
-                yield pooled.driver_connection
-            except Exception as error:
-                if is_unavailable(error):
-                    # The pool cannot see a failure on the driver connection: drop it so it is not reused.
-                    await greenlet_spawn(pooled.invalidate, error)
-                raise
-            finally:
-                if pooled.dbapi_connection is not None:  # an invalidated connection is already back in the pool
-                    # Returning it may run the pool's reset, which awaits on the driver: that needs a greenlet.
-                    await greenlet_spawn(pooled.close)
+    def _db(self) -> AbstractAsyncContextManager[Any]:
+        """The asyncpg connection of a pooled connection, in autocommit (see ``driver_connection``)."""
+        return driver_connection(self.engine)
 
     # ---- submission and reads ------------------------------------------------------------------
 

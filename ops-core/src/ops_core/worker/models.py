@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from agentkit.models import configured_providers, import_sdk, infer_model, parse_model_string
+from agentkit.models import RateLimiter, configured_providers, import_sdk, infer_model, parse_model_string
 from agentkit.models.base import Model
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ def preload_sdks(providers: Iterable[str]) -> None:
 
 
 class ModelCache:
-    def __init__(self) -> None:
+    """Builds each model once; with a ``rate_limiter`` every model asks it before each request."""
+
+    def __init__(self, *, rate_limiter: RateLimiter | None = None) -> None:
+        self._rate_limiter = rate_limiter
         self._models: dict[str, Model] = {}
         self._building: dict[str, asyncio.Task[Model]] = {}
 
@@ -56,7 +59,10 @@ class ModelCache:
 
     async def _build(self, model: str) -> Model:
         try:
-            built = await asyncio.to_thread(infer_model, model)
+            if self._rate_limiter is None:
+                built = await asyncio.to_thread(infer_model, model)
+            else:
+                built = await asyncio.to_thread(infer_model, model, rate_limiter=self._rate_limiter)
         finally:
             del self._building[model]
         self._models[model] = built

@@ -18,11 +18,13 @@ import dramatiq
 
 from ops_core import tracing
 from ops_core.config import Settings
+from ops_core.db.ratelimits import RateLimitStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBuffer, LiveBus
 from ops_core.logs import configure_logging
 from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.queue.broker import UvloopAsyncIO
+from ops_core.ratelimits import SharedRateLimiter
 from ops_core.runtime import Runtime
 from ops_core.worker.execute import ExecutionContext
 from ops_core.worker.metrics import WorkerMetrics
@@ -66,6 +68,7 @@ class WorkerProcess:
         self._models = ModelCache()
         # One per process: in multiprocess mode two would overwrite each other's values in its files.
         self._metrics = WorkerMetrics.from_environment()
+        self._rate_limiter: SharedRateLimiter | None = None
 
     @property
     def runner(self) -> TaskRunner:
@@ -90,6 +93,10 @@ class WorkerProcess:
         # On the loop thread: asyncio primitives and the DB pool belong to that loop.
         runtime = self._runtime
         assert runtime is not None
+        limits = self._settings.provider_rate_limits
+        if limits:
+            self._rate_limiter = SharedRateLimiter(RateLimitStore(runtime.engine), limits)
+            self._models = ModelCache(rate_limiter=self._rate_limiter)
         ctx = ExecutionContext(
             store=runtime.store,
             registry=runtime.registry,
@@ -117,6 +124,8 @@ class WorkerProcess:
         if self._runner is not None:
             await self._runner.shutdown(self._settings.shutdown_grace_seconds)
         await self._models.aclose()
+        if self._rate_limiter is not None:
+            await self._rate_limiter.aclose()
         if self._runtime is not None:
             # On the loop its connections belong to: closed from another loop, every pooled
             # connection fails to close and is logged as an error.
