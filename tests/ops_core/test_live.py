@@ -81,3 +81,16 @@ async def test_postgres_carries_live_text_from_a_publisher_to_a_listener(pg_url:
     finally:
         await api_side.unlisten()
         await engine.dispose()
+
+
+async def test_text_a_stored_response_supersedes_is_not_sent() -> None:
+    bus = Recording()
+    buffer = LiveBuffer(bus)
+    task_id = uuid.uuid4()
+    buffer.add(task_id, 1, 1, "answered at once")
+    buffer.add(task_id, 1, 2, "still writing")
+    buffer.discard(task_id, 1, 1)
+
+    await buffer()
+
+    assert bus.batches == [[LiveText(task_id, 1, 2, "still writing")]]

@@ -146,6 +146,9 @@ class LiveBuffer:
     def add(self, task_id: uuid.UUID, attempt: int, step: int, text: str) -> None:
         self._texts.setdefault((task_id, attempt, step), []).append(text)
 
+    def discard(self, task_id: uuid.UUID, attempt: int, step: int) -> None:
+        self._texts.pop((task_id, attempt, step), None)
+
     async def __call__(self) -> None:
         if not self._texts:
             return

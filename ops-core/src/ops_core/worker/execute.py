@@ -237,6 +237,10 @@ class Execution:
         """Records the event, and feeds what watches the run: live text's step, traces and metrics."""
         if event.type is RunEventType.MODEL_REQUEST:
             self._step = event.step
+        elif event.type is RunEventType.MODEL_RESPONSE and self._ctx.live is not None:
+            # The stored response supersedes the step's live text: what is not sent yet never needs to be
+            # (a model that answers at once, or within one send interval, costs the bus nothing).
+            self._ctx.live.discard(self._task.id, self._attempt, event.step)
         await self.recorder.on_run_event(event)
         if self._telemetry is not None:
             self._telemetry.on_event(event)

@@ -27,6 +27,7 @@ from ops_core.api.deps import SettingsDep, StoreDep, StreamsDep, bounded
 from ops_core.api.errors import AUTH, INVALID, NOT_FOUND, UNAVAILABLE
 from ops_core.api.schemas import StatusChangePublic, TaskEventPublic, to_json
 from ops_core.api.storable import INT32_MAX, StorableText
+from ops_core.config import Settings
 from ops_core.db.models import TaskEvent
 from ops_core.db.store import TaskStore
 from ops_core.domain import EventType
@@ -69,11 +70,7 @@ async def stream_task(
     async with bounded(settings):
         await store.get(task_id, tenant=caller.scope)
     streams.reserve()
-    return EventSourceResponse(
-        _events(store, streams, task_id, caller.scope, start),
-        ping=int(settings.stream_keepalive_seconds) or 1,
-        send_timeout=settings.stream_send_timeout_seconds,
-    )
+    return _stream(_events(store, streams, task_id, caller.scope, start), settings)
 
 
 @router.get(
@@ -102,11 +99,7 @@ async def stream_status_changes(
         async with bounded(settings):
             start = await store.last_event_id()
     streams.reserve()
-    return EventSourceResponse(
-        _changes(store, streams, caller.scope, start, agent, status),
-        ping=int(settings.stream_keepalive_seconds) or 1,
-        send_timeout=settings.stream_send_timeout_seconds,
-    )
+    return _stream(_changes(store, streams, caller.scope, start, agent, status), settings)
 
 
 async def _changes(
@@ -129,6 +122,12 @@ async def _changes(
                 continue
             after = max(after, horizon)  # what the filter left out up to the last tick need not be read again
             await watch.wait_past(after)
+
+
+def _stream(events: AsyncIterator[ServerSentEvent], settings: Settings) -> EventSourceResponse:
+    return EventSourceResponse(
+        events, ping=int(settings.stream_keepalive_seconds) or 1, send_timeout=settings.stream_send_timeout_seconds
+    )
 
 
 def _resume_point(after: int | None, last_event_id: str | None, largest: int = INT32_MAX) -> int | None:
