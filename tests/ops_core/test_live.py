@@ -72,10 +72,9 @@ async def test_postgres_carries_live_text_from_a_publisher_to_a_listener(pg_url:
     try:
         await api_side.listen(heard.append)
         await worker_side.publish([text])
-        for _ in range(200):
-            if len(heard) == 2:
-                break
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(30):  # a deadline, not a count of polls
+            while len(heard) < 2:
+                await asyncio.sleep(0.02)
         assert "".join(h.text for h in heard) == text.text
         assert {(h.task_id, h.attempt, h.step) for h in heard} == {(text.task_id, 2, 3)}
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -31,6 +32,13 @@ def parse(body: str) -> list[dict[str, Any]]:
         if "data" in fields and "id" in fields:  # live text (no id) is read by the tests that look for it
             events.append({"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])})
     return events
+
+
+async def until(done: Callable[[], bool], timeout: float = 30) -> None:
+    """Wait for state the app reaches on its own loop, with a deadline."""
+    async with asyncio.timeout(timeout):
+        while not done():
+            await asyncio.sleep(0.01)
 
 
 async def new_task(runtime: Runtime, tenant: str = DEFAULT_TENANT) -> uuid.UUID:
@@ -86,8 +94,7 @@ async def test_new_events_reach_an_open_stream_live(client: httpx.AsyncClient, r
     task_id = await new_task(runtime)
     streaming = asyncio.create_task(client.get(f"/v1/tasks/{task_id}/stream"))
     streams = client._transport.app.state.streams  # type: ignore[attr-defined]
-    while streams.subscribers == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: streams.subscribers > 0)
 
     await finish(runtime, task_id)
     response = await asyncio.wait_for(streaming, timeout=30)
@@ -159,12 +166,10 @@ async def test_live_text_reaches_a_stream_until_its_step_is_stored(client: httpx
     assert claim is not None
     streaming = asyncio.create_task(client.get(f"/v1/tasks/{task_id}/stream"))
     streams = client._transport.app.state.streams  # type: ignore[attr-defined]
-    while not streams.listening:
-        await asyncio.sleep(0.01)
+    await until(lambda: streams.listening)
 
     await runtime.live.publish([LiveText(task_id, claim.attempt, 1, "Hello, wor")])
-    while any(w.live for w in streams.watches):  # until the stream has sent it
-        await asyncio.sleep(0.01)
+    await until(lambda: not any(w.live for w in streams.watches))  # until the stream has sent it
     await runtime.store.append_events(
         task_id, claim.attempt, [NewEvent("model_response", {"step": 1, "text": "Hello, world"})]
     )
