@@ -283,7 +283,12 @@ class WebhookStore:
         )
         stmt = (
             update(d)
-            .where(d.c.id.in_(due.scalar_subquery()), d.c.status == WebhookStatus.PENDING.value)
+            # Checked again on the row itself: a claim that waited for another's lock sees it moved on.
+            .where(
+                d.c.id.in_(due.scalar_subquery()),
+                d.c.status == WebhookStatus.PENDING.value,
+                d.c.next_attempt_at <= now,
+            )
             .values(attempts=d.c.attempts + 1, next_attempt_at=now + lease)
             .returning(*d.c)
         )
