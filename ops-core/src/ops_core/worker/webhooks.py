@@ -67,11 +67,18 @@ class WebhookDuty:
         self._timeout = settings.webhook_timeout_seconds
         self._allowed = callback_urls.allowed_hosts(settings.webhook_allowed_hosts)
         self._backoff = Backoff(settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds)
-        # Redirects are not followed: a 3xx could point anywhere, past the SSRF check.
-        self._client = client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._client = client
+
+    def _http(self) -> httpx.AsyncClient:
+        # Made on first use, on the loop that delivers. Redirects are not followed: a 3xx could point
+        # anywhere, past the SSRF check; no proxy from the environment, which would bypass it too.
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        return self._client
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def __call__(self) -> None:
         await self._store.enqueue_finished_tasks(render_task)
@@ -98,7 +105,7 @@ class WebhookDuty:
             if target.host_header is not None:
                 headers["host"] = target.host_header
             extensions = {} if target.sni_hostname is None else {"sni_hostname": target.sni_hostname}
-            response = await self._client.post(
+            response = await self._http().post(
                 target.url,
                 content=delivery.payload.encode(),
                 headers=headers,
