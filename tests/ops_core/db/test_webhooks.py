@@ -261,3 +261,21 @@ def test_the_webhook_index_keeps_claims_hot() -> None:
     )
     assert named & CLAIM_COLUMNS == set()
     assert {"callback_url", "finished_at", "webhook_round", "manual_retries"} <= named
+
+
+async def test_a_sweep_that_dies_midway_leaves_every_end_to_the_next(store: TaskStore, webhooks: WebhookStore) -> None:
+    for _ in range(3):
+        await completed(store)
+    rendered: list[uuid.UUID] = []
+
+    def crashing(task: Task) -> str:
+        rendered.append(task.id)
+        if len(rendered) == 2:
+            raise RuntimeError("the process died here")
+        return render(task)
+
+    with pytest.raises(RuntimeError):
+        await webhooks.enqueue_finished_tasks(crashing)
+    assert await webhooks.deliveries(tenant=EVERY_TENANT) == [], "nothing of the dead sweep was committed"
+    assert await due_count(store) == 3
+    assert await webhooks.enqueue_finished_tasks(render) == 3

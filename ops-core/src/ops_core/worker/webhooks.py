@@ -84,8 +84,11 @@ class WebhookDuty:
         await self._store.enqueue_finished_tasks(render_task)
         lease = timedelta(seconds=self._timeout + callback_urls.RESOLVE_SECONDS + LEASE_MARGIN_SECONDS)
         due = await self._store.claim(limit=DELIVERY_BATCH, lease=lease)
-        if due:
-            await asyncio.gather(*(self.deliver(delivery) for delivery in due))
+        results = await asyncio.gather(*(self.deliver(delivery) for delivery in due), return_exceptions=True)
+        for delivery, result in zip(due, results, strict=True):
+            if isinstance(result, Exception):
+                # Not recorded (the database failed, most likely): due again once its lease ends.
+                log.warning("webhook %s: attempt %d not recorded: %s", delivery.webhook_id, delivery.attempts, result)
 
     async def deliver(self, delivery: WebhookDelivery) -> Outcome:
         """POST ``delivery`` once and record the outcome."""
@@ -117,7 +120,7 @@ class WebhookDuty:
                 error = f"HTTP {status_code}"
         except InvalidCallbackUrl as exc:
             error = exc.message
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         delivered = error is None
         now = utcnow()
