@@ -98,6 +98,9 @@ def add_client_commands(
         concurrency_limit: Annotated[
             int | None, typer.Option(min=1, max=10_000, help="Tasks with --concurrency-key run at once (default 1).")
         ] = None,
+        callback_url: Annotated[
+            str | None, typer.Option(help="POST the task's final record here, signed, when it ends (a webhook).")
+        ] = None,
         wait: Annotated[
             bool,
             typer.Option(
@@ -137,6 +140,7 @@ def add_client_commands(
                 schedule_to_start_seconds=schedule_to_start_seconds,
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
+                callback_url=callback_url,
             )
         )
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout

@@ -14,7 +14,8 @@
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
-    │   └── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
@@ -96,6 +97,10 @@ class ModelNotAllowed(InvalidModel):
 
 class InvalidData(InvalidRequest):
     code = "invalid_data"
+
+
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
 
 
 class Conflict(OpsCoreError):

@@ -19,6 +19,7 @@ from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
+from ops_core.db.webhooks import WebhookStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBus, open_bus
 from ops_core.queue.broker import setup_broker
@@ -42,6 +43,7 @@ class Runtime:
     approvals: ApprovalStore
     approval_service: ApprovalService
     live: LiveBus
+    webhooks: WebhookStore
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
@@ -69,6 +71,7 @@ class Runtime:
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
+            webhooks=WebhookStore.from_settings(engine, settings),
         )
 
     async def close(self) -> None:

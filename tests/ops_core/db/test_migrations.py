@@ -29,6 +29,9 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "webhook_secrets",
+    "webhook_deliveries",
+    "webhook_attempts",
     "alembic_version",
 }
 

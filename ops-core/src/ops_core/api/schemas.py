@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticSerializationError
 
 from ops_core.api.storable import MAX_INPUT_BYTES, MAX_JSON_DEPTH, StorableJsonObject, StorableText
+from ops_core.callback_urls import MAX_URL_CHARS as MAX_CALLBACK_URL_CHARS
 from ops_core.config import MAX_SCHEDULE_TO_START_SECONDS, MAX_TIMEOUT_SECONDS
 from ops_core.db.engine import json_dumps
 from ops_core.db.models import Task, TaskPage, WorkerView
@@ -92,6 +93,14 @@ class TaskCreate(BaseModel):
         le=MAX_CONCURRENCY_LIMIT,
         description="How many tasks with concurrency_key may run at once (default 1); needs concurrency_key.",
     )
+    callback_url: StorableText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CALLBACK_URL_CHARS,
+        description="http(s) URL to POST the final record to when the task ends (completed, failed or cancelled),"
+        " signed the Standard Webhooks way with the tenant's secret (GET /v1/webhooks/secret). Loopback, private"
+        " and link-local addresses are refused unless OPSCORE_WEBHOOK_ALLOWED_HOSTS names the host.",
+    )
 
     @field_validator("goal")
     @classmethod
@@ -147,6 +156,7 @@ class TaskSummary(BaseModel):
     schedule_to_start_seconds: int | None
     concurrency_key: str | None = Field(description="At most concurrency_limit tasks with this key run at once.")
     concurrency_limit: int | None
+    callback_url: str | None = Field(default=None, description="Where the final record is POSTed when it ends.")
     worker_id: str | None
     created_at: datetime
     started_at: datetime | None
@@ -198,6 +208,7 @@ def _summary_fields(task: Task) -> dict[str, Any]:
         "schedule_to_start_seconds": task.schedule_to_start_seconds,
         "concurrency_key": task.concurrency_key,
         "concurrency_limit": task.concurrency_limit,
+        "callback_url": task.callback_url,
         "worker_id": task.worker_id,
         "created_at": task.created_at,
         "started_at": task.started_at,

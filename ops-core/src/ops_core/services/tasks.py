@@ -17,7 +17,7 @@ from uuid import UUID
 from agentkit.errors import UnknownProviderError
 from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
-from ops_core import tracing
+from ops_core import callback_urls, tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
@@ -54,6 +54,7 @@ class TaskService:
                     f"agent {name!r} runs on {agent_model!r}, which OPSCORE_ALLOWED_MODELS does not allow"
                 )
         self.publish_marks = PublishMarks(store.mark_published)
+        self._allowed_callback_hosts = callback_urls.allowed_hosts(settings.webhook_allowed_hosts)
 
     async def close(self) -> None:
         """Write the publish marks still buffered; call before the engine is disposed."""
@@ -74,6 +75,7 @@ class TaskService:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        callback_url: str | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task and publish it. Returns ``(task, created)``.
 
@@ -93,6 +95,9 @@ class TaskService:
             raise InvalidModel(str(exc)) from None
         if not allowed:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        if callback_url is not None:
+            # Before the quota takes a token: a refused URL costs the tenant nothing.
+            await callback_urls.check(callback_url, self._allowed_callback_hosts)
         quotas = await self._quotas.admit_submission(tenant)
         if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
@@ -110,6 +115,7 @@ class TaskService:
             concurrency_key=concurrency_key,
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            callback_url=callback_url,
         )
         task, created = await self._store.create(new)
         if created:
@@ -160,6 +166,7 @@ _REQUEST_FIELDS = (
     "priority",
     "concurrency_key",
     "concurrency_limit",
+    "callback_url",
 )
 
 
