@@ -67,6 +67,7 @@ async def submit_task(
             schedule_to_start_seconds=body.schedule_to_start_seconds,
             concurrency_key=body.concurrency_key,
             concurrency_limit=body.concurrency_limit,
+            run_after=body.not_before(),
         )
     if created:
         metrics.task_submitted(task.agent)
