@@ -4,7 +4,7 @@ Pure functions, no I/O; :mod:`ops_core.worker.scheduler` applies them and
 :mod:`ops_core.db.schedules` makes each decision once.
 
 * Cron expressions are croniter's: five fields, or six with seconds last
-  (``*/5 * * * * *``: every five seconds), and the ``@hourly``-style aliases.
+  (``* * * * * */5``: every five seconds), and the ``@hourly``-style aliases.
   They are read in the schedule's IANA time zone (zoneinfo), so ``0 9 * * *``
   in ``Europe/Berlin`` is 09:00 Berlin time all year.
 * Daylight saving time, as Vixie cron does it: a wall-clock time that does not

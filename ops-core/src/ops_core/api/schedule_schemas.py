@@ -51,7 +51,7 @@ class ScheduleCreate(BaseModel):
         min_length=1,
         max_length=MAX_CRON_CHARS,
         description="A cron expression: five fields (minute hour day month weekday), or six with seconds last"
-        " ('*/10 * * * * *'), or an alias such as '@hourly'. Read in `timezone`.",
+        " ('* * * * * */10': every ten seconds), or an alias such as '@hourly'. Read in `timezone`.",
         examples=["0 9 * * mon-fri"],
     )
     timezone: StorableText = Field(
