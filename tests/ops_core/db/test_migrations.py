@@ -29,6 +29,7 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "schedules",
     "alembic_version",
 }
 
