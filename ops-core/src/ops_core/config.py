@@ -119,7 +119,20 @@ class Settings(BaseSettings):
         default=30.0, le=3600, description="A stream whose client reads nothing for this long is closed."
     )
     shutdown_grace_seconds: Seconds = 30.0
-    relay_interval_seconds: Seconds = 2.0
+    relay_interval_seconds: Seconds = Field(
+        default=2.0,
+        description="How often each worker publishes what is due: unsent tasks, retries after their backoff,"
+        " delayed tasks at their run_at.",
+    )
+    schedule_interval_seconds: Seconds = Field(
+        default=1.0, le=60, description="How often each worker fires the cron schedules that are due."
+    )
+    schedule_misfire_grace_seconds: Seconds = Field(
+        default=60.0,
+        le=86_400,
+        description="A schedule's tick seen this late still fires; older ones were missed (downtime) and follow"
+        " the schedule's catch_up policy.",
+    )
     webhook_allowed_hosts: str = Field(
         default="",
         description="Comma-separated host names or IP addresses a callback_url may reach although they are"

@@ -9,7 +9,8 @@
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
-    │   └── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ApprovalNotFound      no call with that id waits on the task
+    │   └── ScheduleNotFound      also another tenant's schedule
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
@@ -76,6 +77,10 @@ class KeyNotFound(NotFound):
 
 class ApprovalNotFound(NotFound):
     code = "approval_not_found"
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
 
 
 class InvalidRequest(OpsCoreError):

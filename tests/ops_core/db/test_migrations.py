@@ -32,6 +32,7 @@ TABLES = {
     "webhook_secrets",
     "webhook_deliveries",
     "webhook_attempts",
+    "schedules",
     "alembic_version",
 }
 

@@ -331,6 +331,48 @@ class WebhookAttemptTable(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
 
 
+ACTIVE_SCHEDULE_WHERE = "state = 'active'"
+
+
+class ScheduleTable(SQLModel, table=True):
+    """A cron schedule of a tenant: what to submit (``template``) at each tick of ``cron`` in ``timezone``.
+
+    ``next_run_at`` is the first tick not yet handled. A ticker fires it by moving
+    ``next_run_at`` on with a conditional UPDATE (``WHERE next_run_at = <as read>``)
+    in the transaction that creates the tick's task, so each tick fires once
+    (``db/schedules.py``). Paused schedules keep their row and are not due.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        Index("ix_schedules_tenant_created_at_id", "tenant", text("created_at DESC"), text("id DESC")),
+        # What every ticker pass reads: the active schedules that are due.
+        Index(
+            "ix_schedules_next_run_at",
+            "next_run_at",
+            postgresql_where=text(ACTIVE_SCHEDULE_WHERE),
+            sqlite_where=text(ACTIVE_SCHEDULE_WHERE),
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    cron: str = Field(sa_column=Column(String(200), nullable=False))
+    timezone: str = Field(sa_column=Column(String(100), nullable=False))
+    catch_up: str = Field(sa_column=Column(String(20), nullable=False))
+    # {"kind": "task", ...}: the kind names what each tick creates.
+    template: dict[str, Any] = _json(nullable=False)
+    state: str = Field(sa_column=Column(String(20), nullable=False))
+    next_run_at: datetime = _ts(nullable=False)
+    last_tick_at: datetime | None = _ts()
+    last_task_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
+    fired: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    skipped: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "workers"
 
@@ -371,6 +413,8 @@ class NewTask:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     callback_url: str | None = None
+    # Not started before this (a delayed task); None: at once.
+    run_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,3 +609,4 @@ RATE_LIMITS: Table = SQLModel.metadata.tables["rate_limits"]
 WEBHOOK_SECRETS: Table = SQLModel.metadata.tables["webhook_secrets"]
 WEBHOOK_DELIVERIES: Table = SQLModel.metadata.tables["webhook_deliveries"]
 WEBHOOK_ATTEMPTS: Table = SQLModel.metadata.tables["webhook_attempts"]
+SCHEDULES: Table = SQLModel.metadata.tables["schedules"]

@@ -68,6 +68,7 @@ async def submit_task(
             concurrency_key=body.concurrency_key,
             concurrency_limit=body.concurrency_limit,
             callback_url=body.callback_url,
+            run_after=body.not_before(),
         )
     if created:
         metrics.task_submitted(task.agent)

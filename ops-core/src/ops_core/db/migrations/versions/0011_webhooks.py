@@ -7,7 +7,7 @@ index that is empty at rest. It names ``finished_at`` (already in
 (see 0002), and a task without a callback_url is never in it.
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0010
 Create Date: 2026-11-27 23:40:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from ops_core.db.types import UTCDateTime
 
 revision: str = "0011"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
