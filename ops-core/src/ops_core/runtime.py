@@ -19,6 +19,7 @@ from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
 from ops_core.db.store import TaskStore
+from ops_core.db.workflows import WorkflowStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBus, open_bus
 from ops_core.queue.broker import setup_broker
@@ -26,6 +27,7 @@ from ops_core.queue.publisher import Publisher
 from ops_core.quotas import QuotaCache
 from ops_core.services.approvals import ApprovalService
 from ops_core.services.tasks import TaskService
+from ops_core.services.workflows import WorkflowService
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Runtime:
     approvals: ApprovalStore
     approval_service: ApprovalService
     live: LiveBus
+    workflows: WorkflowService
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
@@ -69,6 +72,7 @@ class Runtime:
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
+            workflows=WorkflowService(WorkflowStore(engine), store, tasks),
         )
 
     async def close(self) -> None:

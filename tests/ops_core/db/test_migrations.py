@@ -29,6 +29,8 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "workflows",
+    "workflow_steps",
     "alembic_version",
 }
 

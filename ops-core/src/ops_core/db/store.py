@@ -88,33 +88,7 @@ class TaskStore(abc.ABC):
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
         """Insert a pending task; with a known idempotency key return the existing task instead."""
-        now = utcnow()
-        deadline = None
-        if new.schedule_to_start_seconds is not None:
-            try:
-                deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
-            except OverflowError:
-                raise InvalidRequest("schedule_to_start_seconds is too large") from None
-        task = Task(
-            id=uuid.uuid4(),
-            tenant=new.tenant,
-            agent=new.agent,
-            goal=new.goal,
-            input=new.input,
-            model=new.model,
-            status=PENDING,
-            max_retries=new.max_retries,
-            timeout_seconds=new.timeout_seconds,
-            schedule_to_start_seconds=new.schedule_to_start_seconds,
-            start_deadline=deadline,
-            priority=new.priority,
-            idempotency_key=new.idempotency_key,
-            concurrency_key=new.concurrency_key,
-            concurrency_limit=new.concurrency_limit,
-            last_event_seq=1,
-            created_at=now,
-            updated_at=now,
-        )
+        task = new_task(new, utcnow())
         if await self._insert(task, created_event()):
             return task, True
         assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
@@ -522,6 +496,37 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
+
+
+def new_task(new: NewTask, now: datetime) -> Task:
+    """The pending task row ``new`` asks for, created at ``now`` (also a workflow's steps, db/workflows.py)."""
+    deadline = None
+    if new.schedule_to_start_seconds is not None:
+        try:
+            deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
+        except OverflowError:
+            raise InvalidRequest("schedule_to_start_seconds is too large") from None
+    return Task(
+        id=uuid.uuid4(),
+        tenant=new.tenant,
+        agent=new.agent,
+        goal=new.goal,
+        input=new.input,
+        model=new.model,
+        status=PENDING,
+        max_retries=new.max_retries,
+        timeout_seconds=new.timeout_seconds,
+        schedule_to_start_seconds=new.schedule_to_start_seconds,
+        start_deadline=deadline,
+        priority=new.priority,
+        idempotency_key=new.idempotency_key,
+        concurrency_key=new.concurrency_key,
+        concurrency_limit=new.concurrency_limit,
+        last_event_seq=1,
+        created_at=now,
+        updated_at=now,
+        workflow_id=new.workflow_id,
+    )
 
 
 def page_of(tasks: builtins.list[Task], limit: int) -> TaskPage:

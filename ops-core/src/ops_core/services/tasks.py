@@ -11,6 +11,7 @@ do, instead of silently answering with a task the client did not ask for.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -83,6 +84,34 @@ class TaskService:
         """
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
+        resolved_model = self.resolve_model(agent, model)
+        await self.admit(tenant, [resolved_model])
+        new = self.new_task(
+            tenant=tenant,
+            agent=agent,
+            goal=goal,
+            input=input,
+            model=resolved_model,
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+            timeout_seconds=timeout_seconds,
+            priority=priority,
+            schedule_to_start_seconds=schedule_to_start_seconds,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+        )
+        task, created = await self._store.create(new)
+        if created:
+            await self.publish(task)
+            if submission is not None:
+                submission.end(task.id)
+        else:
+            _check_same_request(task, new)
+        return task, created
+
+    def resolve_model(self, agent: str, model: str | None) -> str:
+        """The model a task of ``agent`` runs on (asked for, else the agent's, else the server's), checked
+        against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
         if agent not in self._registry:
             known = ", ".join(sorted(self._registry.names()))
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
@@ -93,15 +122,38 @@ class TaskService:
             raise InvalidModel(str(exc)) from None
         if not allowed:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        return resolved_model
+
+    async def admit(self, tenant: str, models: Sequence[str]) -> None:
+        """Count one submission against the tenant's rate, and check its models against the tenant's list."""
         quotas = await self._quotas.admit_submission(tenant)
-        if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
-            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
-        new = NewTask(
+        for resolved_model in models:
+            if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
+                raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
+
+    def new_task(
+        self,
+        *,
+        tenant: str,
+        agent: str,
+        goal: str,
+        model: str,
+        input: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: int | None = None,
+        priority: int = 0,
+        schedule_to_start_seconds: int | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+    ) -> NewTask:
+        """The task a submit asks for, with the server's defaults filled in (``model`` already resolved)."""
+        return NewTask(
             tenant=tenant,
             agent=agent,
             goal=goal,
             input=input or {},
-            model=resolved_model,
+            model=model,
             idempotency_key=idempotency_key,
             max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
             timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
@@ -111,14 +163,6 @@ class TaskService:
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
         )
-        task, created = await self._store.create(new)
-        if created:
-            await self.publish(task)
-            if submission is not None:
-                submission.end(task.id)
-        else:
-            _check_same_request(task, new)
-        return task, created
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)

@@ -41,6 +41,7 @@ from ops_core.worker.periodic import every
 from ops_core.worker.reaper import Reaper
 from ops_core.worker.relay import Relay
 from ops_core.worker.watchdog import LoopWatchdog, stall_limit
+from ops_core.worker.workflow_sweep import WorkflowSweep
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,11 @@ class TaskRunner:
             asyncio.create_task(every(settings.relay_interval_seconds, self.reaper, "reaper"), name="reaper"),
             asyncio.create_task(every(settings.relay_interval_seconds, self.relay, "relay"), name="relay"),
         ]
+        if self._ctx.workflows is not None:
+            sweep = WorkflowSweep(self._ctx.workflows)
+            self._duties.append(
+                asyncio.create_task(every(settings.relay_interval_seconds, sweep, "workflow sweep"), name="workflows")
+            )
         if self._ctx.live is not None:
             self._duties.append(asyncio.create_task(every(LIVE_SECONDS, self._ctx.live, "live text"), name="live"))
 
