@@ -163,8 +163,10 @@ def _a_cycle(stuck: set[str], by_name: Mapping[str, StepShape]) -> list[str]:
         path.append(name)
         name = min(parent for parent in by_name[name].depends_on if parent in stuck)
     cycle = path[path.index(name) :]
-    # Written in the direction work flows: parent → child.
+    # Written in the direction work flows (parent → child), from its first name in sort order.
     cycle.reverse()
+    first = cycle.index(min(cycle))
+    cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]
 
 
