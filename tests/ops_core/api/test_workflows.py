@@ -156,7 +156,8 @@ async def test_cancel_cascades_to_every_step(client: httpx.AsyncClient) -> None:
     body = cancelled.json()
     assert body["status"] == "cancelled" and body["reason"] == "cancelled on request"
     steps = {s["name"]: s for s in body["steps"]}
-    assert steps["a"]["task_status"] == "cancelled"  # it was pending: cancelled at once
+    # It was pending: cancelled at once, and the step settled with it.
+    assert (steps["a"]["status"], steps["a"]["task_status"]) == ("cancelled", "cancelled")
     assert {steps[n]["status"] for n in "bcd"} == {"skipped"}
     again = await client.post(f"/v1/workflows/{workflow['id']}/cancel")
     assert again.status_code == 409 and again.json()["error"]["code"] == "workflow_finished"

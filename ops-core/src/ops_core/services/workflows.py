@@ -118,9 +118,9 @@ class WorkflowService:
 
     async def cancel(self, workflow_id: UUID, *, tenant: TenantScope) -> WorkflowView:
         """Cancel the workflow and every step: not started ones are skipped, started ones cancelled."""
-        advanced = await self._workflows.cancel(workflow_id, tenant=tenant)
-        await self._carry_out(advanced)
-        return await self._workflows.get(workflow_id, tenant=tenant)
+        await self._carry_out(await self._workflows.cancel(workflow_id, tenant=tenant))
+        # Settles the steps whose tasks the cancel ended at once (they were pending or waiting).
+        return (await self.advance(workflow_id)).view
 
     async def due(self) -> builtins.list[UUID]:
         """Workflows left behind by a step's end (see :class:`~ops_core.worker.workflow_sweep.WorkflowSweep`)."""
