@@ -1,4 +1,4 @@
-"""Workflows live: a diamond whose last step quotes both middle steps, and a workflow that survives a worker's SIGKILL."""
+"""Workflows live: a diamond whose last step quotes both middle ones, and a workflow that survives a SIGKILL."""
 
 from __future__ import annotations
 
@@ -81,14 +81,14 @@ async def test_a_workflow_survives_its_worker_killed_mid_step_and_starts_every_s
     marker = uuid.uuid4().hex[:8]
     # b: step 1 calls the calculator; its first step-2 model call stalls long enough to kill its worker in it.
     stalled_goal = f"[[tool_stall=30]] {marker} continue from {{{{steps.a.result}}}}"
+    wrapped = "{{steps.b.status}}"
     body = {
         "steps": [
             {"name": "a", "goal": f"start {marker}", "model": MODEL},
             {"name": "b", "goal": stalled_goal, "depends_on": ["a"], "model": MODEL, "max_retries": 2},
-            {"name": "c", "goal": f"wrap up {marker} after b {{{{steps.b.status}}}}", "depends_on": ["b"]},
+            {"name": "c", "goal": f"wrap up {marker} after b {wrapped}", "depends_on": ["b"], "model": MODEL},
         ],
     }
-    body["steps"][2]["model"] = MODEL
     submitted = await stack.client.post("/v1/workflows", json=body)
     assert submitted.status_code == 202, submitted.text
     workflow_id = submitted.json()["id"]
