@@ -208,3 +208,19 @@ async def test_a_template_starts_a_workflow_once_per_key(runtime: Runtime, clien
         await runtime.workflows.submit_template(
             {"steps": [{"name": "x", "goal": "g", "depends_on": ["y"]}]}, tenant="acme"
         )
+
+
+async def test_a_tenants_model_list_applies_to_every_step(app: object, runtime: Runtime) -> None:
+    await runtime.access.set_quotas("narrow", {"allowed_models": "offline:other"})
+    _, secret = await runtime.access.create_key(tenant="narrow", scopes=[Scope.TASKS_WRITE, Scope.TASKS_READ])
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    headers = {"Authorization": f"Bearer {secret}"}
+    steps = [{"name": "ok", "goal": "x", "model": "offline:other"}, {"name": "wide", "goal": "y", "model": MODEL}]
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as http:
+        refused = await http.post("/v1/workflows", json={"steps": steps})
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "model_not_allowed" and error["message"].startswith(
+            "step 'wide': model 'offline:default'"
+        )
+        assert (await http.get("/v1/workflows")).json()["items"] == []

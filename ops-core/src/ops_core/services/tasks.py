@@ -11,7 +11,6 @@ do, instead of silently answering with a task the client did not ask for.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +19,7 @@ from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
 from ops_core import tracing
 from ops_core.config import Settings, matches_any
+from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
@@ -85,7 +85,7 @@ class TaskService:
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
         resolved_model = self.resolve_model(agent, model)
-        await self.admit(tenant, [resolved_model])
+        self.check_tenant_model(await self.admit(tenant), tenant, resolved_model)
         new = self.new_task(
             tenant=tenant,
             agent=agent,
@@ -124,12 +124,15 @@ class TaskService:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
         return resolved_model
 
-    async def admit(self, tenant: str, models: Sequence[str]) -> None:
-        """Count one submission against the tenant's rate, and check its models against the tenant's list."""
-        quotas = await self._quotas.admit_submission(tenant)
-        for resolved_model in models:
-            if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
-                raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
+    async def admit(self, tenant: str) -> Quotas:
+        """Count one submission against the tenant's rate; the tenant's quotas."""
+        return await self._quotas.admit_submission(tenant)
+
+    @staticmethod
+    def check_tenant_model(quotas: Quotas, tenant: str, model: str) -> None:
+        """ModelNotAllowed unless the tenant's own model list (if it has one) allows ``model``."""
+        if quotas.allowed_models is not None and not matches_any(model, quotas.allowed_models):
+            raise ModelNotAllowed(f"model {model!r} is not allowed for tenant {tenant!r}")
 
     def new_task(
         self,

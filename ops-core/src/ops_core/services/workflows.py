@@ -52,10 +52,17 @@ class WorkflowService:
         """Store the workflow and start its roots; ``(workflow, created)``. A repeated idempotency key
         returns the first workflow, or 409 if the request differs."""
         validate(request.steps)
-        steps: list[NewStep] = []
+        resolved: list[str] = []
         for step in request.steps:
             try:
-                model = self._tasks.resolve_model(step.agent, step.model)
+                resolved.append(self._tasks.resolve_model(step.agent, step.model))
+            except InvalidRequest as exc:
+                raise type(exc)(f"step {step.name!r}: {exc.message}") from None
+        quotas = await self._tasks.admit(tenant)
+        steps: list[NewStep] = []
+        for step, model in zip(request.steps, resolved, strict=True):
+            try:
+                self._tasks.check_tenant_model(quotas, tenant, model)
             except InvalidRequest as exc:
                 raise type(exc)(f"step {step.name!r}: {exc.message}") from None
             task = self._tasks.new_task(
@@ -79,7 +86,6 @@ class WorkflowService:
                     continue_on_failure=step.continue_on_failure,
                 )
             )
-        await self._tasks.admit(tenant, [step.task["model"] for step in steps])
         asked = request.model_dump(mode="json")
         new = NewWorkflow(tenant=tenant, steps=steps, request=asked, idempotency_key=request.idempotency_key)
         advanced = await self._workflows.create(new)
