@@ -10,7 +10,8 @@
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
     │   ├── ApprovalNotFound      no call with that id waits on the task
-    │   └── ScheduleNotFound      also another tenant's schedule
+    │   ├── ScheduleNotFound      also another tenant's schedule
+    │   └── WorkflowNotFound      also another tenant's workflow
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
@@ -21,6 +22,7 @@
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
+    │   ├── WorkflowFinished      the workflow ended; it cannot be cancelled
     │   └── IdempotencyConflict   an idempotency key reused with a different request
     ├── PayloadTooLarge           413
     ├── TooManyRequests           429  with Retry-After
@@ -83,6 +85,10 @@ class ScheduleNotFound(NotFound):
     code = "schedule_not_found"
 
 
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
+
+
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
@@ -123,6 +129,10 @@ class NotWaiting(Conflict):
 
 class RetryLimitReached(Conflict):
     code = "retry_limit_reached"
+
+
+class WorkflowFinished(Conflict):
+    code = "workflow_finished"
 
 
 class IdempotencyConflict(Conflict):

@@ -33,6 +33,8 @@ TABLES = {
     "webhook_deliveries",
     "webhook_attempts",
     "schedules",
+    "workflows",
+    "workflow_steps",
     "alembic_version",
 }
 

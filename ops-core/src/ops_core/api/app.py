@@ -35,6 +35,7 @@ from ops_core.api.routes import (
     usage,
     webhooks,
     workers,
+    workflows,
 )
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(workers.router)
     app.include_router(stats.router)
     app.include_router(webhooks.router)
+    app.include_router(workflows.router)
     install_ui(app)
     return app
 

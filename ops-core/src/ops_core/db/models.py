@@ -156,6 +156,8 @@ class TaskTable(SQLModel, table=True):
     # When the current attempt was claimed (started_at is the first attempt's start).
     claimed_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+    # The workflow this task is a step of (db/workflows.py); None for a task submitted on its own.
+    workflow_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
 
 
 class TaskEventTable(SQLModel, table=True):
@@ -373,6 +375,58 @@ class ScheduleTable(SQLModel, table=True):
     updated_at: datetime = _ts(nullable=False)
 
 
+class WorkflowTable(SQLModel, table=True):
+    """A workflow: a DAG of steps, each run as a task (``db/workflows.py``).
+
+    ``request`` is the request as submitted, which a repeated idempotency key must match.
+    """
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key", name="uq_workflows_tenant_idempotency_key"),
+        Index("ix_workflows_tenant_created_at_id", "tenant", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    request: dict[str, Any] = _json(nullable=False)
+    reason: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = _ts()
+
+
+class WorkflowStepTable(SQLModel, table=True):
+    """One step of a workflow: blocked until its parents are done, then started as exactly one task."""
+
+    __tablename__ = "workflow_steps"
+    __table_args__ = (
+        UniqueConstraint("task_id", name="uq_workflow_steps_task_id"),
+        # The sweep's scan: steps started whose task may have ended (rows leave it once settled).
+        Index(
+            "ix_workflow_steps_started",
+            "task_id",
+            postgresql_where=text("status = 'started'"),
+            sqlite_where=text("status = 'started'"),
+        ),
+    )
+
+    workflow_id: uuid.UUID = Field(
+        sa_column=Column(SAUuid(), ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    position: int = Field(sa_column=Column(Integer(), nullable=False))
+    spec: dict[str, Any] = _json(nullable=False)
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    task_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(SAUuid(), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=True)
+    )
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "workers"
 
@@ -415,6 +469,7 @@ class NewTask:
     callback_url: str | None = None
     # Not started before this (a delayed task); None: at once.
     run_after: datetime | None = None
+    workflow_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +521,7 @@ class Task:
     started_at: datetime | None = None
     claimed_at: datetime | None = None
     finished_at: datetime | None = None
+    workflow_id: uuid.UUID | None = None
 
     @property
     def configured_max_retries(self) -> int:
@@ -610,3 +666,5 @@ WEBHOOK_SECRETS: Table = SQLModel.metadata.tables["webhook_secrets"]
 WEBHOOK_DELIVERIES: Table = SQLModel.metadata.tables["webhook_deliveries"]
 WEBHOOK_ATTEMPTS: Table = SQLModel.metadata.tables["webhook_attempts"]
 SCHEDULES: Table = SQLModel.metadata.tables["schedules"]
+WORKFLOWS: Table = SQLModel.metadata.tables["workflows"]
+WORKFLOW_STEPS: Table = SQLModel.metadata.tables["workflow_steps"]

@@ -499,7 +499,7 @@ class TaskStore(abc.ABC):
 
 
 def new_task_row(new: NewTask, now: datetime) -> Task:
-    """The row a submission inserts: pending, with its first event's seq reserved.
+    """The row a submission (or a workflow's step, db/workflows.py) inserts: pending, its first event's seq reserved.
 
     A delayed task (``run_after``) is not due before then, and its schedule-to-start
     deadline counts from then.
@@ -532,6 +532,7 @@ def new_task_row(new: NewTask, now: datetime) -> Task:
         last_event_seq=1,
         created_at=now,
         updated_at=now,
+        workflow_id=new.workflow_id,
     )
 
 

@@ -20,6 +20,7 @@ from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
 from ops_core import callback_urls, tracing
 from ops_core.config import Settings, matches_any
+from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
@@ -92,23 +93,20 @@ class TaskService:
         if callback_url is not None:
             # Before the quota takes a token: a refused URL costs the tenant nothing.
             await self.check_callback_url(callback_url)
-        quotas = await self._quotas.admit_submission(tenant)
-        if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
-            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
-        new = NewTask(
+        self.check_tenant_model(await self.admit(tenant), tenant, resolved_model)
+        new = self.new_task(
             tenant=tenant,
             agent=agent,
             goal=goal,
-            input=input or {},
+            input=input,
             model=resolved_model,
             idempotency_key=idempotency_key,
-            max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
-            timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
+            max_retries=max_retries,
+            timeout_seconds=timeout_seconds,
             priority=priority,
             schedule_to_start_seconds=schedule_to_start_seconds,
             concurrency_key=concurrency_key,
-            # One at a time unless the caller says otherwise; a limit without a key means nothing.
-            concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            concurrency_limit=concurrency_limit,
             callback_url=callback_url,
             run_after=run_after,
         )
@@ -128,7 +126,8 @@ class TaskService:
         await callback_urls.check(url, self._allowed_callback_hosts)
 
     def resolve_model(self, agent: str, model: str | None) -> str:
-        """The model a task of ``agent`` runs on; 422 for an unknown agent or a model this server refuses."""
+        """The model a task of ``agent`` runs on (asked for, else the agent's, else the server's), checked
+        against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
         if agent not in self._registry:
             known = ", ".join(sorted(self._registry.names()))
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
@@ -140,6 +139,53 @@ class TaskService:
         if not allowed:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
         return resolved_model
+
+    async def admit(self, tenant: str) -> Quotas:
+        """Count one submission against the tenant's rate; the tenant's quotas."""
+        return await self._quotas.admit_submission(tenant)
+
+    @staticmethod
+    def check_tenant_model(quotas: Quotas, tenant: str, model: str) -> None:
+        """ModelNotAllowed unless the tenant's own model list (if it has one) allows ``model``."""
+        if quotas.allowed_models is not None and not matches_any(model, quotas.allowed_models):
+            raise ModelNotAllowed(f"model {model!r} is not allowed for tenant {tenant!r}")
+
+    def new_task(
+        self,
+        *,
+        tenant: str,
+        agent: str,
+        goal: str,
+        model: str,
+        input: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: int | None = None,
+        priority: int = 0,
+        schedule_to_start_seconds: int | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
+    ) -> NewTask:
+        """The task a submit asks for, with the server's defaults filled in (``model`` already resolved)."""
+        return NewTask(
+            tenant=tenant,
+            agent=agent,
+            goal=goal,
+            input=input or {},
+            model=model,
+            idempotency_key=idempotency_key,
+            max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
+            timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
+            priority=priority,
+            schedule_to_start_seconds=schedule_to_start_seconds,
+            concurrency_key=concurrency_key,
+            # One at a time unless the caller says otherwise; a limit without a key means nothing.
+            concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            callback_url=callback_url,
+            run_after=run_after,
+        )
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)

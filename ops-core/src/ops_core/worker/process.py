@@ -109,6 +109,7 @@ class WorkerProcess:
             live=LiveBuffer(runtime.live),
             metrics=self._metrics,
             tracing=tracing.active(),
+            workflows=runtime.workflows,
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()

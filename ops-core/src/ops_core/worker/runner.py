@@ -45,6 +45,7 @@ from ops_core.worker.relay import Relay
 from ops_core.worker.scheduler import ScheduleTicker
 from ops_core.worker.watchdog import LoopWatchdog, stall_limit
 from ops_core.worker.webhooks import WebhookDuty
+from ops_core.worker.workflow_sweep import WorkflowSweep
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ class TaskRunner:
                 every(settings.schedule_interval_seconds, self.schedules, "schedule ticker"), name="schedules"
             ),
         ]
+        if self._ctx.workflows is not None:
+            sweep = WorkflowSweep(self._ctx.workflows)
+            self._duties.append(
+                asyncio.create_task(every(settings.relay_interval_seconds, sweep, "workflow sweep"), name="workflows")
+            )
         if self._ctx.live is not None:
             self._duties.append(asyncio.create_task(every(LIVE_SECONDS, self._ctx.live, "live text"), name="live"))
 
