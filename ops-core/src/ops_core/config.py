@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: Seconds = 30.0
     relay_interval_seconds: Seconds = 2.0
+    remote_callback_url: str | None = Field(
+        default=None,
+        description="The API's base URL as remote agents reach it, for their signed callbacks; unset: OPSCORE_API_URL.",
+    )
+    remote_lease_seconds: Seconds = Field(
+        default=300.0,
+        description="A remote agent that sends no callback for this long has lost its attempt: it is retried.",
+    )
+    remote_delivery_timeout_seconds: Seconds = Field(
+        default=10.0, le=300, description="How long one webhook to a remote agent (task or cancel) may take."
+    )
     republish_after_seconds: Seconds = Field(
         default=300.0, description="A pending task published this long ago and never claimed is published again."
     )

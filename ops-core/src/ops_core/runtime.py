@@ -18,6 +18,7 @@ from ops_core.db.access import AccessStore
 from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
+from ops_core.db.remote import RemoteAgentStore
 from ops_core.db.store import TaskStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBus, open_bus
@@ -42,6 +43,7 @@ class Runtime:
     approvals: ApprovalStore
     approval_service: ApprovalService
     live: LiveBus
+    remote_agents: RemoteAgentStore
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
@@ -54,7 +56,8 @@ class Runtime:
         access = AccessStore(engine)
         quotas = QuotaCache(access, store, cache_seconds=settings.auth_cache_seconds)
         registry = load_agents(settings)
-        tasks = TaskService(store, quotas, publisher, registry, settings)
+        remote_agents = RemoteAgentStore(engine)
+        tasks = TaskService(store, quotas, publisher, registry, settings, remote_agents=remote_agents)
         approvals = ApprovalStore(engine)
         return cls(
             settings=settings,
@@ -69,6 +72,7 @@ class Runtime:
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
+            remote_agents=remote_agents,
         )
 
     async def close(self) -> None:

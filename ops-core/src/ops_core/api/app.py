@@ -23,7 +23,7 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, health, keys, stats, streams, tasks, tenants, usage, workers
+from ops_core.api.routes import agents, approvals, health, keys, stats, streams, tasks, tenants, usage, workers
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
 from ops_core.live import LiveBus
@@ -102,6 +102,7 @@ def create_app(
     app.include_router(tenants.router)
     app.include_router(workers.router)
     app.include_router(stats.router)
+    app.include_router(agents.router)
     install_ui(app)
     return app
 

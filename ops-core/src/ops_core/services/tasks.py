@@ -20,6 +20,7 @@ from agentkit.registry import AgentRegistry
 from ops_core import tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask, Task
+from ops_core.db.remote import RemoteAgentStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
     BrokerUnavailable,
@@ -40,9 +41,17 @@ log = logging.getLogger(__name__)
 
 class TaskService:
     def __init__(
-        self, store: TaskStore, quotas: QuotaCache, publisher: Publisher, registry: AgentRegistry, settings: Settings
+        self,
+        store: TaskStore,
+        quotas: QuotaCache,
+        publisher: Publisher,
+        registry: AgentRegistry,
+        settings: Settings,
+        *,
+        remote_agents: RemoteAgentStore | None = None,
     ) -> None:
         self._store = store
+        self._remote_agents = remote_agents
         self._quotas = quotas
         self._publisher = publisher
         self._registry = registry
@@ -83,10 +92,16 @@ class TaskService:
         """
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
-        if agent not in self._registry:
-            known = ", ".join(sorted(self._registry.names()))
-            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
-        resolved_model = model or self._registry.get(agent).model or self._settings.default_model
+        if agent in self._registry:
+            agent_model = self._registry.get(agent).model
+        else:
+            # Only a name the registry lacks costs a read: the tenant's remote agents.
+            remote = None if self._remote_agents is None else await self._remote_agents.get(tenant, agent)
+            if remote is None:
+                known = ", ".join(sorted(self._registry.names()))
+                raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known} (and the tenant's remote agents)")
+            agent_model = remote.model
+        resolved_model = model or agent_model or self._settings.default_model
         try:
             allowed = _allowed(self._settings, resolved_model)
         except UnknownProviderError as exc:
