@@ -29,6 +29,9 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "remote_agents",
+    "remote_runs",
+    "remote_callbacks",
     "alembic_version",
 }
 
