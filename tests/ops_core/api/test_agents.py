@@ -165,7 +165,9 @@ async def test_a_forged_or_replayed_callback_is_refused_and_changes_nothing(
         assert response.json()["error"]["code"] == "invalid_signature"
     # An unknown task answers the same 401: existence does not leak.
     body, sent = signed(done)
-    assert (await anonymous.post(f"/v1/remote/tasks/{uuid.uuid4()}/result", content=body, headers=sent)).status_code == 401
+    assert (
+        await anonymous.post(f"/v1/remote/tasks/{uuid.uuid4()}/result", content=body, headers=sent)
+    ).status_code == 401
 
     heartbeat, sent = signed({"attempt": 1, "events": [{"type": "progress", "payload": {}}]})
     first = await anonymous.post(f"/v1/remote/tasks/{task_id}/events", content=heartbeat, headers=sent)

@@ -30,7 +30,9 @@ def later(seconds: float = 300) -> datetime:
 async def test_registrations_are_per_tenant_and_names_unique(agents: RemoteAgentStore) -> None:
     tenant, other = f"t-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
     secret = new_secret()
-    made = await agents.register(tenant=tenant, name="echo", url="http://x/h", secret=secret, description="", model=None)
+    made = await agents.register(
+        tenant=tenant, name="echo", url="http://x/h", secret=secret, description="", model=None
+    )
     assert (await agents.get(tenant, "echo")) == made
     with pytest.raises(AgentExists):
         await agents.register(tenant=tenant, name="echo", url="http://y/h", secret=secret, description="", model=None)
