@@ -193,6 +193,13 @@ class Settings(BaseSettings):
                     raise ValueError(f"{item!r} is not an IP address, a CIDR network or *") from None
         return value
 
+    @field_validator("remote_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the API's base URL as remote agents reach it, http:// or https://")
+        return value
+
     @field_validator("default_model")
     @classmethod
     def _model_string(cls, value: str) -> str:

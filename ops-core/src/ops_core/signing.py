@@ -40,7 +40,9 @@ def check_secret(secret: str) -> str | None:
     if not secret.startswith(SECRET_PREFIX):
         return f"the secret must start with {SECRET_PREFIX!r} (Standard Webhooks format)"
     try:
-        raw = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        encoded = secret[len(SECRET_PREFIX) :]
+        # Padding may be left out, as the package allows.
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         return f"the secret after {SECRET_PREFIX!r} must be base64"
     if len(raw) < MIN_SECRET_BYTES:

@@ -11,7 +11,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from ops_core.config import load_settings
 from ops_core.db.remote import remote_worker_id
+from ops_core.errors import ConfigError
 from ops_core.keys import Scope
 from ops_core.runtime import Runtime
 from ops_core.signing import new_secret, signed_headers
@@ -78,6 +80,16 @@ async def test_a_bad_registration_is_refused_with_a_reason(
     response = await register(client, **change)
     assert response.status_code in (409, 422), response.text
     assert words in response.json()["error"]["message"]
+
+
+async def test_a_secret_without_base64_padding_is_accepted(client: httpx.AsyncClient) -> None:
+    response = await register(client, secret=new_secret().rstrip("="))
+    assert response.status_code == 201, response.text
+
+
+def test_a_callback_url_that_is_not_http_fails_at_startup_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="OPSCORE_REMOTE_CALLBACK_URL"):
+        load_settings(remote_callback_url="api.example.com")
 
 
 async def test_only_an_admin_registers_remote_agents(app: Any, runtime: Runtime) -> None:
@@ -215,6 +227,7 @@ async def test_a_callback_body_that_is_signed_but_invalid_gets_422(
     task_id = await held_task(client, runtime)
     for bad in (
         {"attempt": 1, "events": [{"type": "status", "payload": {}}]},  # ops-core's own event type
+        {"attempt": 1, "events": [{"type": "live_text", "payload": {}}]},  # the streams' unstored kind
         {"attempt": 1, "status": "failed"},  # no error
         {"attempt": 0, "status": "completed"},
     ):

@@ -9,14 +9,16 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ops_core.api.access_schemas import Tenant
+from ops_core.api.routes.streams import LIVE_EVENT
 from ops_core.api.storable import MAX_JSON_DEPTH, StorableJsonObject, StorableText, json_problem
 from ops_core.domain import EventType
 from ops_core.signing import check_secret
 
 AGENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 EVENT_TYPE = r"^[a-z][a-z0-9_]{0,49}$"
-# The events ops-core writes itself: a remote agent cannot forge a status change, a retry or a cancel.
-RESERVED_EVENTS = frozenset(e.value for e in EventType) - {
+# The events ops-core writes itself (and the streams' unstored live text): a remote agent cannot forge a
+# status change, a retry or a cancel.
+RESERVED_EVENTS = frozenset({*(e.value for e in EventType), LIVE_EVENT}) - {
     EventType.MODEL_REQUEST,
     EventType.MODEL_RESPONSE,
     EventType.TOOL_CALL,

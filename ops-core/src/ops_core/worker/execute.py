@@ -254,6 +254,9 @@ class Execution:
         if not delivered:
             message = f"unknown agent {task.agent!r}: neither OPSCORE_AGENTS nor the tenant's remote agents define it"
             await self._fail(ErrorType.AGENT_ERROR, message, Usage(), Usage())
+        elif self._telemetry is not None:
+            # This worker's part ends here; the run goes on at the remote agent.
+            self._telemetry.finished("delivered", None)
 
     async def _on_event(self, event: RunEvent) -> None:
         """Records the event, and feeds what watches the run: live text's step, traces and metrics."""
