@@ -1,7 +1,7 @@
 """Remote agents end to end: a real remote agent process (tests/support/remote_agent.py), which checks
 ops-core's signatures with the ``standardwebhooks`` package and reports back to the signed callbacks.
 
-The deployment's remote lease is short (5 s) so that a remote agent going silent is seen within the test.
+The deployment's remote lease is short (8 s) so that a remote agent going silent is seen within the test.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.support.waiting import wait_for, wait_for_sync
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 SECRET = new_secret()
-LEASE_SECONDS = 5
+LEASE_SECONDS = 8
 
 
 class AgentProcess:
