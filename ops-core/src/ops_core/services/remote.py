@@ -97,11 +97,11 @@ class RemoteAgentService:
 
     # ---- callbacks -------------------------------------------------------------------------------
 
-    async def verify(self, task_id: uuid.UUID, body: bytes, headers: Mapping[str, str]) -> Verified:
+    async def verify(self, task_id: str, body: bytes, headers: Mapping[str, str]) -> Verified:
         """The callback's task and agent if its signature is good and new; :class:`InvalidSignature` otherwise."""
         try:
-            task = await self._store.get(task_id, tenant=EVERY_TENANT)
-        except TaskNotFound:
+            task = await self._store.get(uuid.UUID(task_id), tenant=EVERY_TENANT)
+        except (ValueError, TaskNotFound):
             raise InvalidSignature(UNVERIFIED) from None
         agent = await self._agents.get(task.tenant, task.agent)
         if agent is None:

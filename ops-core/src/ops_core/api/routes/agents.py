@@ -9,7 +9,6 @@ authentication (``services/remote.py``), so ``AuthMiddleware`` lets
 from __future__ import annotations
 
 from typing import Annotated, TypeVar
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ValidationError
@@ -44,6 +43,8 @@ router = APIRouter(tags=["agents"])
 M = TypeVar("M", bound=BaseModel)
 
 AgentName = Annotated[str, Path(pattern=AGENT_NAME)]
+# Any text: an id that is not a task's is the same 401 as a bad signature, never a 422 that answers first.
+CallbackTaskId = Annotated[str, Path(description="The task's id, as in the callback URL.")]
 SIGNED: Responses = {
     401: error_doc("The signature is missing, invalid, too old or too new, or a replay; nothing changed")
 }
@@ -174,7 +175,7 @@ async def delete_remote_agent(
     responses={**SIGNED, **SUPERSEDED, **INVALID, **TOO_LARGE, **UNAVAILABLE},
 )
 async def remote_events(
-    task_id: UUID, request: Request, service: RemoteServiceDep, settings: SettingsDep
+    task_id: CallbackTaskId, request: Request, service: RemoteServiceDep, settings: SettingsDep
 ) -> CallbackAccepted:
     """Events of an attempt, signed with the agent's secret; an empty list is a heartbeat that extends the lease."""
     body = await request.body()
@@ -191,7 +192,7 @@ async def remote_events(
     responses={**SIGNED, **SUPERSEDED, **INVALID, **TOO_LARGE, **UNAVAILABLE},
 )
 async def remote_result(
-    task_id: UUID, request: Request, service: RemoteServiceDep, settings: SettingsDep
+    task_id: CallbackTaskId, request: Request, service: RemoteServiceDep, settings: SettingsDep
 ) -> CallbackAccepted:
     """How the attempt ended, with its last events and the tokens it spent, signed with the agent's secret."""
     body = await request.body()
