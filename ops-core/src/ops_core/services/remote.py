@@ -40,7 +40,7 @@ from ops_core.errors import (
 )
 from ops_core.lifecycle import RUNNING, Retry
 from ops_core.redact import redact_text
-from ops_core.signing import BadSignature, verify
+from ops_core.signing import verify
 from ops_core.tenancy import EVERY_TENANT
 
 UNVERIFIED = "the callback's signature is missing, invalid or outside the timestamp tolerance"
@@ -106,10 +106,9 @@ class RemoteAgentService:
         agent = await self._agents.get(task.tenant, task.agent)
         if agent is None:
             raise InvalidSignature(UNVERIFIED)
-        try:
-            msg_id = verify(agent.secret, body, headers)
-        except BadSignature:
-            raise InvalidSignature(UNVERIFIED) from None
+        if not verify(agent.secret, body, headers):
+            raise InvalidSignature(UNVERIFIED)
+        msg_id = headers.get("webhook-id", "")
         if len(msg_id) > MAX_MESSAGE_ID_CHARS:
             raise InvalidSignature(f"webhook-id is longer than {MAX_MESSAGE_ID_CHARS} characters")
         key = f"{task.id}:{msg_id}"
