@@ -193,6 +193,20 @@ async def test_a_forged_or_replayed_callback_is_refused_and_changes_nothing(
     assert len(after) == len(before) + 1  # only the one genuine event
 
 
+async def test_an_empty_events_callback_is_a_heartbeat_that_extends_the_lease(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    task_id = await held_task(client, runtime)
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    await runtime.remote_agents.extend_lease(task_id, 1, soon)
+    body, headers = signed({"attempt": 1, "events": []})
+    response = await anonymous.post(f"/v1/remote/tasks/{task_id}/events", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    [held] = [run for run in await runtime.remote_agents.held() if run.task_id == task_id]
+    lease = runtime.settings.remote_lease_seconds
+    assert held.lease_until > datetime.now(UTC) + timedelta(seconds=lease - 60)
+
+
 async def test_a_callback_for_an_attempt_that_moved_on_changes_nothing(
     client: httpx.AsyncClient, anonymous: httpx.AsyncClient, runtime: Runtime
 ) -> None:

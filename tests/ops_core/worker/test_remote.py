@@ -174,3 +174,16 @@ async def test_a_lost_lease_is_retried_then_failed_when_no_retries_are_left(stor
     task = await store.get(claim.task.id, tenant=EVERY_TENANT)
     assert task.status is TaskStatus.FAILED and task.error_type == "remote_agent_lost"
     assert [m["reason"] for m in endpoint.received if m["type"] == "cancel"] == ["lease expired"] * 2
+
+
+async def test_a_cancel_the_agent_cannot_take_still_ends_the_task(store: TaskStore, tenant: str) -> None:
+    endpoint = Endpoint(lambda message: 202 if message["type"] == "task" else 503)
+    remote, claim, _, settings = await setup(store, tenant, endpoint)
+    await run(store, remote, claim, settings)
+    await store.request_cancel(claim.task.id, tenant=EVERY_TENANT)
+    await remote()
+    assert (await store.get(claim.task.id, tenant=EVERY_TENANT)).status is TaskStatus.CANCELLED
+    assert len([m for m in endpoint.received if m["type"] == "cancel"]) == 3
+    events = await store.list_events(claim.task.id, tenant=EVERY_TENANT)
+    [note] = [e.payload for e in events if e.type == "remote_cancel"]
+    assert note["delivered"] is False and "503" in note["error"]
