@@ -156,6 +156,17 @@ class Settings(BaseSettings):
     webhook_poll_seconds: Seconds = Field(
         default=1.0, le=3600, description="How often each worker process looks for webhooks to send."
     )
+    remote_callback_url: str | None = Field(
+        default=None,
+        description="The API's base URL as remote agents reach it, for their signed callbacks; unset: OPSCORE_API_URL.",
+    )
+    remote_lease_seconds: Seconds = Field(
+        default=300.0,
+        description="A remote agent that sends no callback for this long has lost its attempt: it is retried.",
+    )
+    remote_delivery_timeout_seconds: Seconds = Field(
+        default=10.0, le=300, description="How long one webhook to a remote agent (task or cancel) may take."
+    )
     republish_after_seconds: Seconds = Field(
         default=300.0, description="A pending task published this long ago and never claimed is published again."
     )
@@ -216,6 +227,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(item, strict=False)
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP address, a CIDR network or *") from None
+        return value
+
+    @field_validator("remote_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the API's base URL as remote agents reach it, http:// or https://")
         return value
 
     @field_validator("default_model")

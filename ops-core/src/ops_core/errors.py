@@ -5,13 +5,15 @@
     OpsCoreError
     ├── ConfigError               a setting is invalid (raised at startup)
     ├── Unauthenticated           401  no key, or one that is malformed, unknown, revoked or expired
+    │   └── InvalidSignature      a remote agent's callback: bad, missing or replayed signature
     ├── Forbidden                 403  a valid key without the scope the operation needs
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
     │   ├── ApprovalNotFound      no call with that id waits on the task
     │   ├── ScheduleNotFound      also another tenant's schedule
-    │   └── WorkflowNotFound      also another tenant's workflow
+    │   ├── WorkflowNotFound      also another tenant's workflow
+    │   └── AgentNotFound         no remote agent of the tenant by that name
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
@@ -23,7 +25,9 @@
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
     │   ├── WorkflowFinished      the workflow ended; it cannot be cancelled
-    │   └── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── AgentExists           a remote agent's name is taken (by a local agent or a registered one)
+    │   └── AttemptSuperseded     a remote agent's callback for an attempt that no longer owns the task
     ├── PayloadTooLarge           413
     ├── TooManyRequests           429  with Retry-After
     │   ├── RateLimited           the tenant's submissions per second
@@ -59,6 +63,10 @@ class Unauthenticated(OpsCoreError):
     code = "unauthenticated"
 
 
+class InvalidSignature(Unauthenticated):
+    code = "invalid_signature"
+
+
 class Forbidden(OpsCoreError):
     status_code = 403
     code = "forbidden"
@@ -71,6 +79,10 @@ class NotFound(OpsCoreError):
 
 class TaskNotFound(NotFound):
     code = "task_not_found"
+
+
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
 
 
 class KeyNotFound(NotFound):
@@ -117,6 +129,14 @@ class InvalidCallbackUrl(InvalidRequest):
 class Conflict(OpsCoreError):
     status_code = 409
     code = "conflict"
+
+
+class AgentExists(Conflict):
+    code = "agent_exists"
+
+
+class AttemptSuperseded(Conflict):
+    code = "attempt_superseded"
 
 
 class TaskFinished(Conflict):

@@ -24,6 +24,7 @@ from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import (
+    agents,
     approvals,
     health,
     keys,
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(webhooks.router)
     app.include_router(workflows.router)
+    app.include_router(agents.router)
     install_ui(app)
     return app
 

@@ -99,6 +99,8 @@ def _scopes(names: list[str]) -> list[Scope]:
 _bearer = HTTPBearer(auto_error=False, description="An API key: opsk_…")
 
 PROTECTED = ("/v1/", "/metrics")
+# A remote agent's callbacks authenticate by their webhook signature instead (api/routes/agents.py).
+SIGNED = "/v1/remote/"
 
 
 class AuthMiddleware:
@@ -114,7 +116,8 @@ class AuthMiddleware:
         self._required = settings.auth_required
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._required or not scope["path"].startswith(PROTECTED):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not self._required or not path.startswith(PROTECTED) or path.startswith(SIGNED):
             await self.app(scope, receive, send)
             return
         try:
