@@ -1,0 +1,89 @@
+"""The gRPC server of an API process: the TaskService, plus the standard health and reflection services.
+
+It runs on the API's event loop, started and stopped by the app's lifespan
+(``opscore api --grpc-port P``, ``opscore dev --grpc-port P``, or
+``OPSCORE_GRPC_PORT``), and serves with the REST app's own task service,
+authenticator and stream hub. Its bounds follow the REST server's: a message
+as large as ``OPSCORE_MAX_BODY_BYTES``, ``OPSCORE_MAX_CONNECTIONS`` calls at
+once (beyond: RESOURCE_EXHAUSTED), and HTTP/2 pings every
+``OPSCORE_STREAM_KEEPALIVE_SECONDS`` that drop a peer which stops answering.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import FastAPI
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from ops_core.config import Settings
+from ops_core.grpc_api import taskservice_pb2_grpc
+from ops_core.grpc_api.service import SERVICE_NAME, Backend, TaskServicer
+from ops_core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Long enough for a unary call in flight to answer; open WatchTask streams are cut, and their clients resume.
+STOP_GRACE_SECONDS = 2.0
+
+
+class GrpcServer:
+    """A started server and its health service, which says NOT_SERVING once it begins to stop."""
+
+    def __init__(self, server: grpc.aio.Server, health: HealthServicer, port: int) -> None:
+        self._server = server
+        self._health = health
+        self.port = port
+
+    async def stop(self) -> None:
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(STOP_GRACE_SECONDS)
+
+
+async def start_grpc(backend: Backend, *, host: str, port: int) -> GrpcServer:
+    """Serve ``backend`` on ``host:port`` (port 0: any free port, see ``.port``)."""
+    settings = backend.settings
+    keepalive_ms = int(settings.stream_keepalive_seconds * 1000)
+    server = grpc.aio.server(
+        maximum_concurrent_rpcs=settings.max_connections,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_body_bytes),
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_timeout_ms", int(settings.stream_send_timeout_seconds * 1000)),
+            ("grpc.http2.max_pings_without_data", 0),
+            # Clients may ping as often as the server does (grpc's default floor is 5 minutes).
+            ("grpc.http2.min_ping_interval_without_data_ms", keepalive_ms),
+        ],
+    )
+    taskservice_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(backend), server)
+    health = HealthServicer()
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    await server.start()
+    log.info("gRPC TaskService listening on %s", f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}")
+    return GrpcServer(server, health, bound)
+
+
+async def serve_app(app: FastAPI) -> GrpcServer:
+    """The server for a REST app whose lifespan has opened its runtime, on ``OPSCORE_GRPC_PORT``."""
+    settings: Settings = app.state.settings
+    runtime: Runtime = app.state.runtime
+    assert settings.grpc_port is not None
+    backend = Backend(
+        settings=settings,
+        tasks=runtime.tasks,
+        store=runtime.store,
+        authenticator=app.state.authenticator,
+        streams=app.state.streams,
+        metrics=app.state.metrics,
+    )
+    return await start_grpc(backend, host=settings.host, port=settings.grpc_port)
