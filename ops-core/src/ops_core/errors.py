@@ -14,7 +14,8 @@
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
-    │   └── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   └── InvalidFields         a request's fields fail its schema (gRPC; REST's handler writes the same)
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
@@ -31,7 +32,8 @@
     └── LeaseLost                 a worker no longer owns the task it runs (fenced by status/attempt)
 
 The API's single exception handler turns each into
-``{"error": {"code", "message"}}`` with ``status_code``.
+``{"error": {"code", "message"}}`` with ``status_code``; the gRPC TaskService
+derives each one's status code from ``status_code`` (ops_core/grpc_api/errors.py).
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ class ModelNotAllowed(InvalidModel):
 
 class InvalidData(InvalidRequest):
     code = "invalid_data"
+
+
+class InvalidFields(InvalidRequest):
+    code = "validation_error"
 
 
 class Conflict(OpsCoreError):

@@ -23,7 +23,7 @@ from ops_core.api.errors import describe_validation_errors
 from ops_core.api.schemas import TaskPublic, TaskSummary
 from ops_core.api.storable import StorableText
 from ops_core.db.models import Task, TaskEvent
-from ops_core.errors import InvalidRequest
+from ops_core.errors import InvalidFields
 from ops_core.grpc_api import taskservice_pb2 as pb
 from ops_core.lifecycle import TaskStatus
 from ops_core.live import LiveText
@@ -70,12 +70,12 @@ class EventsQuery(BaseModel):
 
 
 def validated(model: type[M], fields: dict[str, Any]) -> M:
-    """``fields`` as ``model``; :class:`InvalidRequest` naming each field at fault, in the REST API's words."""
+    """``fields`` as ``model``; :class:`InvalidFields` naming each field at fault, in the REST API's words."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
         errors = [{**error, "loc": ("request", *error["loc"])} for error in exc.errors()]
-        raise InvalidRequest(describe_validation_errors(errors)) from None
+        raise InvalidFields(describe_validation_errors(errors)) from None
 
 
 def submit_fields(request: pb.SubmitTaskRequest) -> dict[str, Any]:

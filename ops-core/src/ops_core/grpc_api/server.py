@@ -76,14 +76,18 @@ async def start_grpc(backend: Backend, *, host: str, port: int) -> GrpcServer:
 async def serve_app(app: FastAPI) -> GrpcServer:
     """The server for a REST app whose lifespan has opened its runtime, on ``OPSCORE_GRPC_PORT``."""
     settings: Settings = app.state.settings
-    runtime: Runtime = app.state.runtime
     assert settings.grpc_port is not None
-    backend = Backend(
-        settings=settings,
+    return await start_grpc(backend_of(app), host=settings.host, port=settings.grpc_port)
+
+
+def backend_of(app: FastAPI) -> Backend:
+    """The REST app's own task service, store, authenticator, stream hub and metrics."""
+    runtime: Runtime = app.state.runtime
+    return Backend(
+        settings=app.state.settings,
         tasks=runtime.tasks,
         store=runtime.store,
         authenticator=app.state.authenticator,
         streams=app.state.streams,
         metrics=app.state.metrics,
     )
-    return await start_grpc(backend, host=settings.host, port=settings.grpc_port)
