@@ -160,3 +160,68 @@ async def test_an_unexpected_error_is_internal_without_details(
         "internal_error",
     )
     assert "secret detail" in caplog.text
+
+
+async def test_hostile_input_is_refused_clearly(stub: Any, admin: Metadata, settings: Any) -> None:
+    from ops_core.grpc_api.convert import dict_to_struct
+
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(33):  # one level past MAX_JSON_DEPTH (protobuf itself refuses ~50)
+        inner["d"] = {}
+        inner = inner["d"]
+    nan = dict_to_struct({"x": float("nan")})
+    huge = pb.SubmitTaskRequest(goal="x" * (settings.max_body_bytes + 1))
+
+    for request, field in (
+        (pb.SubmitTaskRequest(goal="x", input=dict_to_struct(deep)), "input"),
+        (pb.SubmitTaskRequest(goal="x", input=nan), "input"),
+    ):
+        code, message, _ = await status_of(stub.Submit(request, metadata=admin))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith(f"request field '{field}"), message
+    code, _, _ = await status_of(stub.Submit(huge, metadata=admin))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Nothing was stored.
+    assert list((await stub.List(pb.ListTasksRequest(), metadata=admin)).items) == []
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, encoded by hand: what a client of any language might send."""
+
+    def varint(n: int) -> bytes:
+        out = b""
+        while n > 0x7F:
+            out += bytes([(n & 0x7F) | 0x80])
+            n >>= 7
+        return out + bytes([n])
+
+    return varint((number << 3) | 2) + varint(len(payload)) + payload
+
+
+def _nested_struct(depth: int) -> bytes:
+    inner = b""
+    for _ in range(depth):
+        inner = _field(1, _field(1, b"d") + _field(2, _field(5, inner)))  # Struct{fields: {"d": Value{struct}}}
+    return inner
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _field(1, b"x") + _field(3, _nested_struct(60)),  # deeper than protobuf decodes
+        b"\xff\xff\xff",  # not protobuf at all
+        _field(1, b"\xff\xfe"),  # a goal that is not UTF-8
+    ],
+)
+async def test_undecodable_requests_are_invalid_argument_after_the_key(
+    channel: grpc.aio.Channel, admin: Metadata, body: bytes
+) -> None:
+    submit = channel.unary_unary("/opscore.v1.TaskService/Submit")
+    watch = channel.unary_stream("/opscore.v1.TaskService/WatchTask")
+
+    for call in (submit(body, metadata=admin), watch(b"\xff\xff\xff", metadata=admin).read()):
+        code, message, trailing = await status_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, message
+        assert message.startswith("request: not a valid opscore.v1.") and trailing["error-code"] == "validation_error"
+    code, _, _ = await status_of(submit(body))
+    assert code == grpc.StatusCode.UNAUTHENTICATED

@@ -11,17 +11,21 @@ once (beyond: RESOURCE_EXHAUSTED), and HTTP/2 pings every
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from fastapi import FastAPI
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ops_core.config import Settings
-from ops_core.grpc_api import taskservice_pb2_grpc
-from ops_core.grpc_api.service import SERVICE_NAME, Backend, TaskServicer
+from ops_core.grpc_api import taskservice_pb2 as pb
+from ops_core.grpc_api.service import SERVICE_NAME, Backend, Context, TaskServicer, Undecodable
 from ops_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ async def start_grpc(backend: Backend, *, host: str, port: int) -> GrpcServer:
             ("grpc.http2.min_ping_interval_without_data_ms", keepalive_ms),
         ],
     )
-    taskservice_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(backend), server)
+    server.add_generic_rpc_handlers((task_service_handler(TaskServicer(backend)),))
     health = HealthServicer()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -71,6 +75,61 @@ async def start_grpc(backend: Backend, *, host: str, port: int) -> GrpcServer:
     await server.start()
     log.info("gRPC TaskService listening on %s", f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}")
     return GrpcServer(server, health, bound)
+
+
+def task_service_handler(servicer: TaskServicer) -> grpc.GenericRpcHandler:
+    """The TaskService's methods, as the generated ``add_TaskServiceServicer_to_server`` would register
+    them, except that a request which cannot be decoded reaches the servicer, which refuses it as
+    INVALID_ARGUMENT once the key is checked (grpc itself would answer UNKNOWN, naming the exception)."""
+    service = pb.DESCRIPTOR.services_by_name["TaskService"]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in service.methods:
+        decode = _decoder(getattr(pb, method.input_type.name))
+        encode = getattr(pb, method.output_type.name).SerializeToString
+        behaviour = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _streaming(servicer, behaviour), decode, encode
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(_unary(servicer, behaviour), decode, encode)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _decoder(message: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    def decode(data: bytes) -> Message | Undecodable:
+        try:
+            return message.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message.DESCRIPTOR.full_name, str(exc))
+
+    return decode
+
+
+def _unary(
+    servicer: TaskServicer, behaviour: Callable[[Message, Context], Awaitable[Message]]
+) -> Callable[[Message | Undecodable, Context], Awaitable[Message | None]]:
+    async def handle(request: Message | Undecodable, context: Context) -> Message | None:
+        if isinstance(request, Undecodable):
+            await servicer.refuse(context, request)
+            return None
+        return await behaviour(request, context)
+
+    return handle
+
+
+def _streaming(
+    servicer: TaskServicer, behaviour: Callable[[Message, Context], AsyncGenerator[Message]]
+) -> Callable[[Message | Undecodable, Context], AsyncIterator[Message]]:
+    async def handle(request: Message | Undecodable, context: Context) -> AsyncIterator[Message]:
+        if isinstance(request, Undecodable):
+            await servicer.refuse(context, request)
+            return
+        async with contextlib.aclosing(behaviour(request, context)) as items:
+            async for item in items:
+                yield item
+
+    return handle
 
 
 async def serve_app(app: FastAPI) -> GrpcServer:

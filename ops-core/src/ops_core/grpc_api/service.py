@@ -21,7 +21,7 @@ from ops_core.api.metrics import ApiMetrics
 from ops_core.api.schemas import TaskCreate
 from ops_core.config import Settings
 from ops_core.db.store import TaskStore
-from ops_core.errors import OpsCoreError
+from ops_core.errors import InvalidFields, OpsCoreError
 from ops_core.grpc_api import convert
 from ops_core.grpc_api import taskservice_pb2 as pb
 from ops_core.grpc_api.errors import abort, abort_unexpected
@@ -46,8 +46,16 @@ class Backend:
     metrics: ApiMetrics
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """What the server's deserializer hands over for bytes that are not a message of the method's type."""
+
+    type_name: str
+    reason: str
+
+
 class TaskServicer:
-    """``opscore.v1.TaskService``; registered with the generated ``add_TaskServiceServicer_to_server``."""
+    """``opscore.v1.TaskService``'s methods; :mod:`ops_core.grpc_api.server` registers them."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
@@ -108,11 +116,19 @@ class TaskServicer:
                 async for item in items:
                     yield convert.watch_message(item)
 
+    async def refuse(self, context: Context, undecodable: Undecodable) -> None:
+        """A request that is not a message of its type: refused once its key is checked, like a REST body
+        (a caller without a key learns nothing about what it sent)."""
+        async with self._call(context, None):
+            raise InvalidFields(f"request: not a valid {undecodable.type_name} message ({undecodable.reason})")
+
     @contextlib.asynccontextmanager
-    async def _call(self, context: Context, scope: Scope, *, deadline: bool = True) -> AsyncIterator[Caller]:
+    async def _call(self, context: Context, scope: Scope | None, *, deadline: bool = True) -> AsyncIterator[Caller]:
         """The authenticated caller, if its key has ``scope``; every error of the call becomes its status."""
         try:
-            caller = check_scope(await self._caller(context), scope)
+            caller = await self._caller(context)
+            if scope is not None:
+                check_scope(caller, scope)
             if deadline:
                 async with bounded(self._settings):
                     yield caller
