@@ -14,8 +14,11 @@ from ops_core.api.app import create_app
 from ops_core.cli import build_cli
 from ops_core.config import Settings
 from ops_core.db import migrate
+from ops_core.errors import ConfigError
 from ops_core.grpc_api import taskservice_pb2 as pb
 from ops_core.grpc_api import taskservice_pb2_grpc
+from ops_core.grpc_api.server import backend_of, start_grpc
+from ops_core.runtime import Runtime
 from tests.support.processes import free_port
 
 
@@ -35,6 +38,16 @@ async def test_the_api_lifespan_serves_grpc_on_the_setting(settings: Settings) -
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert gone.value.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+async def test_a_port_in_use_is_one_clear_error(settings: Settings, runtime: Runtime) -> None:
+    app = create_app(settings, runtime=runtime)
+    first = await start_grpc(backend_of(app), host="127.0.0.1", port=0)
+    try:
+        with pytest.raises(ConfigError, match=f"OPSCORE_GRPC_PORT: cannot listen on 127.0.0.1:{first.port}"):
+            await start_grpc(backend_of(app), host="127.0.0.1", port=first.port)
+    finally:
+        await first.stop()
 
 
 @pytest.mark.parametrize("command", ["api", "dev"])

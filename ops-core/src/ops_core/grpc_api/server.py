@@ -24,6 +24,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ops_core.config import Settings
+from ops_core.errors import ConfigError
 from ops_core.grpc_api import taskservice_pb2 as pb
 from ops_core.grpc_api.service import SERVICE_NAME, Backend, Context, TaskServicer, Undecodable
 from ops_core.runtime import Runtime
@@ -55,6 +56,9 @@ async def start_grpc(backend: Backend, *, host: str, port: int) -> GrpcServer:
         maximum_concurrent_rpcs=settings.max_connections,
         options=[
             ("grpc.max_receive_message_length", settings.max_body_bytes),
+            # grpc binds with SO_REUSEPORT by default: a second process on the same port would share it
+            # silently instead of failing, as the REST port does.
+            ("grpc.so_reuseport", 0),
             ("grpc.keepalive_time_ms", keepalive_ms),
             ("grpc.keepalive_timeout_ms", int(settings.stream_send_timeout_seconds * 1000)),
             ("grpc.http2.max_pings_without_data", 0),
@@ -71,7 +75,10 @@ async def start_grpc(backend: Backend, *, host: str, port: int) -> GrpcServer:
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # taken, or not an address of this machine
+        raise ConfigError(f"OPSCORE_GRPC_PORT: cannot listen on {address}: {exc}") from None
     await server.start()
     log.info("gRPC TaskService listening on %s", f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}")
     return GrpcServer(server, health, bound)
