@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ops_core.api.errors import describe_validation_errors
 from ops_core.api.schemas import TaskPublic, TaskSummary
 from ops_core.api.storable import StorableText
+from ops_core.db.engine import json_dumps
 from ops_core.db.models import Task, TaskEvent
 from ops_core.errors import InvalidFields
 from ops_core.grpc_api import taskservice_pb2 as pb
@@ -30,6 +31,11 @@ from ops_core.live import LiveText
 
 # The largest integer a double holds exactly: beyond it a number stays a float.
 EXACT_INTEGER = 2**53
+# Protobuf parsers stop at 100 levels of nesting, and each JSON level costs two or three (Value, Struct,
+# a map entry): measured, a payload 34 objects deep no longer decodes. A task's result or an event's
+# payload (an agent's output, not bounded like input, whose limit is the same 32) nested deeper is
+# sent as its JSON text rather than as a message no client could decode, or the server build.
+MAX_JSON_LEVELS = 32
 MAX_PAGE = 500  # as GET /v1/tasks
 MAX_EVENTS = 1000  # as GET /v1/tasks/{id}/events
 
@@ -168,15 +174,35 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 
 
 def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    """``value`` as a Struct; one nested past :data:`MAX_JSON_LEVELS` as ``{"json": <its JSON text>}``."""
     struct = struct_pb2.Struct()
-    struct.update(value)
+    struct.update({"json": json_dumps(value)} if _deeper_than(value, MAX_JSON_LEVELS) else value)
     return struct
 
 
 def json_value(value: Any) -> struct_pb2.Value:
+    """``value`` as a Value; one nested past :data:`MAX_JSON_LEVELS` as the string of its JSON text."""
+    if _deeper_than(value, MAX_JSON_LEVELS):
+        return struct_pb2.Value(string_value=json_dumps(value))
     holder = struct_pb2.Struct()
     holder.update({"value": value})
     return holder.fields["value"]
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``levels`` deep (stops looking once it does)."""
+    layer = [value]
+    for _ in range(levels):
+        layer = [
+            child
+            for item in layer
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+        if not layer:
+            return False
+    return True
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
