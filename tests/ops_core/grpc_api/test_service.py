@@ -261,3 +261,14 @@ def _count(items: list[Any]) -> Any:
         return len(items)
 
     return probe
+
+
+async def test_health_turns_not_serving_when_the_server_stops(server: GrpcServer, channel: grpc.aio.Channel) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service="opscore.v1.TaskService"))
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+    stopping = asyncio.create_task(server.stop())
+    assert (await asyncio.wait_for(watch.read(), 30)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    await asyncio.wait_for(stopping, 30)
