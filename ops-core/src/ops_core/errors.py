@@ -9,13 +9,15 @@
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
-    │   └── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ApprovalNotFound      no call with that id waits on the task
+    │   └── ScheduleNotFound      also another tenant's schedule
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
     │   ├── InvalidData           the database refused a value (out of range, unstorable text)
-    │   └── InvalidFields         a request's fields fail its schema (gRPC; REST's handler writes the same)
+    │   ├── InvalidFields         a request's fields fail its schema (gRPC; REST's handler writes the same)
+    │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
@@ -79,6 +81,10 @@ class ApprovalNotFound(NotFound):
     code = "approval_not_found"
 
 
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
@@ -102,6 +108,10 @@ class InvalidData(InvalidRequest):
 
 class InvalidFields(InvalidRequest):
     code = "validation_error"
+
+
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
 
 
 class Conflict(OpsCoreError):

@@ -29,6 +29,10 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "webhook_secrets",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "schedules",
     "alembic_version",
 }
 

@@ -77,6 +77,10 @@ async def test_errors_carry_the_rest_messages(stub: Any, admin: Metadata, rest: 
             stub.Submit(pb.SubmitTaskRequest(goal="x", model="bogus:thing"), metadata=admin),
         ),
         (
+            rest.post("/v1/tasks", json={"goal": "x", "callback_url": "http://127.0.0.1:9/hook"}),
+            stub.Submit(pb.SubmitTaskRequest(goal="x", callback_url="http://127.0.0.1:9/hook"), metadata=admin),
+        ),
+        (
             rest.get("/v1/tasks", params={"cursor": "nonsense"}),
             stub.List(pb.ListTasksRequest(cursor="nonsense"), metadata=admin),
         ),

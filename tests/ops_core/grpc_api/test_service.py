@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -272,3 +273,21 @@ async def test_health_turns_not_serving_when_the_server_stops(server: GrpcServer
     stopping = asyncio.create_task(server.stop())
     assert (await asyncio.wait_for(watch.read(), 30)).status == health_pb2.HealthCheckResponse.NOT_SERVING
     await asyncio.wait_for(stopping, 30)
+
+
+async def test_submit_delays_a_task_and_keeps_its_callback(stub: Any, admin: Metadata) -> None:
+    from google.protobuf import timestamp_pb2
+
+    delayed = await submit(stub, admin, delay_seconds=3600, callback_url="http://93.184.216.34/hooks/done")
+    at = timestamp_pb2.Timestamp()
+    at.FromDatetime(datetime.now(UTC) + timedelta(days=2))
+    scheduled = await submit(stub, admin, run_at=at)
+
+    assert delayed.status == "pending" and delayed.callback_url == "http://93.184.216.34/hooks/done"
+    wait = delayed.run_after.ToDatetime(tzinfo=UTC) - delayed.created_at.ToDatetime(tzinfo=UTC)
+    assert timedelta(minutes=59) < wait <= timedelta(hours=1, seconds=5)
+    assert scheduled.run_after.seconds == at.seconds and not scheduled.HasField("callback_url")
+    code, message, _ = await status_of(
+        stub.Submit(pb.SubmitTaskRequest(goal="x", run_at=at, delay_seconds=5), metadata=admin)
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "give run_at or delay_seconds, not both" in message

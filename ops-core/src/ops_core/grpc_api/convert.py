@@ -12,7 +12,7 @@ again, as it would from JSON.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -51,6 +51,8 @@ _SUBMIT_OPTIONAL = (
     "schedule_to_start_seconds",
     "concurrency_key",
     "concurrency_limit",
+    "callback_url",
+    "delay_seconds",
 )
 
 
@@ -92,6 +94,8 @@ def submit_fields(request: pb.SubmitTaskRequest) -> dict[str, Any]:
             fields[name] = getattr(request, name)
     if request.HasField("input"):
         fields["input"] = struct_to_dict(request.input)
+    if request.HasField("run_at"):
+        fields["run_at"] = request.run_at.ToDatetime(tzinfo=UTC)
     return fields
 
 
@@ -138,6 +142,8 @@ def _summary_message(public: TaskSummary) -> pb.Task:
         concurrency_key=public.concurrency_key,
         concurrency_limit=public.concurrency_limit,
         worker_id=public.worker_id,
+        callback_url=public.callback_url,
+        run_after=timestamp(public.run_after),
         created_at=timestamp(public.created_at),
         started_at=timestamp(public.started_at),
         finished_at=timestamp(public.finished_at),

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#ops_core/grpc_api/taskservice.proto\x12\nopscore.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x06\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0c\n\x04goal\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x07 \x01(\x08\x12$\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x15.opscore.v1.TaskError\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x13\n\x0bmax_retries\x18\n \x01(\x05\x12 \n\x05usage\x18\x0b \x01(\x0b\x32\x11.opscore.v1.Usage\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\x1c\n\x0fidempotency_key\x18\r \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0ftimeout_seconds\x18\x0e \x01(\x05\x12&\n\x19schedule_to_start_seconds\x18\x0f \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x0f\x63oncurrency_key\x18\x10 \x01(\tH\x02\x88\x01\x01\x12\x1e\n\x11\x63oncurrency_limit\x18\x11 \x01(\x05H\x03\x88\x01\x01\x12\x16\n\tworker_id\x18\x12 \x01(\tH\x04\x88\x01\x01\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05input\x18\x17 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x18 \x01(\x0b\x32\x16.google.protobuf.Value\x12/\n\x0e\x61ttempt_errors\x18\x19 \x03(\x0b\x32\x17.google.protobuf.StructB\x12\n\x10_idempotency_keyB\x1c\n\x1a_schedule_to_start_secondsB\x12\n\x10_concurrency_keyB\x14\n\x12_concurrency_limitB\x0c\n\n_worker_id\"*\n\tTaskError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"a\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rreused_tokens\x18\x04 \x01(\x03\"\xa2\x01\n\tTaskEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0c\n\x04type\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x08LiveText\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xe5\x03\n\x11SubmitTaskRequest\x12\x0c\n\x04goal\x18\x01 \x01(\t\x12\x12\n\x05\x61gent\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x05model\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0bmax_retries\x18\x06 \x01(\x05H\x03\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x15\n\x08priority\x18\x08 \x01(\x05H\x05\x88\x01\x01\x12&\n\x19schedule_to_start_seconds\x18\t \x01(\x05H\x06\x88\x01\x01\x12\x1c\n\x0f\x63oncurrency_key\x18\n \x01(\tH\x07\x88\x01\x01\x12\x1e\n\x11\x63oncurrency_limit\x18\x0b \x01(\x05H\x08\x88\x01\x01\x42\x08\n\x06_agentB\x08\n\x06_modelB\x12\n\x10_idempotency_keyB\x0e\n\x0c_max_retriesB\x12\n\x10_timeout_secondsB\x0b\n\t_priorityB\x1c\n\x1a_schedule_to_start_secondsB\x12\n\x10_concurrency_keyB\x14\n\x12_concurrency_limit\"E\n\x12SubmitTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.opscore.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x8e\x01\n\x10ListTasksRequest\x12\x13\n\x06status\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x61gent\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05limit\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x06\x63ursor\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\t\n\x07_statusB\x08\n\x06_agentB\x08\n\x06_limitB\t\n\x07_cursor\"I\n\x11ListTasksResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.opscore.v1.Task\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"#\n\x10RetryTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"Y\n\x15ListTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\x12\x12\n\x05limit\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\">\n\x16ListTaskEventsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.opscore.v1.TaskEvent\"6\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"n\n\x11WatchTaskResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.opscore.v1.TaskEventH\x00\x12)\n\tlive_text\x18\x02 \x01(\x0b\x32\x14.opscore.v1.LiveTextH\x00\x42\x06\n\x04item2\xe5\x03\n\x0bTaskService\x12G\n\x06Submit\x12\x1d.opscore.v1.SubmitTaskRequest\x1a\x1e.opscore.v1.SubmitTaskResponse\x12\x33\n\x03Get\x12\x1a.opscore.v1.GetTaskRequest\x1a\x10.opscore.v1.Task\x12\x43\n\x04List\x12\x1c.opscore.v1.ListTasksRequest\x1a\x1d.opscore.v1.ListTasksResponse\x12\x39\n\x06\x43\x61ncel\x12\x1d.opscore.v1.CancelTaskRequest\x1a\x10.opscore.v1.Task\x12\x37\n\x05Retry\x12\x1c.opscore.v1.RetryTaskRequest\x1a\x10.opscore.v1.Task\x12S\n\nListEvents\x12!.opscore.v1.ListTaskEventsRequest\x1a\".opscore.v1.ListTaskEventsResponse\x12J\n\tWatchTask\x12\x1c.opscore.v1.WatchTaskRequest\x1a\x1d.opscore.v1.WatchTaskResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#ops_core/grpc_api/taskservice.proto\x12\nopscore.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x07\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0c\n\x04goal\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x07 \x01(\x08\x12$\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x15.opscore.v1.TaskError\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x13\n\x0bmax_retries\x18\n \x01(\x05\x12 \n\x05usage\x18\x0b \x01(\x0b\x32\x11.opscore.v1.Usage\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\x1c\n\x0fidempotency_key\x18\r \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0ftimeout_seconds\x18\x0e \x01(\x05\x12&\n\x19schedule_to_start_seconds\x18\x0f \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x0f\x63oncurrency_key\x18\x10 \x01(\tH\x02\x88\x01\x01\x12\x1e\n\x11\x63oncurrency_limit\x18\x11 \x01(\x05H\x03\x88\x01\x01\x12\x16\n\tworker_id\x18\x12 \x01(\tH\x04\x88\x01\x01\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05input\x18\x17 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x18 \x01(\x0b\x32\x16.google.protobuf.Value\x12/\n\x0e\x61ttempt_errors\x18\x19 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x19\n\x0c\x63\x61llback_url\x18\x1a \x01(\tH\x05\x88\x01\x01\x12-\n\trun_after\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x12\n\x10_idempotency_keyB\x1c\n\x1a_schedule_to_start_secondsB\x12\n\x10_concurrency_keyB\x14\n\x12_concurrency_limitB\x0c\n\n_worker_idB\x0f\n\r_callback_url\"*\n\tTaskError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"a\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rreused_tokens\x18\x04 \x01(\x03\"\xa2\x01\n\tTaskEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0c\n\x04type\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x08LiveText\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xeb\x04\n\x11SubmitTaskRequest\x12\x0c\n\x04goal\x18\x01 \x01(\t\x12\x12\n\x05\x61gent\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x05model\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0bmax_retries\x18\x06 \x01(\x05H\x03\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x15\n\x08priority\x18\x08 \x01(\x05H\x05\x88\x01\x01\x12&\n\x19schedule_to_start_seconds\x18\t \x01(\x05H\x06\x88\x01\x01\x12\x1c\n\x0f\x63oncurrency_key\x18\n \x01(\tH\x07\x88\x01\x01\x12\x1e\n\x11\x63oncurrency_limit\x18\x0b \x01(\x05H\x08\x88\x01\x01\x12\x19\n\x0c\x63\x61llback_url\x18\x0c \x01(\tH\t\x88\x01\x01\x12*\n\x06run_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rdelay_seconds\x18\x0e \x01(\x01H\n\x88\x01\x01\x42\x08\n\x06_agentB\x08\n\x06_modelB\x12\n\x10_idempotency_keyB\x0e\n\x0c_max_retriesB\x12\n\x10_timeout_secondsB\x0b\n\t_priorityB\x1c\n\x1a_schedule_to_start_secondsB\x12\n\x10_concurrency_keyB\x14\n\x12_concurrency_limitB\x0f\n\r_callback_urlB\x10\n\x0e_delay_seconds\"E\n\x12SubmitTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.opscore.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x8e\x01\n\x10ListTasksRequest\x12\x13\n\x06status\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x61gent\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05limit\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x06\x63ursor\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\t\n\x07_statusB\x08\n\x06_agentB\x08\n\x06_limitB\t\n\x07_cursor\"I\n\x11ListTasksResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.opscore.v1.Task\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"#\n\x10RetryTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"Y\n\x15ListTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\x12\x12\n\x05limit\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\">\n\x16ListTaskEventsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.opscore.v1.TaskEvent\"6\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"n\n\x11WatchTaskResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.opscore.v1.TaskEventH\x00\x12)\n\tlive_text\x18\x02 \x01(\x0b\x32\x14.opscore.v1.LiveTextH\x00\x42\x06\n\x04item2\xe5\x03\n\x0bTaskService\x12G\n\x06Submit\x12\x1d.opscore.v1.SubmitTaskRequest\x1a\x1e.opscore.v1.SubmitTaskResponse\x12\x33\n\x03Get\x12\x1a.opscore.v1.GetTaskRequest\x1a\x10.opscore.v1.Task\x12\x43\n\x04List\x12\x1c.opscore.v1.ListTasksRequest\x1a\x1d.opscore.v1.ListTasksResponse\x12\x39\n\x06\x43\x61ncel\x12\x1d.opscore.v1.CancelTaskRequest\x1a\x10.opscore.v1.Task\x12\x37\n\x05Retry\x12\x1c.opscore.v1.RetryTaskRequest\x1a\x10.opscore.v1.Task\x12S\n\nListEvents\x12!.opscore.v1.ListTaskEventsRequest\x1a\".opscore.v1.ListTaskEventsResponse\x12J\n\tWatchTask\x12\x1c.opscore.v1.WatchTaskRequest\x1a\x1d.opscore.v1.WatchTaskResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,37 +34,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ops_core.grpc_api.taskservi
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASK']._serialized_start=115
-  _globals['_TASK']._serialized_end=973
-  _globals['_TASKERROR']._serialized_start=975
-  _globals['_TASKERROR']._serialized_end=1017
-  _globals['_USAGE']._serialized_start=1019
-  _globals['_USAGE']._serialized_end=1116
-  _globals['_TASKEVENT']._serialized_start=1119
-  _globals['_TASKEVENT']._serialized_end=1281
-  _globals['_LIVETEXT']._serialized_start=1283
-  _globals['_LIVETEXT']._serialized_end=1338
-  _globals['_SUBMITTASKREQUEST']._serialized_start=1341
-  _globals['_SUBMITTASKREQUEST']._serialized_end=1826
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=1828
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=1897
-  _globals['_GETTASKREQUEST']._serialized_start=1899
-  _globals['_GETTASKREQUEST']._serialized_end=1932
-  _globals['_LISTTASKSREQUEST']._serialized_start=1935
-  _globals['_LISTTASKSREQUEST']._serialized_end=2077
-  _globals['_LISTTASKSRESPONSE']._serialized_start=2079
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2152
-  _globals['_CANCELTASKREQUEST']._serialized_start=2154
-  _globals['_CANCELTASKREQUEST']._serialized_end=2190
-  _globals['_RETRYTASKREQUEST']._serialized_start=2192
-  _globals['_RETRYTASKREQUEST']._serialized_end=2227
-  _globals['_LISTTASKEVENTSREQUEST']._serialized_start=2229
-  _globals['_LISTTASKEVENTSREQUEST']._serialized_end=2318
-  _globals['_LISTTASKEVENTSRESPONSE']._serialized_start=2320
-  _globals['_LISTTASKEVENTSRESPONSE']._serialized_end=2382
-  _globals['_WATCHTASKREQUEST']._serialized_start=2384
-  _globals['_WATCHTASKREQUEST']._serialized_end=2438
-  _globals['_WATCHTASKRESPONSE']._serialized_start=2440
-  _globals['_WATCHTASKRESPONSE']._serialized_end=2550
-  _globals['_TASKSERVICE']._serialized_start=2553
-  _globals['_TASKSERVICE']._serialized_end=3038
+  _globals['_TASK']._serialized_end=1064
+  _globals['_TASKERROR']._serialized_start=1066
+  _globals['_TASKERROR']._serialized_end=1108
+  _globals['_USAGE']._serialized_start=1110
+  _globals['_USAGE']._serialized_end=1207
+  _globals['_TASKEVENT']._serialized_start=1210
+  _globals['_TASKEVENT']._serialized_end=1372
+  _globals['_LIVETEXT']._serialized_start=1374
+  _globals['_LIVETEXT']._serialized_end=1429
+  _globals['_SUBMITTASKREQUEST']._serialized_start=1432
+  _globals['_SUBMITTASKREQUEST']._serialized_end=2051
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=2053
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=2122
+  _globals['_GETTASKREQUEST']._serialized_start=2124
+  _globals['_GETTASKREQUEST']._serialized_end=2157
+  _globals['_LISTTASKSREQUEST']._serialized_start=2160
+  _globals['_LISTTASKSREQUEST']._serialized_end=2302
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2304
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2377
+  _globals['_CANCELTASKREQUEST']._serialized_start=2379
+  _globals['_CANCELTASKREQUEST']._serialized_end=2415
+  _globals['_RETRYTASKREQUEST']._serialized_start=2417
+  _globals['_RETRYTASKREQUEST']._serialized_end=2452
+  _globals['_LISTTASKEVENTSREQUEST']._serialized_start=2454
+  _globals['_LISTTASKEVENTSREQUEST']._serialized_end=2543
+  _globals['_LISTTASKEVENTSRESPONSE']._serialized_start=2545
+  _globals['_LISTTASKEVENTSRESPONSE']._serialized_end=2607
+  _globals['_WATCHTASKREQUEST']._serialized_start=2609
+  _globals['_WATCHTASKREQUEST']._serialized_end=2663
+  _globals['_WATCHTASKRESPONSE']._serialized_start=2665
+  _globals['_WATCHTASKRESPONSE']._serialized_end=2775
+  _globals['_TASKSERVICE']._serialized_start=2778
+  _globals['_TASKSERVICE']._serialized_end=3263
 # @@protoc_insertion_point(module_scope)

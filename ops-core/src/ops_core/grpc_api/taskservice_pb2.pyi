@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Task(_message.Message):
-    __slots__ = ("id", "tenant", "agent", "goal", "model", "status", "cancel_requested", "error", "attempts", "max_retries", "usage", "priority", "idempotency_key", "timeout_seconds", "schedule_to_start_seconds", "concurrency_key", "concurrency_limit", "worker_id", "created_at", "started_at", "finished_at", "updated_at", "input", "result", "attempt_errors")
+    __slots__ = ("id", "tenant", "agent", "goal", "model", "status", "cancel_requested", "error", "attempts", "max_retries", "usage", "priority", "idempotency_key", "timeout_seconds", "schedule_to_start_seconds", "concurrency_key", "concurrency_limit", "worker_id", "created_at", "started_at", "finished_at", "updated_at", "input", "result", "attempt_errors", "callback_url", "run_after")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class Task(_message.Message):
     INPUT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URL_FIELD_NUMBER: _ClassVar[int]
+    RUN_AFTER_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     agent: str
@@ -62,7 +64,9 @@ class Task(_message.Message):
     input: _struct_pb2.Struct
     result: _struct_pb2.Value
     attempt_errors: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., agent: _Optional[str] = ..., goal: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., attempts: _Optional[int] = ..., max_retries: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., schedule_to_start_seconds: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., attempt_errors: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    callback_url: str
+    run_after: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., agent: _Optional[str] = ..., goal: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., attempts: _Optional[int] = ..., max_retries: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., priority: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., schedule_to_start_seconds: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., attempt_errors: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., callback_url: _Optional[str] = ..., run_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TaskError(_message.Message):
     __slots__ = ("type", "message")
@@ -111,7 +115,7 @@ class LiveText(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., step: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("goal", "agent", "input", "model", "idempotency_key", "max_retries", "timeout_seconds", "priority", "schedule_to_start_seconds", "concurrency_key", "concurrency_limit")
+    __slots__ = ("goal", "agent", "input", "model", "idempotency_key", "max_retries", "timeout_seconds", "priority", "schedule_to_start_seconds", "concurrency_key", "concurrency_limit", "callback_url", "run_at", "delay_seconds")
     GOAL_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +127,9 @@ class SubmitTaskRequest(_message.Message):
     SCHEDULE_TO_START_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URL_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     goal: str
     agent: str
     input: _struct_pb2.Struct
@@ -134,7 +141,10 @@ class SubmitTaskRequest(_message.Message):
     schedule_to_start_seconds: int
     concurrency_key: str
     concurrency_limit: int
-    def __init__(self, goal: _Optional[str] = ..., agent: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., schedule_to_start_seconds: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ...) -> None: ...
+    callback_url: str
+    run_at: _timestamp_pb2.Timestamp
+    delay_seconds: float
+    def __init__(self, goal: _Optional[str] = ..., agent: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., schedule_to_start_seconds: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., callback_url: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task", "created")
