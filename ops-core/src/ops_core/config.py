@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the gRPC TaskService on this port too; unset: no gRPC."
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_body_drain_bytes: int = Field(
         default=16 * 1_048_576,

@@ -19,6 +19,7 @@
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
     │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidFields         a request's fields fail its schema (gRPC; REST's handler writes the same)
     │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
@@ -39,7 +40,8 @@
     └── LeaseLost                 a worker no longer owns the task it runs (fenced by status/attempt)
 
 The API's single exception handler turns each into
-``{"error": {"code", "message"}}`` with ``status_code``.
+``{"error": {"code", "message"}}`` with ``status_code``; the gRPC TaskService
+derives each one's status code from ``status_code`` (ops_core/grpc_api/errors.py).
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ class ModelNotAllowed(InvalidModel):
 
 class InvalidData(InvalidRequest):
     code = "invalid_data"
+
+
+class InvalidFields(InvalidRequest):
+    code = "validation_error"
 
 
 class InvalidCallbackUrl(InvalidRequest):

@@ -76,9 +76,16 @@ def create_app(
         tracing.configure("opscore-api")
         opened = Runtime.open(settings, broker=broker, live=live)
         _serve_with(app, opened)
+        grpc_server = None
         try:
+            if settings.grpc_port is not None:
+                from ops_core.grpc_api.server import serve_app  # only a process that serves gRPC loads grpc
+
+                grpc_server = await serve_app(app)
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             app.state.runtime = None
             app.state.authenticator = None
             await opened.close()
