@@ -31,6 +31,7 @@ from agentkit import (
 )
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
 from agentkit.events import RunEventType
+from agentkit.mcp import McpSessions
 from agentkit.messages import AssistantMessage, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
@@ -78,6 +79,8 @@ class ExecutionContext:
     # None: this process keeps no worker metrics (its pool serves none) / traces nothing (OTEL_* unset).
     metrics: WorkerMetrics | None = None
     tracing: TaskTracing | None = None
+    # The process's MCP connections, one per server, shared by its runs; None: each run opens its own.
+    mcp: McpSessions | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -183,7 +186,9 @@ class Execution:
     async def _run(self) -> None:
         task = self._task
         try:
-            agent = Agent(self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model))
+            agent = Agent(
+                self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model), mcp=self._ctx.mcp
+            )
         except UserError as exc:
             await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
             return
