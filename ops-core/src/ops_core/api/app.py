@@ -22,6 +22,7 @@ from ops_core.api.auth import Authenticator, AuthMiddleware
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
+from ops_core.api.mcp import install_mcp
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import approvals, health, keys, stats, streams, tasks, tenants, usage, workers
 from ops_core.api.routes.ui import install_ui
@@ -52,6 +53,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp.session_manager.run(), serve(app):
+            yield
+
+    @asynccontextmanager
+    async def serve(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
             yield
             return
@@ -103,6 +109,7 @@ def create_app(
     app.include_router(workers.router)
     app.include_router(stats.router)
     install_ui(app)
+    mcp = install_mcp(app, settings)
     return app
 
 
