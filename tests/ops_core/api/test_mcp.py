@@ -85,7 +85,7 @@ async def call(client: Client, tool: str, **arguments: Any) -> Any:
 
 async def test_without_a_valid_key_the_server_refuses_before_any_tool(served: tuple[str, Runtime]) -> None:
     url, runtime = served
-    initialize = {
+    submit = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
@@ -100,7 +100,7 @@ async def test_without_a_valid_key_the_server_refuses_before_any_tool(served: tu
             {"Authorization": f"Bearer {bad}"} if bad else {}
         )
         async with httpx.AsyncClient() as http:
-            answer = await http.post(url, json=initialize, headers=headers)
+            answer = await http.post(url, json=submit, headers=headers)
         assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthenticated"
     assert (await runtime.store.list(tenant=EVERY_TENANT, status=None, agent=None, limit=10, cursor=None)).items == []
 
