@@ -157,3 +157,35 @@ async def test_scopes_validation_and_errors_read_as_rest_words_them(served: tupl
         assert unknown["error"].startswith("unknown_agent: unknown agent 'nobody'")
         too_high = await call(writer, "submit_task", goal="hello", priority=99)
         assert too_high["error"].startswith("invalid_request: priority")
+
+
+async def test_edited_arguments_of_an_mcp_tool_are_left_to_the_worker_to_check(served: tuple[str, Runtime]) -> None:
+    """The API process does not connect to an agent's MCP servers; the resumed run validates edits."""
+    from datetime import timedelta
+
+    from ops_core.db.approvals import NewApproval
+    from ops_core.db.models import NewTask
+    from ops_core.db.rules import utcnow
+
+    _, runtime = served
+    new = NewTask(
+        tenant="acme", agent="clock", goal="time?", model="offline:default", max_retries=1, timeout_seconds=60
+    )
+    task, _ = await runtime.store.create(new)
+    claim = await runtime.store.claim(task.id, "w-test")
+    assert claim is not None
+    asked = NewApproval(
+        step=1,
+        call_id="c1",
+        tool="time_get_current_time",
+        arguments={"timezone": "UTC"},
+        reason="tool 'time_get_current_time' requires approval",
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    assert await runtime.approvals.suspend(
+        task.id, claim.attempt, checkpoint={}, approvals=[asked], input_tokens=0, output_tokens=0
+    )
+    decided = await runtime.approval_service.decide(
+        task.id, "c1", tenant="acme", approve=True, decided_by="k1", arguments={"timezone": "Asia/Tokyo"}
+    )
+    assert decided.approval.edited_arguments == {"timezone": "Asia/Tokyo"}
