@@ -53,7 +53,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with mcp.session_manager.run(), serve(app):
+        async with mcp.running(), serve(app):
             yield
 
     @asynccontextmanager
