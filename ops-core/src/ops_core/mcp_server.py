@@ -16,6 +16,7 @@ the key in ``OPSCORE_API_KEY``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -51,7 +52,7 @@ INSTRUCTIONS = (
 
 def build_mcp_server(runtime: Callable[[], Runtime], caller_of: CallerOf) -> MCPServer:
     """The MCP server over ``runtime()``'s services; ``caller_of`` authenticates each call."""
-    server: MCPServer = MCPServer("ops-core", instructions=INSTRUCTIONS)
+    server = _without_logging_setup(lambda: MCPServer("ops-core", instructions=INSTRUCTIONS))
 
     async def allowed(ctx: Context[Any, Any], scope: Scope) -> Caller:
         caller = await caller_of(ctx)
@@ -168,6 +169,20 @@ def build_mcp_server(runtime: Callable[[], Runtime], caller_of: CallerOf) -> MCP
         return _dump(TaskEventsPublic(items=[TaskEventPublic.model_validate(e) for e in events]))
 
     return server
+
+
+def _without_logging_setup(build: Callable[[], MCPServer]) -> MCPServer:
+    """``MCPServer()`` calls ``logging.basicConfig`` with a rich handler: keep the process's own log setup.
+
+    ``basicConfig`` does nothing while the root logger has a handler, so one is there for the call.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        return build()
+    finally:
+        root.removeHandler(guard)
 
 
 async def _service(call: Awaitable[T]) -> T:
