@@ -163,12 +163,11 @@ class Agent:
             hooks=hooks or RunHooks(),
             long_term_memory=long_term_memory,
             run_id=rid,
-            tools=self._tools_for_run(servers, mcp or self.mcp),
+            tools=self._tools_for_run(servers, mcp or self.mcp) if servers else None,
         ).execute(resume)
 
     async def _tools_for_run(self, servers: Sequence[McpServer], mcp: McpSessions | None) -> Toolset:
-        if not servers or mcp is None:
-            return self.toolset
+        assert mcp is not None  # run() opened sessions of its own when it was given none
         return Toolset(self.toolset, await mcp.toolset(servers))
 
     def run_sync(

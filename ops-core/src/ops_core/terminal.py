@@ -125,7 +125,7 @@ def agents_table(items: Iterable[JsonObject]) -> Table:
         table.add_row(
             Text(str(agent["name"]), style="bold"),
             Text(str(agent.get("model") or "")),
-            Text(", ".join(agent.get("tools") or [])),
+            Text(", ".join([*(agent.get("tools") or []), *(f"mcp:{s}" for s in agent.get("mcp_servers") or [])])),
             Text(str(agent.get("description") or "")),
         )
     return table
