@@ -291,6 +291,8 @@ class McpConnection:
         self._generation = 0
         self._tools: list[McpTool] | None = None
         self._closed = False
+        # Holders of connections that ended by themselves, still closing theirs; awaited by aclose.
+        self._retired: set[asyncio.Task[None]] = set()
         self.connects = 0
         """How many times a connection was opened (the first one and every reconnect)."""
 
@@ -383,6 +385,8 @@ class McpConnection:
         from mcp import Client
 
         lost = asyncio.Event()
+        me = asyncio.current_task()
+        assert me is not None
         try:
             async with Client(_watched(transport, lost), cache=None) as client:
                 ready.set_result(client)
@@ -392,16 +396,19 @@ class McpConnection:
                 finally:
                     for waiter in ending:
                         waiter.cancel()
-                if lost.is_set() and self._holder is asyncio.current_task():
+                if lost.is_set() and self._holder is me:
                     # The server went away between calls (a stdio process died): forget this
                     # connection now, so the next call opens a new one instead of failing.
                     log.warning("MCP server %s: connection lost; the next call reconnects", self.server.name)
                     self._client = self._stop = self._holder = None
+                    self._retired.add(me)
         except Exception as exc:
             if not ready.done():
                 ready.set_exception(exc)
             else:
                 log.debug("MCP server %s: closing raised %s", self.server.name, _leaf(exc))
+        finally:
+            self._retired.discard(me)
 
     def _transport(self) -> Any:
         from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -459,6 +466,8 @@ class McpConnection:
         async with self._lock:
             self._closed = True
             await self._shut()
+        if self._retired:
+            await asyncio.wait(list(self._retired), timeout=CLOSE_TIMEOUT)
 
 
 class McpSessions:
