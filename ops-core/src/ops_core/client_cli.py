@@ -98,6 +98,16 @@ def add_client_commands(
         concurrency_limit: Annotated[
             int | None, typer.Option(min=1, max=10_000, help="Tasks with --concurrency-key run at once (default 1).")
         ] = None,
+        callback_url: Annotated[
+            str | None, typer.Option(help="POST the task's final record here, signed, when it ends (a webhook).")
+        ] = None,
+        delay: Annotated[
+            float | None, typer.Option(min=0, help="Start no earlier than this many seconds from now.")
+        ] = None,
+        at: Annotated[
+            str | None,
+            typer.Option(help="Start no earlier than this ISO 8601 time with a UTC offset (2030-01-01T09:00+01:00)."),
+        ] = None,
         wait: Annotated[
             bool,
             typer.Option(
@@ -137,6 +147,9 @@ def add_client_commands(
                 schedule_to_start_seconds=schedule_to_start_seconds,
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
+                callback_url=callback_url,
+                delay_seconds=delay,
+                run_at=at,
             )
         )
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout

@@ -9,16 +9,20 @@
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
-    │   └── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ScheduleNotFound      also another tenant's schedule
+    │   └── WorkflowNotFound      also another tenant's workflow
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
-    │   └── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
+    │   ├── WorkflowFinished      the workflow ended; it cannot be cancelled
     │   └── IdempotencyConflict   an idempotency key reused with a different request
     ├── PayloadTooLarge           413
     ├── TooManyRequests           429  with Retry-After
@@ -77,6 +81,14 @@ class ApprovalNotFound(NotFound):
     code = "approval_not_found"
 
 
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
+
+
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
@@ -98,6 +110,10 @@ class InvalidData(InvalidRequest):
     code = "invalid_data"
 
 
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
+
+
 class Conflict(OpsCoreError):
     status_code = 409
     code = "conflict"
@@ -113,6 +129,10 @@ class NotWaiting(Conflict):
 
 class RetryLimitReached(Conflict):
     code = "retry_limit_reached"
+
+
+class WorkflowFinished(Conflict):
+    code = "workflow_finished"
 
 
 class IdempotencyConflict(Conflict):

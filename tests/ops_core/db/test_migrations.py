@@ -29,6 +29,12 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "webhook_secrets",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "schedules",
+    "workflows",
+    "workflow_steps",
     "alembic_version",
 }
 

@@ -24,7 +24,20 @@ from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.mcp import install_mcp
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, health, keys, stats, streams, tasks, tenants, usage, workers
+from ops_core.api.routes import (
+    approvals,
+    health,
+    keys,
+    schedules,
+    stats,
+    streams,
+    tasks,
+    tenants,
+    usage,
+    webhooks,
+    workers,
+    workflows,
+)
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
 from ops_core.live import LiveBus
@@ -102,12 +115,15 @@ def create_app(
     app.include_router(metrics_router())
     app.include_router(tasks.router)
     app.include_router(approvals.router)
+    app.include_router(schedules.router)
     app.include_router(streams.router)
     app.include_router(usage.router)
     app.include_router(keys.router)
     app.include_router(tenants.router)
     app.include_router(workers.router)
     app.include_router(stats.router)
+    app.include_router(webhooks.router)
+    app.include_router(workflows.router)
     install_ui(app)
     mcp = install_mcp(app, settings)
     return app

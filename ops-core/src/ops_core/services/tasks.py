@@ -11,14 +11,16 @@ do, instead of silently answering with a task the client did not ask for.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agentkit.errors import UnknownProviderError
 from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
-from ops_core import tracing
+from ops_core import callback_urls, tracing
 from ops_core.config import Settings, matches_any
+from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
@@ -54,6 +56,7 @@ class TaskService:
                     f"agent {name!r} runs on {agent_model!r}, which OPSCORE_ALLOWED_MODELS does not allow"
                 )
         self.publish_marks = PublishMarks(store.mark_published)
+        self._allowed_callback_hosts = callback_urls.allowed_hosts(settings.webhook_allowed_hosts)
 
     async def close(self) -> None:
         """Write the publish marks still buffered; call before the engine is disposed."""
@@ -74,15 +77,57 @@ class TaskService:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task and publish it. Returns ``(task, created)``.
 
         The row is committed before the message is sent, so a failed publish
         leaves a pending, unpublished task that the relay publishes later:
-        an accepted task is never lost.
+        an accepted task is never lost. A task with ``run_after`` in the future
+        is only stored: the relay publishes it once due.
         """
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
+        resolved_model = self.resolve_model(agent, model)
+        if callback_url is not None:
+            # Before the quota takes a token: a refused URL costs the tenant nothing.
+            await self.check_callback_url(callback_url)
+        self.check_tenant_model(await self.admit(tenant), tenant, resolved_model)
+        new = self.new_task(
+            tenant=tenant,
+            agent=agent,
+            goal=goal,
+            input=input,
+            model=resolved_model,
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+            timeout_seconds=timeout_seconds,
+            priority=priority,
+            schedule_to_start_seconds=schedule_to_start_seconds,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+            callback_url=callback_url,
+            run_after=run_after,
+        )
+        task, created = await self._store.create(new)
+        if created:
+            # A delayed task stays in the database until due; the relay publishes it then.
+            if task.run_after is None:
+                await self.publish(task)
+            if submission is not None:
+                submission.end(task.id)
+        else:
+            _check_same_request(task, new)
+        return task, created
+
+    async def check_callback_url(self, url: str) -> None:
+        """422 unless ``url`` may receive webhooks (see :mod:`ops_core.callback_urls`)."""
+        await callback_urls.check(url, self._allowed_callback_hosts)
+
+    def resolve_model(self, agent: str, model: str | None) -> str:
+        """The model a task of ``agent`` runs on (asked for, else the agent's, else the server's), checked
+        against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
         if agent not in self._registry:
             known = ", ".join(sorted(self._registry.names()))
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
@@ -93,15 +138,43 @@ class TaskService:
             raise InvalidModel(str(exc)) from None
         if not allowed:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
-        quotas = await self._quotas.admit_submission(tenant)
-        if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
-            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
-        new = NewTask(
+        return resolved_model
+
+    async def admit(self, tenant: str) -> Quotas:
+        """Count one submission against the tenant's rate; the tenant's quotas."""
+        return await self._quotas.admit_submission(tenant)
+
+    @staticmethod
+    def check_tenant_model(quotas: Quotas, tenant: str, model: str) -> None:
+        """ModelNotAllowed unless the tenant's own model list (if it has one) allows ``model``."""
+        if quotas.allowed_models is not None and not matches_any(model, quotas.allowed_models):
+            raise ModelNotAllowed(f"model {model!r} is not allowed for tenant {tenant!r}")
+
+    def new_task(
+        self,
+        *,
+        tenant: str,
+        agent: str,
+        goal: str,
+        model: str,
+        input: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: int | None = None,
+        priority: int = 0,
+        schedule_to_start_seconds: int | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
+    ) -> NewTask:
+        """The task a submit asks for, with the server's defaults filled in (``model`` already resolved)."""
+        return NewTask(
             tenant=tenant,
             agent=agent,
             goal=goal,
             input=input or {},
-            model=resolved_model,
+            model=model,
             idempotency_key=idempotency_key,
             max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
             timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
@@ -110,15 +183,9 @@ class TaskService:
             concurrency_key=concurrency_key,
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            callback_url=callback_url,
+            run_after=run_after,
         )
-        task, created = await self._store.create(new)
-        if created:
-            await self.publish(task)
-            if submission is not None:
-                submission.end(task.id)
-        else:
-            _check_same_request(task, new)
-        return task, created
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)
@@ -160,6 +227,7 @@ _REQUEST_FIELDS = (
     "priority",
     "concurrency_key",
     "concurrency_limit",
+    "callback_url",
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -52,6 +53,7 @@ from ops_core.worker.recorder import EventRecorder, jsonable
 from ops_core.worker.telemetry import RunTelemetry
 
 if TYPE_CHECKING:
+    from ops_core.services.workflows import WorkflowService
     from ops_core.task_traces import TaskTracing
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ class ExecutionContext:
     tracing: TaskTracing | None = None
     # The process's MCP connections, one per server, shared by its runs; None: each run opens its own.
     mcp: McpSessions | None = None
+    # None: a workflow step's end waits for the sweep to advance its workflow (tests of the executor alone).
+    workflows: WorkflowService | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -159,6 +163,19 @@ class Execution:
         finally:
             if telemetry is not None:
                 telemetry.closed(interrupted)
+        if self._task.workflow_id is not None:
+            await self._advance_workflow(self._task.workflow_id)
+
+    async def _advance_workflow(self, workflow_id: UUID) -> None:
+        """A step ended (or went back to pending): start what it unblocks now, not at the next sweep."""
+        workflows = self._ctx.workflows
+        if workflows is None:
+            return
+        try:
+            await workflows.advance(workflow_id)
+        except Exception as exc:
+            # The sweep finds the step's ended task and advances the workflow then.
+            log.warning("task %s: could not advance workflow %s (%s)", self._task.id, workflow_id, exc)
 
     def _log_end(self, status: str, used: Usage, detail: str = "", *, outcome: str = "", **more: Any) -> None:
         """The run's last line; ``status`` is the task's status after it, ``outcome`` words it if that is not enough."""

@@ -113,6 +113,7 @@ class WorkerProcess:
             metrics=self._metrics,
             tracing=tracing.active(),
             mcp=self._mcp_sessions(),
+            workflows=runtime.workflows,
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()
