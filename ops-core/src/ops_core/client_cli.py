@@ -318,6 +318,8 @@ def add_client_commands(
                 "description": (definition.instructions.strip().splitlines() or [""])[0],
                 "model": definition.model or loaded.default_model,
                 "tools": definition.toolset().names(),
+                # Their tools are listed by the server when a worker connects; named here by server.
+                "mcp_servers": [server.name for server in definition.mcp_servers],
             }
             for definition in sorted(registry, key=lambda d: d.name)
         ]

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Provider rate limits every worker shares, e.g. 'openai:gpt-4o-mini rpm=500 tpm=200000;"
         " anthropic rpm=50' (or the same as JSON); unset: none.",
     )
+    mcp_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON object {"NAME": "value"}: what ${NAME} in an agent\'s MCP server config reads before the '
+        "process environment (credentials for MCP servers; never from task input).",
+    )
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

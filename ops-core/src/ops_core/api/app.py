@@ -22,6 +22,7 @@ from ops_core.api.auth import Authenticator, AuthMiddleware
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
+from ops_core.api.mcp import install_mcp
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import (
     agents,
@@ -66,6 +67,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp.running(), serve(app):
+            yield
+
+    @asynccontextmanager
+    async def serve(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
             yield
             return
@@ -128,6 +134,7 @@ def create_app(
     app.include_router(workflows.router)
     app.include_router(agents.router)
     install_ui(app)
+    mcp = install_mcp(app, settings)
     return app
 
 

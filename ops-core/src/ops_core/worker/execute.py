@@ -32,6 +32,7 @@ from agentkit import (
 )
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
 from agentkit.events import RunEventType
+from agentkit.mcp import McpSessions
 from agentkit.messages import AssistantMessage, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
@@ -81,6 +82,8 @@ class ExecutionContext:
     # None: this process keeps no worker metrics (its pool serves none) / traces nothing (OTEL_* unset).
     metrics: WorkerMetrics | None = None
     tracing: TaskTracing | None = None
+    # The process's MCP connections, one per server, shared by its runs; None: each run opens its own.
+    mcp: McpSessions | None = None
     # None: a workflow step's end waits for the sweep to advance its workflow (tests of the executor alone).
     workflows: WorkflowService | None = None
     # None: only local agents run here (tests of the executor alone).
@@ -206,7 +209,9 @@ class Execution:
             await self._run_remote(self._ctx.remote)
             return
         try:
-            agent = Agent(self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model))
+            agent = Agent(
+                self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model), mcp=self._ctx.mcp
+            )
         except UserError as exc:
             await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
             return
