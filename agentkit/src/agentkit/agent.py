@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agentkit.hooks import RunHooks
 from agentkit.errors import UserError
+from agentkit.hooks import RunHooks
 from agentkit.memory import ConversationWindow, LongTermMemory
 from agentkit.messages import AssistantMessage, Message, UserMessage
 from agentkit.models.base import Model, ModelSettings

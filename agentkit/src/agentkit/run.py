@@ -49,6 +49,7 @@ from agentkit.messages import (
     ToolResultMessage,
     Usage,
     UserMessage,
+    goal_text,
 )
 from agentkit.models.base import ModelRequest, ModelResponse
 from agentkit.models.ratelimit import RateLimitWait, report_waits
@@ -227,9 +228,7 @@ class AgentRun:
             if records:
                 lines = "\n".join(f"- {r.text}" for r in records)
                 system_parts.append(f"Relevant memories from earlier runs:\n{lines}")
-        goal = self.goal
-        if self.input:
-            goal += "\n\nInput (JSON):\n" + json.dumps(self.input, indent=2, sort_keys=True, default=str)
+        goal = goal_text(self.goal, self.input)
         system = "\n\n".join(part for part in system_parts if part)
         messages: list[Message] = [SystemMessage(content=system)] if system else []
         messages.extend(self.history)

@@ -43,6 +43,13 @@ class EventType(StrEnum):
     RATE_LIMIT_WAIT = "rate_limit_wait"
 
 
+class SessionStatus(StrEnum):
+    """Whether a session takes new tasks."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class ApprovalStatus(StrEnum):
     """Where a tool call that needs a person's approval stands."""
 

@@ -9,7 +9,8 @@
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
-    │   └── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ApprovalNotFound      no call with that id waits on the task
+    │   └── SessionNotFound       also another tenant's session
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
@@ -19,7 +20,9 @@
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
-    │   └── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── SessionClosed         a task for a session that was closed
+    │   └── SessionMoved          a hand retry of a session's turn after a later turn was submitted
     ├── PayloadTooLarge           413
     ├── TooManyRequests           429  with Retry-After
     │   ├── RateLimited           the tenant's submissions per second
@@ -77,6 +80,10 @@ class ApprovalNotFound(NotFound):
     code = "approval_not_found"
 
 
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
@@ -117,6 +124,14 @@ class RetryLimitReached(Conflict):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class SessionClosed(Conflict):
+    code = "session_closed"
+
+
+class SessionMoved(Conflict):
+    code = "session_moved_on"
 
 
 class PayloadTooLarge(OpsCoreError):

@@ -29,6 +29,7 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "sessions",
     "alembic_version",
 }
 

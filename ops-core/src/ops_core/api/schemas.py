@@ -92,6 +92,11 @@ class TaskCreate(BaseModel):
         le=MAX_CONCURRENCY_LIMIT,
         description="How many tasks with concurrency_key may run at once (default 1); needs concurrency_key.",
     )
+    session_id: UUID | None = Field(
+        default=None,
+        description="Continue this session's conversation: the agent sees its earlier completed turns, and the"
+        " session's tasks run one at a time in submission order. The task takes the session's agent.",
+    )
 
     @field_validator("goal")
     @classmethod
@@ -147,6 +152,7 @@ class TaskSummary(BaseModel):
     schedule_to_start_seconds: int | None
     concurrency_key: str | None = Field(description="At most concurrency_limit tasks with this key run at once.")
     concurrency_limit: int | None
+    session_id: UUID | None = Field(default=None, description="The session this task is a turn of.")
     worker_id: str | None
     created_at: datetime
     started_at: datetime | None
@@ -196,8 +202,10 @@ def _summary_fields(task: Task) -> dict[str, Any]:
         "idempotency_key": task.idempotency_key,
         "timeout_seconds": task.timeout_seconds,
         "schedule_to_start_seconds": task.schedule_to_start_seconds,
-        "concurrency_key": task.concurrency_key,
-        "concurrency_limit": task.concurrency_limit,
+        # A session's internal key is the session's business, not the client's.
+        "concurrency_key": task.concurrency_key if task.session_id is None else None,
+        "concurrency_limit": task.concurrency_limit if task.session_id is None else None,
+        "session_id": task.session_id,
         "worker_id": task.worker_id,
         "created_at": task.created_at,
         "started_at": task.started_at,

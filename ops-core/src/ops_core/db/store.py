@@ -111,6 +111,7 @@ class TaskStore(abc.ABC):
             idempotency_key=new.idempotency_key,
             concurrency_key=new.concurrency_key,
             concurrency_limit=new.concurrency_limit,
+            session_id=new.session_id,
             last_event_seq=1,
             created_at=now,
             updated_at=now,

@@ -20,13 +20,16 @@ from agentkit.registry import AgentRegistry
 from ops_core import tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask, Task
+from ops_core.db.sessions import SessionStore, session_key
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
     BrokerUnavailable,
     ConfigError,
     IdempotencyConflict,
     InvalidModel,
+    InvalidRequest,
     ModelNotAllowed,
+    SessionMoved,
     UnknownAgent,
 )
 from ops_core.lifecycle import TaskStatus
@@ -54,6 +57,7 @@ class TaskService:
                     f"agent {name!r} runs on {agent_model!r}, which OPSCORE_ALLOWED_MODELS does not allow"
                 )
         self.publish_marks = PublishMarks(store.mark_published)
+        self._sessions = SessionStore(store.engine)
 
     async def close(self) -> None:
         """Write the publish marks still buffered; call before the engine is disposed."""
@@ -64,7 +68,7 @@ class TaskService:
         *,
         tenant: str,
         goal: str,
-        agent: str = "default",
+        agent: str | None = None,
         input: dict[str, Any] | None = None,
         model: str | None = None,
         idempotency_key: str | None = None,
@@ -74,13 +78,20 @@ class TaskService:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        session_id: UUID | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task and publish it. Returns ``(task, created)``.
 
         The row is committed before the message is sent, so a failed publish
         leaves a pending, unpublished task that the relay publishes later:
-        an accepted task is never lost.
+        an accepted task is never lost. ``agent`` None: the session's agent,
+        or ``default``. A task of a session takes the session's key (db/sessions.py).
         """
+        if session_id is not None:
+            agent, concurrency_key, concurrency_limit = await self._joining(
+                session_id, tenant=tenant, agent=agent, concurrency_key=concurrency_key
+            )
+        agent = agent or "default"
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
         if agent not in self._registry:
@@ -110,6 +121,7 @@ class TaskService:
             concurrency_key=concurrency_key,
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            session_id=session_id,
         )
         task, created = await self._store.create(new)
         if created:
@@ -120,10 +132,34 @@ class TaskService:
             _check_same_request(task, new)
         return task, created
 
+    async def _joining(
+        self, session_id: UUID, *, tenant: str, agent: str | None, concurrency_key: str | None
+    ) -> tuple[str, str, int]:
+        """The agent, key and limit of a task joining the session; refused if the session is closed
+        or the task names another agent or a key of its own."""
+        session = await self._sessions.open_session(session_id, tenant=tenant)
+        if agent is not None and agent != session.agent:
+            raise InvalidRequest(
+                f"session {session_id} talks to agent {session.agent!r}, not {agent!r}; omit agent to use the session's"
+            )
+        if concurrency_key is not None:
+            raise InvalidRequest(
+                "a session's tasks already run one at a time in submission order; concurrency_key cannot be"
+                " combined with session_id"
+            )
+        return session.agent, session_key(session_id), 1
+
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)
 
     async def retry(self, task_id: UUID, *, tenant: TenantScope) -> Task:
+        current = await self._store.get(task_id, tenant=tenant)
+        if current.session_id is not None and await self._sessions.has_later_task(current):
+            # Its turn would land before answers that were given without it: the conversation moved on.
+            raise SessionMoved(
+                f"task {task_id} is a turn of session {current.session_id}, which has later tasks;"
+                " submit the goal again as a new turn instead"
+            )
         task = await self._store.retry(task_id, tenant=tenant)
         traced = tracing.active()
         if traced is not None:
@@ -160,6 +196,7 @@ _REQUEST_FIELDS = (
     "priority",
     "concurrency_key",
     "concurrency_limit",
+    "session_id",
 )
 
 
