@@ -9,6 +9,7 @@ from whichever worker ran turn 1 to whichever runs turn 3.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ async def test_three_turn_sessions_answer_from_their_first_turn_one_turn_at_a_ti
         events = await asyncio.gather(*(stack.events(i) for i in session_turns))
         spans = [running_spans(e) for e in events]
         # One at a time, in submission order: each turn started after the one before it finished.
-        for earlier, later in zip(spans, spans[1:], strict=False):
+        for earlier, later in itertools.pairwise(spans):
             assert earlier[-1][1] <= later[0][0], (session["id"], spans)
         spans_of[session["id"]] = [s for turn_spans in spans for s in turn_spans]
 
