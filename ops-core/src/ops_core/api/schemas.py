@@ -98,6 +98,16 @@ class TaskCreate(BaseModel):
         " session's tasks run one at a time in submission order. The task takes the session's agent.",
     )
 
+    @field_validator(
+        "max_retries", "timeout_seconds", "priority", "schedule_to_start_seconds", "concurrency_limit", mode="before"
+    )
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON's true is no number; pydantic's lax mode would take it for 1.
+        if isinstance(value, bool):
+            raise ValueError("must be an integer, not true or false")
+        return value
+
     @field_validator("goal")
     @classmethod
     def _goal_has_text(cls, value: str) -> str:
