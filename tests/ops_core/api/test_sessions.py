@@ -182,3 +182,8 @@ async def test_a_repeated_submission_with_an_idempotency_key_returns_the_same_tu
     other_session = await new_session(client)
     moved = await submit(client, session_id=other_session["id"], idempotency_key="turn-1")
     assert moved.status_code == 409 and "session_id" in moved.json()["error"]["message"]
+    # A repeat that arrives after the session was closed still answers with the first task.
+    await client.post(f"/v1/sessions/{session['id']}/close")
+    late = await submit(client, **body)
+    assert late.status_code == 200 and late.json()["id"] == first.json()["id"]
+    assert (await submit(client, session_id=session["id"], idempotency_key="turn-2")).status_code == 409

@@ -144,12 +144,22 @@ class SessionStore:
             raise _not_found(session_id)
         return Session.from_row(row)
 
-    async def open_session(self, session_id: uuid.UUID, *, tenant: TenantScope) -> Session:
-        """The session a new task joins: :class:`SessionClosed` once it is closed."""
+    async def open_session(
+        self, session_id: uuid.UUID, *, tenant: TenantScope, idempotency_key: str | None = None
+    ) -> Session:
+        """The session a new task joins: :class:`SessionClosed` once it is closed, unless the task
+        repeats (by ``idempotency_key``) one it took while open: that answers with the first task."""
         session = await self.get(session_id, tenant=tenant)
-        if session.status is not SessionStatus.OPEN:
+        if session.status is not SessionStatus.OPEN and not (
+            idempotency_key is not None and await self._has_turn(session_id, idempotency_key)
+        ):
             raise SessionClosed(f"session {session_id} is closed; it takes no new tasks (start a new session)")
         return session
+
+    async def _has_turn(self, session_id: uuid.UUID, idempotency_key: str) -> bool:
+        query = select(TASKS.c.id).where(TASKS.c.session_id == session_id, TASKS.c.idempotency_key == idempotency_key)
+        async with read_only(self.engine) as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
 
     async def list(
         self,

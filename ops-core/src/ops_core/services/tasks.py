@@ -89,7 +89,7 @@ class TaskService:
         """
         if session_id is not None:
             agent, concurrency_key, concurrency_limit = await self._joining(
-                session_id, tenant=tenant, agent=agent, concurrency_key=concurrency_key
+                session_id, tenant=tenant, agent=agent, concurrency_key=concurrency_key, idempotency_key=idempotency_key
             )
         agent = agent or "default"
         traced = tracing.active()
@@ -133,11 +133,17 @@ class TaskService:
         return task, created
 
     async def _joining(
-        self, session_id: UUID, *, tenant: str, agent: str | None, concurrency_key: str | None
+        self,
+        session_id: UUID,
+        *,
+        tenant: str,
+        agent: str | None,
+        concurrency_key: str | None,
+        idempotency_key: str | None,
     ) -> tuple[str, str, int]:
         """The agent, key and limit of a task joining the session; refused if the session is closed
         or the task names another agent or a key of its own."""
-        session = await self._sessions.open_session(session_id, tenant=tenant)
+        session = await self._sessions.open_session(session_id, tenant=tenant, idempotency_key=idempotency_key)
         if agent is not None and agent != session.agent:
             raise InvalidRequest(
                 f"session {session_id} talks to agent {session.agent!r}, not {agent!r}; omit agent to use the session's"
