@@ -102,6 +102,16 @@ def add_client_commands(
             str | None,
             typer.Option(help="A session's id: the task is its next turn, and sees the earlier ones."),
         ] = None,
+        callback_url: Annotated[
+            str | None, typer.Option(help="POST the task's final record here, signed, when it ends (a webhook).")
+        ] = None,
+        delay: Annotated[
+            float | None, typer.Option(min=0, help="Start no earlier than this many seconds from now.")
+        ] = None,
+        at: Annotated[
+            str | None,
+            typer.Option(help="Start no earlier than this ISO 8601 time with a UTC offset (2030-01-01T09:00+01:00)."),
+        ] = None,
         wait: Annotated[
             bool,
             typer.Option(
@@ -142,6 +152,9 @@ def add_client_commands(
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
                 session_id=session,
+                callback_url=callback_url,
+                delay_seconds=delay,
+                run_at=at,
             )
         )
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout

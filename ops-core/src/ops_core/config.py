@@ -126,7 +126,43 @@ class Settings(BaseSettings):
         default=30.0, le=3600, description="A stream whose client reads nothing for this long is closed."
     )
     shutdown_grace_seconds: Seconds = 30.0
-    relay_interval_seconds: Seconds = 2.0
+    relay_interval_seconds: Seconds = Field(
+        default=2.0,
+        description="How often each worker publishes what is due: unsent tasks, retries after their backoff,"
+        " delayed tasks at their run_at.",
+    )
+    schedule_interval_seconds: Seconds = Field(
+        default=1.0, le=60, description="How often each worker fires the cron schedules that are due."
+    )
+    schedule_misfire_grace_seconds: Seconds = Field(
+        default=60.0,
+        le=86_400,
+        description="A schedule's tick seen this late still fires; older ones were missed (downtime) and follow"
+        " the schedule's catch_up policy.",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names or IP addresses a callback_url may reach although they are"
+        " loopback, private or link-local (e.g. '127.0.0.1,localhost'); empty: only public addresses.",
+    )
+    webhook_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a failing webhook delivery is retried before it is given up.",
+    )
+    webhook_backoff_seconds: Seconds = Field(
+        default=10.0, le=86_400, description="Wait before a webhook delivery's first retry; doubles each retry."
+    )
+    webhook_backoff_max_seconds: Seconds = Field(
+        default=3600.0, le=86_400, description="Longest wait between two retries of a webhook delivery."
+    )
+    webhook_timeout_seconds: Seconds = Field(
+        default=10.0, le=300, description="A receiver must answer a webhook POST within this; else the attempt failed."
+    )
+    webhook_poll_seconds: Seconds = Field(
+        default=1.0, le=3600, description="How often each worker process looks for webhooks to send."
+    )
     republish_after_seconds: Seconds = Field(
         default=300.0, description="A pending task published this long ago and never claimed is published again."
     )

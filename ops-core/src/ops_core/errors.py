@@ -10,12 +10,14 @@
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
     │   ├── ApprovalNotFound      no call with that id waits on the task
-    │   └── SessionNotFound       also another tenant's session
+    │   ├── SessionNotFound       also another tenant's session
+    │   └── ScheduleNotFound      also another tenant's schedule
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
-    │   └── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
@@ -84,6 +86,10 @@ class SessionNotFound(NotFound):
     code = "session_not_found"
 
 
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
@@ -103,6 +109,10 @@ class ModelNotAllowed(InvalidModel):
 
 class InvalidData(InvalidRequest):
     code = "invalid_data"
+
+
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
 
 
 class Conflict(OpsCoreError):

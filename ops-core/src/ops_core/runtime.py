@@ -18,13 +18,16 @@ from ops_core.db.access import AccessStore
 from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
+from ops_core.db.schedules import ScheduleStore
 from ops_core.db.store import TaskStore
+from ops_core.db.webhooks import WebhookStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBus, open_bus
 from ops_core.queue.broker import setup_broker
 from ops_core.queue.publisher import Publisher
 from ops_core.quotas import QuotaCache
 from ops_core.services.approvals import ApprovalService
+from ops_core.services.schedules import ScheduleService
 from ops_core.services.tasks import TaskService
 
 
@@ -42,6 +45,8 @@ class Runtime:
     approvals: ApprovalStore
     approval_service: ApprovalService
     live: LiveBus
+    webhooks: WebhookStore
+    schedules: ScheduleService
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
@@ -69,6 +74,8 @@ class Runtime:
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
+            webhooks=WebhookStore.from_settings(engine, settings),
+            schedules=ScheduleService(ScheduleStore(engine), tasks, quotas),
         )
 
     async def close(self) -> None:

@@ -30,6 +30,10 @@ TABLES = {
     "approvals",
     "rate_limits",
     "sessions",
+    "webhook_secrets",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "schedules",
     "alembic_version",
 }
 

@@ -23,7 +23,20 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, health, keys, sessions, stats, streams, tasks, tenants, usage, workers
+from ops_core.api.routes import (
+    approvals,
+    health,
+    keys,
+    schedules,
+    sessions,
+    stats,
+    streams,
+    tasks,
+    tenants,
+    usage,
+    webhooks,
+    workers,
+)
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
 from ops_core.live import LiveBus
@@ -97,12 +110,14 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(approvals.router)
     app.include_router(sessions.router)
+    app.include_router(schedules.router)
     app.include_router(streams.router)
     app.include_router(usage.router)
     app.include_router(keys.router)
     app.include_router(tenants.router)
     app.include_router(workers.router)
     app.include_router(stats.router)
+    app.include_router(webhooks.router)
     install_ui(app)
     return app
 

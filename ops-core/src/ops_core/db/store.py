@@ -88,34 +88,7 @@ class TaskStore(abc.ABC):
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
         """Insert a pending task; with a known idempotency key return the existing task instead."""
-        now = utcnow()
-        deadline = None
-        if new.schedule_to_start_seconds is not None:
-            try:
-                deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
-            except OverflowError:
-                raise InvalidRequest("schedule_to_start_seconds is too large") from None
-        task = Task(
-            id=uuid.uuid4(),
-            tenant=new.tenant,
-            agent=new.agent,
-            goal=new.goal,
-            input=new.input,
-            model=new.model,
-            status=PENDING,
-            max_retries=new.max_retries,
-            timeout_seconds=new.timeout_seconds,
-            schedule_to_start_seconds=new.schedule_to_start_seconds,
-            start_deadline=deadline,
-            priority=new.priority,
-            idempotency_key=new.idempotency_key,
-            concurrency_key=new.concurrency_key,
-            concurrency_limit=new.concurrency_limit,
-            session_id=new.session_id,
-            last_event_seq=1,
-            created_at=now,
-            updated_at=now,
-        )
+        task = new_task_row(new, utcnow())
         if await self._insert(task, created_event()):
             return task, True
         assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
@@ -523,6 +496,44 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
+
+
+def new_task_row(new: NewTask, now: datetime) -> Task:
+    """The row a submission inserts: pending, with its first event's seq reserved.
+
+    A delayed task (``run_after``) is not due before then, and its schedule-to-start
+    deadline counts from then.
+    """
+    start = now if new.run_after is None or new.run_after < now else new.run_after
+    deadline = None
+    if new.schedule_to_start_seconds is not None:
+        try:
+            deadline = start + timedelta(seconds=new.schedule_to_start_seconds)
+        except OverflowError:
+            raise InvalidRequest("schedule_to_start_seconds is too large") from None
+    return Task(
+        id=uuid.uuid4(),
+        tenant=new.tenant,
+        agent=new.agent,
+        goal=new.goal,
+        input=new.input,
+        model=new.model,
+        status=PENDING,
+        max_retries=new.max_retries,
+        timeout_seconds=new.timeout_seconds,
+        schedule_to_start_seconds=new.schedule_to_start_seconds,
+        start_deadline=deadline,
+        priority=new.priority,
+        idempotency_key=new.idempotency_key,
+        concurrency_key=new.concurrency_key,
+        concurrency_limit=new.concurrency_limit,
+        callback_url=new.callback_url,
+        run_after=start if start > now else None,
+        session_id=new.session_id,
+        last_event_seq=1,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def page_of(tasks: builtins.list[Task], limit: int) -> TaskPage:

@@ -11,13 +11,14 @@ do, instead of silently answering with a task the client did not ask for.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agentkit.errors import UnknownProviderError
 from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
-from ops_core import tracing
+from ops_core import callback_urls, tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask, Task
 from ops_core.db.sessions import SessionStore, session_key
@@ -58,6 +59,7 @@ class TaskService:
                 )
         self.publish_marks = PublishMarks(store.mark_published)
         self._sessions = SessionStore(store.engine)
+        self._allowed_callback_hosts = callback_urls.allowed_hosts(settings.webhook_allowed_hosts)
 
     async def close(self) -> None:
         """Write the publish marks still buffered; call before the engine is disposed."""
@@ -79,12 +81,15 @@ class TaskService:
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
         session_id: UUID | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task and publish it. Returns ``(task, created)``.
 
         The row is committed before the message is sent, so a failed publish
         leaves a pending, unpublished task that the relay publishes later:
-        an accepted task is never lost. ``agent`` None: the session's agent,
+        an accepted task is never lost. A task with ``run_after`` in the future
+        is only stored: the relay publishes it once due. ``agent`` None: the session's agent,
         or ``default``. A task of a session takes the session's key (db/sessions.py).
         """
         if session_id is not None:
@@ -94,16 +99,10 @@ class TaskService:
         agent = agent or "default"
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
-        if agent not in self._registry:
-            known = ", ".join(sorted(self._registry.names()))
-            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
-        resolved_model = model or self._registry.get(agent).model or self._settings.default_model
-        try:
-            allowed = _allowed(self._settings, resolved_model)
-        except UnknownProviderError as exc:
-            raise InvalidModel(str(exc)) from None
-        if not allowed:
-            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        resolved_model = self.resolve_model(agent, model)
+        if callback_url is not None:
+            # Before the quota takes a token: a refused URL costs the tenant nothing.
+            await self.check_callback_url(callback_url)
         quotas = await self._quotas.admit_submission(tenant)
         if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
@@ -122,10 +121,14 @@ class TaskService:
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
             session_id=session_id,
+            callback_url=callback_url,
+            run_after=run_after,
         )
         task, created = await self._store.create(new)
         if created:
-            await self.publish(task)
+            # A delayed task stays in the database until due; the relay publishes it then.
+            if task.run_after is None:
+                await self.publish(task)
             if submission is not None:
                 submission.end(task.id)
         else:
@@ -154,6 +157,24 @@ class TaskService:
                 " combined with session_id"
             )
         return session.agent, session_key(session_id), 1
+
+    async def check_callback_url(self, url: str) -> None:
+        """422 unless ``url`` may receive webhooks (see :mod:`ops_core.callback_urls`)."""
+        await callback_urls.check(url, self._allowed_callback_hosts)
+
+    def resolve_model(self, agent: str, model: str | None) -> str:
+        """The model a task of ``agent`` runs on; 422 for an unknown agent or a model this server refuses."""
+        if agent not in self._registry:
+            known = ", ".join(sorted(self._registry.names()))
+            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
+        resolved_model = model or self._registry.get(agent).model or self._settings.default_model
+        try:
+            allowed = _allowed(self._settings, resolved_model)
+        except UnknownProviderError as exc:
+            raise InvalidModel(str(exc)) from None
+        if not allowed:
+            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        return resolved_model
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)
@@ -203,6 +224,7 @@ _REQUEST_FIELDS = (
     "concurrency_key",
     "concurrency_limit",
     "session_id",
+    "callback_url",
 )
 
 

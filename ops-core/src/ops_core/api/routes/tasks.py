@@ -70,6 +70,8 @@ async def submit_task(
             concurrency_key=body.concurrency_key,
             concurrency_limit=body.concurrency_limit,
             session_id=body.session_id,
+            callback_url=body.callback_url,
+            run_after=body.not_before(),
         )
     if created:
         metrics.task_submitted(task.agent)

@@ -7,7 +7,7 @@ index reads one session's tasks in that order and names no column a claim
 changes, so claims stay HOT updates (see 0002).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0011
 Create Date: 2026-11-27 23:30:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from ops_core.db.types import JSONType, UTCDateTime
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
