@@ -86,14 +86,20 @@ class Worker:
         return await self.store.get(task_id, tenant=EVERY_TENANT)
 
 
+# A tenant of this module's own: the PostgreSQL database is shared with other modules' tests, which
+# leave tasks and quotas (max_running) of their tenants behind.
+TENANT = f"sessions-{uuid.uuid4().hex[:8]}"
+
+
 async def session_of(store: TaskStore, agent: str = "chatty") -> uuid.UUID:
-    return (await SessionStore(store.engine).create(tenant="t1", agent=agent, metadata={})).id
+    return (await SessionStore(store.engine).create(tenant=TENANT, agent=agent, metadata={})).id
 
 
 async def turn(store: TaskStore, session_id: uuid.UUID, goal: str, agent: str = "chatty", **more: Any) -> Task:
     """A task of the session, as TaskService stores it."""
     return await make_task(
         store,
+        tenant=TENANT,
         agent=agent,
         goal=goal,
         model=MODEL,
@@ -138,7 +144,7 @@ async def test_the_model_sees_the_earlier_completed_turns_and_not_a_failed_one(s
         "and again?",
     ]
     # A task outside the session sees nothing of it.
-    alone = await make_task(store, agent="chatty", goal="who am I?", model=MODEL, input={})
+    alone = await make_task(store, tenant=TENANT, agent="chatty", goal="who am I?", model=MODEL, input={})
     await worker.attempt(alone.id)
     assert said(worker.requests[-1]) == [("user", "who am I?")]
 
