@@ -187,3 +187,10 @@ async def test_a_repeated_submission_with_an_idempotency_key_returns_the_same_tu
     late = await submit(client, **body)
     assert late.status_code == 200 and late.json()["id"] == first.json()["id"]
     assert (await submit(client, session_id=session["id"], idempotency_key="turn-2")).status_code == 409
+
+
+async def test_a_schedule_cannot_submit_a_sessions_turns(client: httpx.AsyncClient) -> None:
+    session = await new_session(client)
+    template = {"goal": "good morning", "agent": "sleepy", "session_id": session["id"]}
+    response = await client.post("/v1/schedules", json={"cron": "0 9 * * *", "template": template})
+    assert response.status_code == 422 and "session_id" in response.json()["error"]["message"], response.text
