@@ -15,9 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agentkit.errors import UserError
 from agentkit.hooks import RunHooks
 from agentkit.mcp import McpServer, McpSessions
 from agentkit.memory import ConversationWindow, LongTermMemory
+from agentkit.messages import AssistantMessage, Message, UserMessage
 from agentkit.models.base import Model, ModelSettings
 from agentkit.outcome import Checkpoint, RunOutcome
 from agentkit.policy import Policy
@@ -130,17 +132,25 @@ class Agent:
         long_term_memory: LongTermMemory | None = None,
         run_id: str | None = None,
         mcp: McpSessions | None = None,
+        history: Sequence[Message] = (),
     ) -> RunOutcome:
         """Run to a final answer or a typed failure; never raises a ``RunError``.
 
+        ``history`` is earlier conversation (user and assistant messages, oldest
+        first), sent between the instructions and ``goal``; with a memory window
+        (``AgentDefinition.memory``) its oldest turns are dropped first.
+
         With ``resume``, the checkpoint's finished steps are reused as they
         are (the model is not asked again, their tools do not run again) and
-        ``goal``/``input``/``long_term_memory`` are not consulted: they are
-        already part of the checkpoint's messages. ``mcp`` overrides the
-        agent's sessions for this run.
+        ``goal``/``input``/``long_term_memory``/``history`` are not consulted:
+        they are already part of the checkpoint's messages. ``mcp`` overrides
+        the agent's sessions for this run.
         """
         from agentkit.run import AgentRun
 
+        for message in history:
+            if not isinstance(message, UserMessage | AssistantMessage):
+                raise UserError(f"history holds user and assistant messages only, not {message.role!r} messages")
         rid = run_id or (resume.run_id if resume is not None else uuid.uuid4().hex)
         servers = self.definition.mcp_servers
         if servers and mcp is None and self.mcp is None:
@@ -154,6 +164,7 @@ class Agent:
                     long_term_memory=long_term_memory,
                     run_id=rid,
                     mcp=own,
+                    history=history,
                 )
         return await AgentRun(
             agent=self,
@@ -164,6 +175,7 @@ class Agent:
             long_term_memory=long_term_memory,
             run_id=rid,
             tools=self._tools_for_run(servers, mcp or self.mcp) if servers else None,
+            history=history,
         ).execute(resume)
 
     async def _tools_for_run(self, servers: Sequence[McpServer], mcp: McpSessions | None) -> Toolset:
@@ -180,6 +192,7 @@ class Agent:
         resume: Checkpoint | None = None,
         long_term_memory: LongTermMemory | None = None,
         run_id: str | None = None,
+        history: Sequence[Message] = (),
     ) -> RunOutcome:
         """:meth:`run` for code without an event loop (fails inside a running loop)."""
         return asyncio.run(
@@ -191,5 +204,6 @@ class Agent:
                 resume=resume,
                 long_term_memory=long_term_memory,
                 run_id=run_id,
+                history=history,
             )
         )

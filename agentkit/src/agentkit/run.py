@@ -52,6 +52,7 @@ from agentkit.messages import (
     ToolResultMessage,
     Usage,
     UserMessage,
+    goal_text,
 )
 from agentkit.models.base import ModelRequest, ModelResponse
 from agentkit.models.ratelimit import RateLimitWait, report_waits
@@ -122,6 +123,7 @@ class AgentRun:
         long_term_memory: LongTermMemory | None,
         run_id: str,
         tools: Awaitable[Toolset] | None = None,
+        history: Sequence[Message] = (),
     ) -> None:
         self.agent = agent
         # The agent's own tools, plus its MCP servers' once ``tools`` is awaited at the start of the run.
@@ -135,6 +137,9 @@ class AgentRun:
         self.hooks = hooks
         self.long_term_memory = long_term_memory
         self.run_id = run_id
+        self.history = list(history)
+        # How many of ``messages`` (after the system messages) are earlier conversation, before the goal.
+        self.history_messages = 0
         self.messages: list[Message] = []
         self.steps = 0
         self.step_in_flight: int | None = None
@@ -236,16 +241,17 @@ class AgentRun:
             if records:
                 lines = "\n".join(f"- {r.text}" for r in records)
                 system_parts.append(f"Relevant memories from earlier runs:\n{lines}")
-        goal = self.goal
-        if self.input:
-            goal += "\n\nInput (JSON):\n" + json.dumps(self.input, indent=2, sort_keys=True, default=str)
+        goal = goal_text(self.goal, self.input)
         system = "\n\n".join(part for part in system_parts if part)
         messages: list[Message] = [SystemMessage(content=system)] if system else []
+        messages.extend(self.history)
+        self.history_messages = len(self.history)
         messages.append(UserMessage(content=goal))
         return messages
 
     async def _restore(self, checkpoint: Checkpoint) -> None:
         self.messages = list(checkpoint.messages)
+        self.history_messages = checkpoint.history_messages
         self.steps = checkpoint.steps_completed
         self.reused = checkpoint.usage
         self.output_retries = checkpoint.output_retries
@@ -265,7 +271,11 @@ class AgentRun:
 
     async def _call_model(self, step: int) -> ModelResponse:
         window = self.definition.memory
-        sent = await window.fit(self.messages) if window is not None else list(self.messages)
+        sent = (
+            await window.fit(self.messages, history=self.history_messages)
+            if window is not None
+            else list(self.messages)
+        )
         request = ModelRequest(messages=sent, tools=self.toolset.definitions(), settings=self.definition.model_settings)
         await self._emit(
             RunEventType.MODEL_REQUEST,
@@ -519,6 +529,7 @@ class AgentRun:
             denied_calls=self.denied_calls,
             tool_errors=self.tool_errors,
             pending_approvals=list(pending),
+            history_messages=self.history_messages,
         )
 
     # ------------------------------------------------------------ endings

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         description="How long a tool call waits for a person before it is denied as timed out,"
         " unless its agent's policy sets approval_timeout.",
     )
+    session_memory_tokens: int = Field(
+        default=16_000,
+        ge=100,
+        le=10_000_000,
+        description="The memory budget of a session's task whose agent sets no ConversationWindow: the oldest"
+        " turns are dropped to keep each model request within this many (estimated) tokens.",
+    )
     stream_poll_seconds: Seconds = Field(
         default=0.25, le=10, description="How often an API process looks for new events of the tasks it streams."
     )

@@ -30,6 +30,7 @@ from ops_core.api.routes import (
     health,
     keys,
     schedules,
+    sessions,
     stats,
     streams,
     tasks,
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(metrics_router())
     app.include_router(tasks.router)
     app.include_router(approvals.router)
+    app.include_router(sessions.router)
     app.include_router(schedules.router)
     app.include_router(streams.router)
     app.include_router(usage.router)

@@ -33,7 +33,7 @@ from agentkit import (
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
 from agentkit.events import RunEventType
 from agentkit.mcp import McpSessions
-from agentkit.messages import AssistantMessage, ToolCall, Usage
+from agentkit.messages import AssistantMessage, Message, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
 from ops_core.config import Settings
@@ -51,6 +51,7 @@ from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.models import ModelCache
 from ops_core.worker.recorder import EventRecorder, jsonable
 from ops_core.worker.remote import RemoteAgents, RemoteDeliveryFailed
+from ops_core.worker.sessions import conversation, conversing
 from ops_core.worker.telemetry import RunTelemetry
 
 if TYPE_CHECKING:
@@ -228,10 +229,15 @@ class Execution:
             on_delta=self._delta if self._ctx.live is not None else None,
             approve=self._approve if self._ctx.approvals is not None else None,
         )
+        history: list[Message] = []
+        if task.session_id is not None and self._resume is None:
+            # A resumed run's checkpoint already holds the history it started with.
+            agent = conversing(agent, self._ctx.settings.session_memory_tokens)
+            history = await self._write(lambda: conversation(self._ctx.store.engine, task))
         try:
             async with asyncio.timeout(task.timeout_seconds):
                 outcome = await agent.run(
-                    task.goal, input=task.input, hooks=hooks, resume=self._resume, run_id=str(task.id)
+                    task.goal, input=task.input, hooks=hooks, resume=self._resume, run_id=str(task.id), history=history
                 )
         except TimeoutError:
             message = f"the task ran longer than its timeout_seconds={task.timeout_seconds}"
