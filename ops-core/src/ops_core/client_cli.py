@@ -22,8 +22,9 @@ from ops_core.lifecycle import TaskStatus
 
 if TYPE_CHECKING:
     import httpx
+    from pydantic import BaseModel
 
-    from ops_core.api.client import ApiClient
+    from ops_core.client import Client
     from ops_core.config import Settings
 
 JsonObject = dict[str, Any]
@@ -52,23 +53,25 @@ def add_client_commands(
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     @contextmanager
-    def client(api_url: str | None) -> Iterator[ApiClient]:
+    def client(api_url: str | None) -> Iterator[Client]:
         loaded = settings(**({"api_url": api_url} if api_url else {}))
-        from ops_core.api.client import ApiClient, ApiError
+        from ops_core.client import ApiError, Client
 
-        key = loaded.api_key.get_secret_value() if loaded.api_key else None
+        # The settings have read OPSCORE_API_KEY already: "" (no key) keeps the SDK from reading it again.
+        key = loaded.api_key.get_secret_value() if loaded.api_key else ""
         try:
-            with ApiClient(loaded.api_url, api_key=key, transport=transport) as api:
+            with Client(loaded.api_url, api_key=key, transport=transport, sleep=sleep, clock=clock) as api:
                 yield api
         except ApiError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
 
     def follow(
-        api: ApiClient, task_id: str, *, after_seq: int, poll: bool, deadline: float | None
+        api: Client, task_id: str, *, after_seq: int, poll: bool, deadline: float | None
     ) -> Iterator[JsonObject]:
-        source = api.poll_events if poll else api.stream_events
-        return source(task_id, after_seq=after_seq, deadline=deadline, sleep=sleep, clock=clock)
+        source = api.poll_events if poll else api.stream
+        for event in source(task_id, after_seq=after_seq, deadline=deadline):
+            yield _json(event)
 
     @cli.command()
     def submit(
@@ -141,14 +144,14 @@ def add_client_commands(
         )
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout
         with client(api_url) as api:
-            task = api.submit(body)
+            task = _json(api.submit_request(body))
             if waiting:
                 from ops_core.terminal import EventPrinter, make_console
 
                 printer = EventPrinter(make_console(stderr=True))
                 for event in follow(api, str(task["id"]), after_seq=0, poll=poll, deadline=clock() + limit):
                     printer.show(event)
-                task = api.get_task(str(task["id"]))
+                task = _json(api.get(str(task["id"])))
         _show_task(task, as_json)
         if waiting:
             _exit_for(task, waited=limit)
@@ -172,7 +175,7 @@ def add_client_commands(
         printer = EventPrinter(make_console())
         try:
             with client(api_url) as api:
-                task = api.get_task(task_id)  # an unknown id fails here, before any stream is opened
+                task = _json(api.get(task_id))  # an unknown id fails here, before any stream is opened
                 if not as_json:
                     printer.console.print(f"task {task['id']} · agent {task['agent']} · {task['model']}", style="bold")
                 for event in follow(api, task_id, after_seq=after_seq, poll=poll, deadline=None):
@@ -180,7 +183,7 @@ def add_client_commands(
                         typer.echo(json.dumps(event, ensure_ascii=False))
                     else:
                         printer.show(event)
-                task = api.get_task(task_id)
+                task = _json(api.get(task_id))
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         if not as_json:
@@ -191,7 +194,7 @@ def add_client_commands(
     def status(task_id: TaskId, as_json: AsJson = False, api_url: ApiUrl = None) -> None:
         """Show one task: status, tokens, times, result or error."""
         with client(api_url) as api:
-            task = api.get_task(task_id)
+            task = _json(api.get(task_id))
         _show_task(task, as_json)
 
     @cli.command()
@@ -207,7 +210,7 @@ def add_client_commands(
 
         --json prints the API's {items, next_cursor}."""
         with client(api_url) as api:
-            page = api.list_tasks(status=status, agent=agent, limit=limit, cursor=cursor)
+            page = _json(api.list_page(status=status, agent=agent, limit=limit, cursor=cursor))
         if as_json:
             _emit(page)
             return
@@ -221,13 +224,13 @@ def add_client_commands(
     def cancel(task_id: TaskId, as_json: AsJson = False, api_url: ApiUrl = None) -> None:
         """Cancel a task (a running task stops at its next step)."""
         with client(api_url) as api:
-            _show_task(api.cancel(task_id), as_json)
+            _show_task(_json(api.cancel(task_id)), as_json)
 
     @cli.command()
     def retry(task_id: TaskId, as_json: AsJson = False, api_url: ApiUrl = None) -> None:
         """Queue a failed or cancelled task again."""
         with client(api_url) as api:
-            _show_task(api.retry(task_id), as_json)
+            _show_task(_json(api.retry(task_id)), as_json)
 
     @cli.command()
     def events(
@@ -240,7 +243,7 @@ def add_client_commands(
 
         --json prints the API's {items}."""
         with client(api_url) as api:
-            page = api.events(task_id, after_seq=after_seq)
+            page = {"items": [_json(event) for event in api.events(task_id, after_seq=after_seq)]}
         if as_json:
             _emit(page)
             return
@@ -256,7 +259,7 @@ def add_client_commands(
 
         Each process with its host, pid, runs held, last heartbeat, and the tasks it runs."""
         with client(api_url) as api:
-            found = api.workers()
+            found = {"items": [_json(worker) for worker in api.workers()]}
         if as_json:
             _emit(found)
             return
@@ -349,6 +352,11 @@ def _parse_json_object(raw: str | None, option: str) -> JsonObject | None:
     if not isinstance(value, dict):
         raise typer.BadParameter('must be a JSON object, e.g. \'{"url": "..."}\'', param_hint=option)
     return value
+
+
+def _json(model: BaseModel) -> JsonObject:
+    """A model of the SDK as the API's JSON, for the tables and --json."""
+    return model.model_dump(mode="json")
 
 
 def _emit(document: JsonObject) -> None:

@@ -11,6 +11,7 @@
     │   ├── KeyNotFound
     │   └── ApprovalNotFound      no call with that id waits on the task
     ├── InvalidRequest            422
+    │   ├── ValidationFailed      a field of the request is invalid (one task of a batch)
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
@@ -80,6 +81,10 @@ class ApprovalNotFound(NotFound):
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
+
+
+class ValidationFailed(InvalidRequest):
+    code = "validation_error"
 
 
 class UnknownAgent(InvalidRequest):

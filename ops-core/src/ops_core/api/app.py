@@ -23,7 +23,7 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, health, keys, stats, streams, tasks, tenants, usage, workers
+from ops_core.api.routes import approvals, batch, health, keys, stats, streams, tasks, tenants, usage, workers
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
 from ops_core.live import LiveBus
@@ -95,6 +95,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_router())
     app.include_router(tasks.router)
+    app.include_router(batch.router)
     app.include_router(approvals.router)
     app.include_router(streams.router)
     app.include_router(usage.router)

@@ -88,37 +88,47 @@ class TaskStore(abc.ABC):
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
         """Insert a pending task; with a known idempotency key return the existing task instead."""
-        now = utcnow()
-        deadline = None
-        if new.schedule_to_start_seconds is not None:
-            try:
-                deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
-            except OverflowError:
-                raise InvalidRequest("schedule_to_start_seconds is too large") from None
-        task = Task(
-            id=uuid.uuid4(),
-            tenant=new.tenant,
-            agent=new.agent,
-            goal=new.goal,
-            input=new.input,
-            model=new.model,
-            status=PENDING,
-            max_retries=new.max_retries,
-            timeout_seconds=new.timeout_seconds,
-            schedule_to_start_seconds=new.schedule_to_start_seconds,
-            start_deadline=deadline,
-            priority=new.priority,
-            idempotency_key=new.idempotency_key,
-            concurrency_key=new.concurrency_key,
-            concurrency_limit=new.concurrency_limit,
-            last_event_seq=1,
-            created_at=now,
-            updated_at=now,
-        )
+        task = new_row(new, utcnow())
         if await self._insert(task, created_event()):
             return task, True
         assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
         return await self._by_idempotency_key(new.tenant, new.idempotency_key), False
+
+    async def create_many(self, tenant: str, news: Sequence[NewTask]) -> builtins.list[tuple[Task, bool]]:
+        """Insert many pending tasks of one tenant in one transaction; ``(task, created)`` for each, in order.
+
+        A task whose idempotency key is taken (or repeats an earlier task of the
+        same call) is answered with the existing task, as :meth:`create` does.
+        """
+        if any(new.tenant != tenant for new in news):
+            raise ValueError("create_many takes the tasks of one tenant")
+        now = utcnow()
+        rows = [new_row(new, now) for new in news]
+        first: dict[str, Task] = {}
+        fresh: builtins.list[Task] = []
+        for row in rows:
+            if row.idempotency_key is None or row.idempotency_key not in first:
+                fresh.append(row)
+                if row.idempotency_key is not None:
+                    first[row.idempotency_key] = row
+        inserted = await self._insert_many(fresh, created_event()) if fresh else set()
+        taken = {r.idempotency_key for r in rows if r.id not in inserted and r.idempotency_key is not None}
+        existing = {t.idempotency_key: t for t in await self._by_idempotency_keys(tenant, sorted(taken))}
+        results: builtins.list[tuple[Task, bool]] = []
+        for row in rows:
+            if row.id in inserted:
+                results.append((row, True))
+            else:
+                assert row.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
+                results.append((existing[row.idempotency_key], False))
+        return results
+
+    @abc.abstractmethod
+    async def _insert_many(self, tasks: Sequence[Task], event: NewEvent) -> set[uuid.UUID]:
+        """Insert ``tasks`` (keys distinct) with ``event`` each, in one transaction; the ids inserted."""
+
+    @abc.abstractmethod
+    async def _by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> builtins.list[Task]: ...
 
     @abc.abstractmethod
     async def _insert(self, task: Task, event: NewEvent) -> bool:
@@ -522,6 +532,36 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
+
+
+def new_row(new: NewTask, now: datetime) -> Task:
+    """The row a submission inserts: pending, with its first event numbered 1."""
+    deadline = None
+    if new.schedule_to_start_seconds is not None:
+        try:
+            deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
+        except OverflowError:
+            raise InvalidRequest("schedule_to_start_seconds is too large") from None
+    return Task(
+        id=uuid.uuid4(),
+        tenant=new.tenant,
+        agent=new.agent,
+        goal=new.goal,
+        input=new.input,
+        model=new.model,
+        status=PENDING,
+        max_retries=new.max_retries,
+        timeout_seconds=new.timeout_seconds,
+        schedule_to_start_seconds=new.schedule_to_start_seconds,
+        start_deadline=deadline,
+        priority=new.priority,
+        idempotency_key=new.idempotency_key,
+        concurrency_key=new.concurrency_key,
+        concurrency_limit=new.concurrency_limit,
+        last_event_seq=1,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def page_of(tasks: builtins.list[Task], limit: int) -> TaskPage:

@@ -10,7 +10,9 @@ do, instead of silently answering with a task the client did not ask for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +21,7 @@ from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
 from ops_core import tracing
 from ops_core.config import Settings, matches_any
+from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
@@ -27,6 +30,7 @@ from ops_core.errors import (
     IdempotencyConflict,
     InvalidModel,
     ModelNotAllowed,
+    OpsCoreError,
     UnknownAgent,
 )
 from ops_core.lifecycle import TaskStatus
@@ -36,6 +40,9 @@ from ops_core.services.publish_marks import PublishMarks
 from ops_core.tenancy import TenantScope
 
 log = logging.getLogger(__name__)
+
+# One item of a batch: (task, created), or why it was refused (None only while being decided).
+Submitted = tuple[Task, bool] | OpsCoreError | None
 
 
 class TaskService:
@@ -83,6 +90,48 @@ class TaskService:
         """
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
+        new = self.prepare(
+            tenant=tenant,
+            goal=goal,
+            agent=agent,
+            input=input,
+            model=model,
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+            timeout_seconds=timeout_seconds,
+            priority=priority,
+            schedule_to_start_seconds=schedule_to_start_seconds,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+        )
+        quotas = await self._quotas.admit_submission(tenant)
+        _check_tenant_model(quotas, new)
+        task, created = await self._store.create(new)
+        if created:
+            await self.publish(task)
+            if submission is not None:
+                submission.end(task.id)
+        else:
+            _check_same_request(task, new)
+        return task, created
+
+    def prepare(
+        self,
+        *,
+        tenant: str,
+        goal: str,
+        agent: str = "default",
+        input: dict[str, Any] | None = None,
+        model: str | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: int | None = None,
+        priority: int = 0,
+        schedule_to_start_seconds: int | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+    ) -> NewTask:
+        """The task a submission stores, with the server's defaults; refuses an unknown agent or a disallowed model."""
         if agent not in self._registry:
             known = ", ".join(sorted(self._registry.names()))
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
@@ -93,10 +142,7 @@ class TaskService:
             raise InvalidModel(str(exc)) from None
         if not allowed:
             raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
-        quotas = await self._quotas.admit_submission(tenant)
-        if quotas.allowed_models is not None and not matches_any(resolved_model, quotas.allowed_models):
-            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed for tenant {tenant!r}")
-        new = NewTask(
+        return NewTask(
             tenant=tenant,
             agent=agent,
             goal=goal,
@@ -111,14 +157,51 @@ class TaskService:
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
         )
-        task, created = await self._store.create(new)
-        if created:
-            await self.publish(task)
-            if submission is not None:
-                submission.end(task.id)
-        else:
-            _check_same_request(task, new)
-        return task, created
+
+    async def submit_many(self, tenant: str, items: Sequence[NewTask | OpsCoreError]) -> list[Submitted]:
+        """Store many prepared tasks (see :meth:`prepare`) in one transaction, then publish the new ones.
+
+        ``items`` may already hold refusals (an item that failed validation);
+        they are answered as they are. Every other item counts against the
+        tenant's submission rate; those beyond it are refused with
+        :class:`RateLimited` and the rest go on. A reused idempotency key with a
+        different request is refused for its item only.
+        """
+        answers: list[Submitted] = [item if isinstance(item, OpsCoreError) else None for item in items]
+        wanted = [i for i, item in enumerate(items) if not isinstance(item, OpsCoreError)]
+        quotas, admitted, refused = await self._quotas.admit_submissions(tenant, len(wanted))
+        news: list[tuple[int, NewTask]] = []
+        for position, i in enumerate(wanted):
+            new = items[i]
+            assert not isinstance(new, OpsCoreError)
+            if position >= admitted:
+                assert refused is not None
+                answers[i] = refused
+                continue
+            try:
+                _check_tenant_model(quotas, new)
+            except ModelNotAllowed as exc:
+                answers[i] = exc
+                continue
+            news.append((i, new))
+        stored = await self._store.create_many(tenant, [new for _, new in news]) if news else []
+        created: list[Task] = []
+        for (i, new), (task, is_new) in zip(news, stored, strict=True):
+            if is_new:
+                created.append(task)
+                answers[i] = (task, True)
+                continue
+            try:
+                _check_same_request(task, new)
+            except IdempotencyConflict as exc:
+                answers[i] = exc
+                continue
+            answers[i] = (task, False)
+        # Committed above; now published side by side (the publisher's threads each wait for a confirm).
+        # A publish that fails leaves its task to the relay, as for one submit.
+        await asyncio.gather(*(self.publish(task) for task in created))
+        assert all(answer is not None for answer in answers)
+        return answers
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)
@@ -142,6 +225,11 @@ class TaskService:
             return False
         self.publish_marks.add(task.id)
         return True
+
+
+def _check_tenant_model(quotas: Quotas, new: NewTask) -> None:
+    if quotas.allowed_models is not None and not matches_any(new.model, quotas.allowed_models):
+        raise ModelNotAllowed(f"model {new.model!r} is not allowed for tenant {new.tenant!r}")
 
 
 def _allowed(settings: Settings, model: str) -> bool:

@@ -1,0 +1,86 @@
+"""``POST /v1/tasks/batch``: up to 1,000 tasks in one transaction, one outcome each."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import ValidationError
+
+from ops_core.api.auth import Writer
+from ops_core.api.batch_schemas import BatchItemPublic, TaskBatchCreate, TaskBatchPublic
+from ops_core.api.deps import MetricsDep, SettingsDep, TaskServiceDep, bounded
+from ops_core.api.errors import AUTH, INVALID, THROTTLED, TOO_LARGE, UNAVAILABLE, describe_validation_errors
+from ops_core.api.schemas import ErrorDetail, TaskCreate, TaskPublic, to_json
+from ops_core.db.models import NewTask
+from ops_core.errors import OpsCoreError, TooManyRequests, ValidationFailed
+from ops_core.services.tasks import Submitted, TaskService
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=AUTH)
+
+
+@router.post(
+    "/batch",
+    response_model=TaskBatchPublic,
+    responses={**TOO_LARGE, **INVALID, **THROTTLED, **UNAVAILABLE},
+)
+async def submit_batch(
+    body: TaskBatchCreate, caller: Writer, tasks: TaskServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
+    """Queue up to 1,000 tasks in the caller's tenant: 200 with one outcome per task, in order.
+
+    Each task is ``created``, ``existing`` (its idempotency_key was used before for the same request)
+    or ``rejected`` with the error ``POST /v1/tasks`` would have answered for it (an invalid field, an
+    unknown agent, a reused key, the tenant's submission rate: a batch of N counts as N submissions).
+    A rejected task does not stop the others. The new tasks are committed together, then published.
+    A 422 for the whole request means its shape is wrong (see TaskBatchCreate)."""
+    prepared: list[NewTask | OpsCoreError] = [
+        _prepare(index, item, caller.tenant, tasks) for index, item in enumerate(body.tasks)
+    ]
+    async with bounded(settings):
+        outcomes = await tasks.submit_many(caller.tenant, prepared)
+    items = [_item(index, outcome) for index, outcome in enumerate(outcomes)]
+    for item in items:
+        if item.outcome == "created" and item.task is not None:
+            metrics.task_submitted(item.task.agent)
+    counts = {
+        outcome: sum(item.outcome == outcome for item in items) for outcome in ("created", "existing", "rejected")
+    }
+    return Response(content=to_json(TaskBatchPublic(items=items, **counts)), media_type="application/json")
+
+
+def _prepare(index: int, item: dict[str, object], tenant: str, tasks: TaskService) -> NewTask | OpsCoreError:
+    try:
+        create = TaskCreate.model_validate(item)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", "tasks", index, *error["loc"])} for error in exc.errors()]
+        return ValidationFailed(describe_validation_errors(errors))
+    try:
+        return tasks.prepare(
+            tenant=tenant,
+            goal=create.goal,
+            agent=create.agent,
+            input=create.input,
+            model=create.model,
+            idempotency_key=create.idempotency_key,
+            max_retries=create.max_retries,
+            timeout_seconds=create.timeout_seconds,
+            priority=create.priority,
+            schedule_to_start_seconds=create.schedule_to_start_seconds,
+            concurrency_key=create.concurrency_key,
+            concurrency_limit=create.concurrency_limit,
+        )
+    except OpsCoreError as exc:
+        return exc
+
+
+def _item(index: int, outcome: Submitted) -> BatchItemPublic:
+    if isinstance(outcome, OpsCoreError):
+        retry_after = outcome.retry_after if isinstance(outcome, TooManyRequests) else None
+        return BatchItemPublic(
+            index=index,
+            outcome="rejected",
+            error=ErrorDetail(code=outcome.code, message=outcome.message),
+            retry_after=retry_after,
+        )
+    assert outcome is not None
+    task, created = outcome
+    return BatchItemPublic(index=index, outcome="created" if created else "existing", task=TaskPublic.from_task(task))
