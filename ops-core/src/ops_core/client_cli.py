@@ -75,7 +75,16 @@ def add_client_commands(
 
     @cli.command()
     def submit(
-        goal: Annotated[str, typer.Argument(help="What the agent should do.")],
+        goal: Annotated[str | None, typer.Argument(help="What the agent should do (or give --file).")] = None,
+        file: Annotated[
+            str | None,
+            typer.Option(
+                "--file",
+                "-f",
+                help="Submit many tasks: a JSON Lines file (- for stdin), one POST /v1/tasks body per line, sent in"
+                " batches of 1,000. The other options are defaults for every line.",
+            ),
+        ] = None,
         agent: Annotated[str | None, typer.Option(help="Registered agent name (server default: 'default').")] = None,
         model: Annotated[str | None, typer.Option(help="agentkit model string, e.g. 'openai:gpt-4o-mini'.")] = None,
         input_json: Annotated[
@@ -127,7 +136,11 @@ def add_client_commands(
             typer.echo("warning: --timeout is now --wait-timeout (the task's own limit is --timeout-seconds)", err=True)
             wait_timeout = old_timeout if wait_timeout is None else wait_timeout
         waiting = wait or wait_timeout is not None
-        body: JsonObject = {"goal": goal}
+        if (goal is None) == (file is None):
+            raise typer.BadParameter("give either a GOAL or --file, not both", param_hint="GOAL")
+        if file is not None and waiting:
+            raise typer.BadParameter("--wait follows one task; it does not go with --file", param_hint="--wait")
+        body: JsonObject = {} if goal is None else {"goal": goal}
         body.update(
             given(
                 agent=agent,
@@ -142,6 +155,14 @@ def add_client_commands(
                 concurrency_limit=concurrency_limit,
             )
         )
+        if file is not None:
+            lines = _read_task_lines(file)
+            with client(api_url) as api:
+                result = api.submit_many([{**body, **line} for line in lines])
+            _show_batch(_json(result), as_json)
+            if result.rejected:
+                raise typer.Exit(EXIT_FAILED)
+            return
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout
         with client(api_url) as api:
             task = _json(api.submit_request(body))
@@ -357,6 +378,50 @@ def _parse_json_object(raw: str | None, option: str) -> JsonObject | None:
 def _json(model: BaseModel) -> JsonObject:
     """A model of the SDK as the API's JSON, for the tables and --json."""
     return model.model_dump(mode="json")
+
+
+def _read_task_lines(path: str) -> list[JsonObject]:
+    """The task bodies of a JSON Lines file (blank lines skipped); a line that is not a JSON object is a usage error."""
+    import sys
+    from pathlib import Path
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--file") from None
+    bodies: list[JsonObject] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"line {number}: not valid JSON: {exc.msg}", param_hint="--file") from None
+        if not isinstance(value, dict):
+            raise typer.BadParameter(
+                f'line {number}: must be a JSON object such as {{"goal": "..."}}', param_hint="--file"
+            )
+        bodies.append(value)
+    if not bodies:
+        raise typer.BadParameter(f"{path} holds no tasks", param_hint="--file")
+    return bodies
+
+
+def _show_batch(result: JsonObject, as_json: bool) -> None:
+    """One line per task of a batch (its line number, from 1); rejected ones on stderr. --json: the whole result."""
+    if as_json:
+        _emit(result)
+    counts = {"created": 0, "existing": 0, "rejected": 0}
+    for item in result["items"]:
+        counts[item["outcome"]] += 1
+        line = item["index"] + 1
+        if as_json:
+            continue
+        if item["outcome"] == "rejected":
+            typer.echo(f"line {line}: rejected: {item['error']['code']}: {item['error']['message']}", err=True)
+        else:
+            typer.echo(f"line {line}: {item['outcome']} {item['task']['id']}")
+    typer.echo(", ".join(f"{count} {outcome}" for outcome, count in counts.items()), err=True)
 
 
 def _emit(document: JsonObject) -> None:

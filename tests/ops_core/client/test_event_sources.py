@@ -11,7 +11,7 @@ import pytest
 
 from ops_core.client import Client, LiveEvent, StreamEvent, TaskEvent
 from ops_core.client._wire import STREAM_GIVE_UP_SECONDS, sse_messages
-from ops_core.client.errors import ApiError, StreamLost, TaskNotFound, TransportError, UnexpectedResponse
+from ops_core.client.errors import StreamLost, TaskNotFound, TransportError, UnexpectedResponse
 from tests.support.cli import TASK_ID, FakeClock, error, run_events, sse, status
 
 BASE = "http://api.test"

@@ -80,9 +80,10 @@ def params(**values: object) -> dict[str, str]:
 
 
 def task_body(request: TaskRequest | Mapping[str, Any]) -> JsonObject:
+    """A task's JSON body; a mapping goes as it is, for the server to check (a batch answers per item)."""
     if isinstance(request, TaskRequest):
         return request.body()
-    return TaskRequest.model_validate(request).body()
+    return dict(request)
 
 
 def retry_delay(response: httpx.Response, attempt: int, options: Options) -> float | None:
