@@ -167,12 +167,13 @@ async def test_submit_many_answers_per_task_and_splits_past_a_thousand(connect: 
     )
     assert isinstance(result, BatchResult)
     assert [item.outcome for item in result.items] == ["created", "rejected", "existing"]
-    assert result.rejected[0].error is not None and result.rejected[0].error.code == "unknown_agent"
-    assert [task.goal for task in result.created] == ["a"]
+    assert (result.created, result.existing, result.rejected) == (1, 1, 1)
+    assert result.rejected_items[0].error is not None and result.rejected_items[0].error.code == "unknown_agent"
+    assert [task.goal for task in result.created_tasks] == ["a"]
 
     many = await api.submit_many({"goal": f"t{i}"} for i in range(1001))
     assert [item.index for item in many.items] == list(range(1001))
-    assert len(many.created) == 1001
+    assert many.created == len(many.created_tasks) == 1001
 
 
 async def test_a_429_is_waited_out_as_retry_after_says(connect: Connect, runtime: Runtime) -> None:

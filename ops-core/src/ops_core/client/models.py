@@ -165,12 +165,17 @@ class BatchItem(_Received):
 
 
 class BatchResult(_Received):
+    """One :class:`BatchItem` per task sent, in order, and how many had each outcome."""
+
     items: list[BatchItem]
+    created: int
+    existing: int
+    rejected: int
 
     @property
-    def created(self) -> list[Task]:
+    def created_tasks(self) -> list[Task]:
         return [item.task for item in self.items if item.outcome == "created" and item.task is not None]
 
     @property
-    def rejected(self) -> list[BatchItem]:
+    def rejected_items(self) -> list[BatchItem]:
         return [item for item in self.items if item.outcome == "rejected"]

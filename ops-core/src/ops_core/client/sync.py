@@ -110,7 +110,7 @@ class Client:
         """Submit many tasks with ``POST /v1/tasks/batch``, up to 1,000 per call; one outcome per task, in order.
 
         A rejected task (bad agent, rate limit, reused key) does not stop the others: see
-        :attr:`BatchResult.rejected`.
+        :attr:`BatchResult.rejected_items`.
         """
         bodies = [_wire.task_body(request) for request in requests]
         items: builtins.list[BatchItem] = []
@@ -118,7 +118,12 @@ class Client:
             chunk = bodies[start : start + MAX_BATCH]
             result = _wire.parse(BatchResult, self._send("POST", "/v1/tasks/batch", json={"tasks": chunk}))
             items += [item.model_copy(update={"index": item.index + start}) for item in result.items]
-        return BatchResult(items=items)
+        return BatchResult(
+            items=items,
+            created=sum(item.outcome == "created" for item in items),
+            existing=sum(item.outcome == "existing" for item in items),
+            rejected=sum(item.outcome == "rejected" for item in items),
+        )
 
     def get(self, task_id: object) -> Task:
         return _wire.parse(Task, self._send("GET", f"/v1/tasks/{_wire.seg(task_id)}"))
