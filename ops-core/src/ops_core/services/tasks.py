@@ -158,8 +158,11 @@ class TaskService:
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
         )
 
-    async def submit_many(self, tenant: str, items: Sequence[NewTask | OpsCoreError]) -> list[Submitted]:
-        """Store many prepared tasks (see :meth:`prepare`) in one transaction, then publish the new ones.
+    async def submit_many(
+        self, tenant: str, items: Sequence[NewTask | OpsCoreError], *, publish: bool = True
+    ) -> list[Submitted]:
+        """Store many prepared tasks (see :meth:`prepare`) in one transaction, then publish the new ones
+        (unless ``publish`` is False: the caller then calls :meth:`publish_all` with them).
 
         ``items`` may already hold refusals (an item that failed validation);
         they are answered as they are. Every other item counts against the
@@ -197,11 +200,18 @@ class TaskService:
                 answers[i] = exc
                 continue
             answers[i] = (task, False)
-        # Committed above; now published side by side (the publisher's threads each wait for a confirm).
-        # A publish that fails leaves its task to the relay, as for one submit.
-        await asyncio.gather(*(self.publish(task) for task in created))
+        if publish:
+            await self.publish_all(created)
         assert all(answer is not None for answer in answers)
         return answers
+
+    async def publish_all(self, tasks: Sequence[Task]) -> None:
+        """Publish committed tasks side by side (the publisher's threads each wait for a confirm).
+
+        A publish that fails, or never happens because the process died first,
+        leaves its task unpublished in the database, where the relay finds it.
+        """
+        await asyncio.gather(*(self.publish(task) for task in tasks))
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)

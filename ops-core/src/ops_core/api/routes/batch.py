@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 from pydantic import ValidationError
 
 from ops_core.api.auth import Writer
@@ -23,24 +23,34 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=AUTH)
     responses={**TOO_LARGE, **INVALID, **THROTTLED, **UNAVAILABLE},
 )
 async def submit_batch(
-    body: TaskBatchCreate, caller: Writer, tasks: TaskServiceDep, settings: SettingsDep, metrics: MetricsDep
+    body: TaskBatchCreate,
+    caller: Writer,
+    tasks: TaskServiceDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    background: BackgroundTasks,
 ) -> Response:
     """Queue up to 1,000 tasks in the caller's tenant: 200 with one outcome per task, in order.
 
     Each task is ``created``, ``existing`` (its idempotency_key was used before for the same request)
     or ``rejected`` with the error ``POST /v1/tasks`` would have answered for it (an invalid field, an
     unknown agent, a reused key, the tenant's submission rate: a batch of N counts as N submissions).
-    A rejected task does not stop the others. The new tasks are committed together, then published.
+    A rejected task does not stop the others. The new tasks are committed together before the answer;
+    they are published right after it is sent (a task whose publish fails or never happens is published
+    by the relay, as for a single submit whose broker is down).
     A 422 for the whole request means its shape is wrong (see TaskBatchCreate)."""
     prepared: list[NewTask | OpsCoreError] = [
         _prepare(index, item, caller.tenant, tasks) for index, item in enumerate(body.tasks)
     ]
     async with bounded(settings):
-        outcomes = await tasks.submit_many(caller.tenant, prepared)
+        outcomes = await tasks.submit_many(caller.tenant, prepared, publish=False)
     items = [_item(index, outcome) for index, outcome in enumerate(outcomes)]
     for item in items:
         if item.outcome == "created" and item.task is not None:
             metrics.task_submitted(item.task.agent)
+    # 1,000 confirmed sends take longer than the insert: the client does not wait for them.
+    created = [outcome[0] for outcome in outcomes if isinstance(outcome, tuple) and outcome[1]]
+    background.add_task(tasks.publish_all, created)
     counts = {
         outcome: sum(item.outcome == outcome for item in items) for outcome in ("created", "existing", "rejected")
     }
