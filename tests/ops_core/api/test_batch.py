@@ -126,3 +126,11 @@ async def test_a_reader_may_not_submit_a_batch(app: FastAPI, runtime: Runtime) -
         transport=httpx.ASGITransport(app=app), base_url="http://api", headers={"Authorization": f"Bearer {secret}"}
     ) as reader:
         assert (await batch(reader, {"goal": "x"})).status_code == 403
+
+
+async def test_batch_is_not_a_task_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/tasks/batch")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"

@@ -94,8 +94,8 @@ def create_app(
     install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_router())
+    app.include_router(batch.router)  # before tasks: /v1/tasks/batch is not a task id
     app.include_router(tasks.router)
-    app.include_router(batch.router)
     app.include_router(approvals.router)
     app.include_router(streams.router)
     app.include_router(usage.router)

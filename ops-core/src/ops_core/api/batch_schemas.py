@@ -21,8 +21,10 @@ class TaskBatchCreate(BaseModel):
     tasks: list[dict[str, Any]] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description="Each a POST /v1/tasks body (TaskCreate).",
-        json_schema_extra={"items": {"$ref": "#/components/schemas/TaskCreate"}},
+        # Documented as plain objects, for that is what is accepted: each is checked against TaskCreate
+        # on its own, and one that fails is rejected in the answer, not with a 422 for the request.
+        description="Each a POST /v1/tasks body (TaskCreate), checked on its own: an invalid one is rejected"
+        " in its item of the answer.",
     )
 
 

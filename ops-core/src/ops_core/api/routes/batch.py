@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from ops_core.api.auth import Writer
 from ops_core.api.batch_schemas import BatchItemPublic, TaskBatchCreate, TaskBatchPublic
@@ -55,6 +56,12 @@ async def submit_batch(
         outcome: sum(item.outcome == outcome for item in items) for outcome in ("created", "existing", "rejected")
     }
     return Response(content=to_json(TaskBatchPublic(items=items, **counts)), media_type="application/json")
+
+
+@router.api_route("/batch", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def batch_other_methods() -> Response:
+    """405: without this route, GET /v1/tasks/batch would be read as a task id (and answered 422)."""
+    raise HTTPException(status_code=405)
 
 
 def _prepare(index: int, item: dict[str, object], tenant: str, tasks: TaskService) -> NewTask | OpsCoreError:
