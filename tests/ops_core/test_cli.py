@@ -330,6 +330,15 @@ def test_submit_sends_the_concurrency_key_and_limit(make_cli: Callable[[Handler]
     }
 
 
+def test_submit_sends_the_callback_url(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    result = cli("submit", "say hi", "--callback-url", "https://hooks.example.com/in", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli.requests[0].content) == {"goal": "say hi", "callback_url": "https://hooks.example.com/in"}
+
+
 def test_submit_refuses_a_concurrency_limit_out_of_range(make_cli: Callable[[Handler], Cli]) -> None:
     cli = make_cli(lambda request: httpx.Response(202, json=task()))
 

@@ -35,6 +35,10 @@ DISTRIBUTION = "ops-core"
 
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: OPSCORE_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind (default: OPSCORE_PORT).")]
+GrpcPortOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="Also serve the gRPC TaskService on this port (default: OPSCORE_GRPC_PORT)."),
+]
 
 
 def build_cli(
@@ -68,12 +72,12 @@ def build_cli(
     # --- server processes -------------------------------------------------
 
     @cli.command()
-    def api(host: HostOpt = None, port: PortOpt = None) -> None:
+    def api(host: HostOpt = None, port: PortOpt = None, grpc_port: GrpcPortOpt = None) -> None:
         """Serve the REST API (OpenAPI docs at /docs)."""
         from ops_core.api.app import create_app
         from ops_core.api.server import serve
 
-        settings = _settings(**given(host=host, port=port))
+        settings = _settings(**given(host=host, port=port, grpc_port=grpc_port))
         _check_agents(settings)
         app = create_app(settings)
         gc.freeze()  # the app and every module it imported live as long as the process (see worker/process.py)
@@ -102,9 +106,9 @@ def build_cli(
         run_pool(settings, processes, settings.worker_threads, settings.worker_concurrency)
 
     @cli.command()
-    def dev(host: HostOpt = None, port: PortOpt = None) -> None:
+    def dev(host: HostOpt = None, port: PortOpt = None, grpc_port: GrpcPortOpt = None) -> None:
         """Run the API and a worker in one process (SQLite + in-memory broker by default)."""
-        settings = _settings(**given(host=host, port=port))
+        settings = _settings(**given(host=host, port=port, grpc_port=grpc_port))
         _check_agents(settings)
         from ops_core.dev import run_dev
 

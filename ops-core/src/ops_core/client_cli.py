@@ -110,6 +110,16 @@ def add_client_commands(
         concurrency_limit: Annotated[
             int | None, typer.Option(min=1, max=10_000, help="Tasks with --concurrency-key run at once (default 1).")
         ] = None,
+        callback_url: Annotated[
+            str | None, typer.Option(help="POST the task's final record here, signed, when it ends (a webhook).")
+        ] = None,
+        delay: Annotated[
+            float | None, typer.Option(min=0, help="Start no earlier than this many seconds from now.")
+        ] = None,
+        at: Annotated[
+            str | None,
+            typer.Option(help="Start no earlier than this ISO 8601 time with a UTC offset (2030-01-01T09:00+01:00)."),
+        ] = None,
         wait: Annotated[
             bool,
             typer.Option(
@@ -153,6 +163,9 @@ def add_client_commands(
                 schedule_to_start_seconds=schedule_to_start_seconds,
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
+                callback_url=callback_url,
+                delay_seconds=delay,
+                run_at=at,
             )
         )
         if file is not None:
@@ -289,11 +302,31 @@ def add_client_commands(
         make_console().print(workers_table(found["items"]))
 
     @cli.command()
-    def agents(as_json: AsJson = False) -> None:
-        """List the agents OPSCORE_AGENTS defines.
+    def agents(
+        as_json: AsJson = False,
+        api_url: ApiUrl = None,
+        local: Annotated[
+            bool, typer.Option("--local", help="Read OPSCORE_AGENTS on this machine instead of asking the API.")
+        ] = False,
+    ) -> None:
+        """List the agents the deployment serves (GET /v1/agents): local ones and the tenant's remote agents.
 
-        Read on this machine, as the API and the workers read them, with no API call: the built-in
-        default agent plus those of the OPSCORE_AGENTS module, so set it as your servers do."""
+        With --local, the agents OPSCORE_AGENTS defines, read on this machine as the API and the workers
+        read them, with no API call: the built-in default agent plus those of the module."""
+        if local:
+            items = _local_agents()
+        else:
+            with client(api_url) as api:
+                found = api.agents()
+            items = [{**item, "tools": [tool["name"] for tool in item.get("tools") or []]} for item in found]
+        if as_json:
+            _emit({"items": items})
+            return
+        from ops_core.terminal import agents_table, make_console
+
+        make_console().print(agents_table(items))
+
+    def _local_agents() -> list[JsonObject]:
         loaded = settings()
         from ops_core.agents import load_agents
 
@@ -302,21 +335,16 @@ def add_client_commands(
         except ConfigError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
-        items = [
+        return [
             {
                 "name": definition.name,
+                "kind": "local",
                 "description": (definition.instructions.strip().splitlines() or [""])[0],
                 "model": definition.model or loaded.default_model,
                 "tools": definition.toolset().names(),
             }
             for definition in sorted(registry, key=lambda d: d.name)
         ]
-        if as_json:
-            _emit({"items": items})
-            return
-        from ops_core.terminal import agents_table, make_console
-
-        make_console().print(agents_table(items))
 
     @cli.command()
     def approvals(

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the gRPC TaskService on this port too; unset: no gRPC."
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_body_drain_bytes: int = Field(
         default=16 * 1_048_576,
@@ -119,7 +122,54 @@ class Settings(BaseSettings):
         default=30.0, le=3600, description="A stream whose client reads nothing for this long is closed."
     )
     shutdown_grace_seconds: Seconds = 30.0
-    relay_interval_seconds: Seconds = 2.0
+    relay_interval_seconds: Seconds = Field(
+        default=2.0,
+        description="How often each worker publishes what is due: unsent tasks, retries after their backoff,"
+        " delayed tasks at their run_at.",
+    )
+    schedule_interval_seconds: Seconds = Field(
+        default=1.0, le=60, description="How often each worker fires the cron schedules that are due."
+    )
+    schedule_misfire_grace_seconds: Seconds = Field(
+        default=60.0,
+        le=86_400,
+        description="A schedule's tick seen this late still fires; older ones were missed (downtime) and follow"
+        " the schedule's catch_up policy.",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names or IP addresses a callback_url may reach although they are"
+        " loopback, private or link-local (e.g. '127.0.0.1,localhost'); empty: only public addresses.",
+    )
+    webhook_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a failing webhook delivery is retried before it is given up.",
+    )
+    webhook_backoff_seconds: Seconds = Field(
+        default=10.0, le=86_400, description="Wait before a webhook delivery's first retry; doubles each retry."
+    )
+    webhook_backoff_max_seconds: Seconds = Field(
+        default=3600.0, le=86_400, description="Longest wait between two retries of a webhook delivery."
+    )
+    webhook_timeout_seconds: Seconds = Field(
+        default=10.0, le=300, description="A receiver must answer a webhook POST within this; else the attempt failed."
+    )
+    webhook_poll_seconds: Seconds = Field(
+        default=1.0, le=3600, description="How often each worker process looks for webhooks to send."
+    )
+    remote_callback_url: str | None = Field(
+        default=None,
+        description="The API's base URL as remote agents reach it, for their signed callbacks; unset: OPSCORE_API_URL.",
+    )
+    remote_lease_seconds: Seconds = Field(
+        default=300.0,
+        description="A remote agent that sends no callback for this long has lost its attempt: it is retried.",
+    )
+    remote_delivery_timeout_seconds: Seconds = Field(
+        default=10.0, le=300, description="How long one webhook to a remote agent (task or cancel) may take."
+    )
     republish_after_seconds: Seconds = Field(
         default=300.0, description="A pending task published this long ago and never claimed is published again."
     )
@@ -180,6 +230,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(item, strict=False)
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP address, a CIDR network or *") from None
+        return value
+
+    @field_validator("remote_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the API's base URL as remote agents reach it, http:// or https://")
         return value
 
     @field_validator("default_model")

@@ -5,22 +5,31 @@
     OpsCoreError
     ├── ConfigError               a setting is invalid (raised at startup)
     ├── Unauthenticated           401  no key, or one that is malformed, unknown, revoked or expired
+    │   └── InvalidSignature      a remote agent's callback: bad, missing or replayed signature
     ├── Forbidden                 403  a valid key without the scope the operation needs
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
-    │   └── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ApprovalNotFound      no call with that id waits on the task
+    │   ├── ScheduleNotFound      also another tenant's schedule
+    │   ├── WorkflowNotFound      also another tenant's workflow
+    │   └── AgentNotFound         no remote agent of the tenant by that name
     ├── InvalidRequest            422
     │   ├── ValidationFailed      a field of the request is invalid (one task of a batch)
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
-    │   └── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidFields         a request's fields fail its schema (gRPC; REST's handler writes the same)
+    │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
-    │   └── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── WorkflowFinished      the workflow ended; it cannot be cancelled
+    │   ├── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── AgentExists           a remote agent's name is taken (by a local agent or a registered one)
+    │   └── AttemptSuperseded     a remote agent's callback for an attempt that no longer owns the task
     ├── PayloadTooLarge           413
     ├── TooManyRequests           429  with Retry-After
     │   ├── RateLimited           the tenant's submissions per second
@@ -32,7 +41,8 @@
     └── LeaseLost                 a worker no longer owns the task it runs (fenced by status/attempt)
 
 The API's single exception handler turns each into
-``{"error": {"code", "message"}}`` with ``status_code``.
+``{"error": {"code", "message"}}`` with ``status_code``; the gRPC TaskService
+derives each one's status code from ``status_code`` (ops_core/grpc_api/errors.py).
 """
 
 from __future__ import annotations
@@ -56,6 +66,10 @@ class Unauthenticated(OpsCoreError):
     code = "unauthenticated"
 
 
+class InvalidSignature(Unauthenticated):
+    code = "invalid_signature"
+
+
 class Forbidden(OpsCoreError):
     status_code = 403
     code = "forbidden"
@@ -70,12 +84,24 @@ class TaskNotFound(NotFound):
     code = "task_not_found"
 
 
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
+
+
 class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
 class ApprovalNotFound(NotFound):
     code = "approval_not_found"
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
 
 
 class InvalidRequest(OpsCoreError):
@@ -103,9 +129,25 @@ class InvalidData(InvalidRequest):
     code = "invalid_data"
 
 
+class InvalidFields(InvalidRequest):
+    code = "validation_error"
+
+
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
+
+
 class Conflict(OpsCoreError):
     status_code = 409
     code = "conflict"
+
+
+class AgentExists(Conflict):
+    code = "agent_exists"
+
+
+class AttemptSuperseded(Conflict):
+    code = "attempt_superseded"
 
 
 class TaskFinished(Conflict):
@@ -118,6 +160,10 @@ class NotWaiting(Conflict):
 
 class RetryLimitReached(Conflict):
     code = "retry_limit_reached"
+
+
+class WorkflowFinished(Conflict):
+    code = "workflow_finished"
 
 
 class IdempotencyConflict(Conflict):

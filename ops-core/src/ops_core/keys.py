@@ -28,6 +28,8 @@ class Scope(enum.StrEnum):
     TASKS_READ = "tasks:read"
     TASKS_WRITE = "tasks:write"
     METRICS = "metrics"
+    # Read and rotate the tenant's webhook signing secret (GET/POST /v1/webhooks/secret).
+    WEBHOOKS = "webhooks"
     ADMIN = "admin"
 
 

@@ -18,14 +18,20 @@ from ops_core.db.access import AccessStore
 from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
+from ops_core.db.remote import RemoteAgentStore
+from ops_core.db.schedules import ScheduleStore
 from ops_core.db.store import TaskStore
+from ops_core.db.webhooks import WebhookStore
+from ops_core.db.workflows import WorkflowStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBus, open_bus
 from ops_core.queue.broker import setup_broker
 from ops_core.queue.publisher import Publisher
 from ops_core.quotas import QuotaCache
 from ops_core.services.approvals import ApprovalService
+from ops_core.services.schedules import ScheduleService
 from ops_core.services.tasks import TaskService
+from ops_core.services.workflows import WorkflowService
 
 
 @dataclass
@@ -42,6 +48,10 @@ class Runtime:
     approvals: ApprovalStore
     approval_service: ApprovalService
     live: LiveBus
+    webhooks: WebhookStore
+    schedules: ScheduleService
+    workflows: WorkflowService
+    remote_agents: RemoteAgentStore
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
@@ -54,7 +64,8 @@ class Runtime:
         access = AccessStore(engine)
         quotas = QuotaCache(access, store, cache_seconds=settings.auth_cache_seconds)
         registry = load_agents(settings)
-        tasks = TaskService(store, quotas, publisher, registry, settings)
+        remote_agents = RemoteAgentStore(engine)
+        tasks = TaskService(store, quotas, publisher, registry, settings, remote_agents=remote_agents)
         approvals = ApprovalStore(engine)
         return cls(
             settings=settings,
@@ -69,6 +80,10 @@ class Runtime:
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
+            webhooks=WebhookStore.from_settings(engine, settings),
+            schedules=ScheduleService(ScheduleStore(engine), tasks, quotas),
+            workflows=WorkflowService(WorkflowStore(engine), store, tasks),
+            remote_agents=remote_agents,
         )
 
     async def close(self) -> None:

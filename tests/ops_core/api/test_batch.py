@@ -136,3 +136,22 @@ async def test_batch_is_not_a_task_id(client: httpx.AsyncClient) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_delayed_items_wait_for_the_relay_and_callback_urls_are_checked_per_item(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    items = (
+        await batch(
+            client,
+            {"goal": "later", "delay_seconds": 3600},
+            {"goal": "now"},
+            {"goal": "hook", "callback_url": "http://127.0.0.1:9/hook"},
+        )
+    ).json()["items"]
+
+    assert [item["outcome"] for item in items] == ["created", "created", "rejected"]
+    assert items[0]["task"]["run_after"] is not None and items[1]["task"]["run_after"] is None
+    assert items[2]["error"]["code"] == "invalid_callback_url"
+    # Only the task due now is published; the delayed one stays in the database until due.
+    assert runtime.broker.queues[runtime.settings.queue_name].qsize() == 1

@@ -29,6 +29,15 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "webhook_secrets",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "schedules",
+    "workflows",
+    "workflow_steps",
+    "remote_agents",
+    "remote_runs",
+    "remote_callbacks",
     "alembic_version",
 }
 

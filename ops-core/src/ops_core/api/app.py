@@ -23,7 +23,22 @@ from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
-from ops_core.api.routes import approvals, batch, health, keys, stats, streams, tasks, tenants, usage, workers
+from ops_core.api.routes import (
+    agents,
+    approvals,
+    batch,
+    health,
+    keys,
+    schedules,
+    stats,
+    streams,
+    tasks,
+    tenants,
+    usage,
+    webhooks,
+    workers,
+    workflows,
+)
 from ops_core.api.routes.ui import install_ui
 from ops_core.config import Settings, comma_list
 from ops_core.live import LiveBus
@@ -62,9 +77,16 @@ def create_app(
         tracing.configure("opscore-api")
         opened = Runtime.open(settings, broker=broker, live=live)
         _serve_with(app, opened)
+        grpc_server = None
         try:
+            if settings.grpc_port is not None:
+                from ops_core.grpc_api.server import serve_app  # only a process that serves gRPC loads grpc
+
+                grpc_server = await serve_app(app)
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             app.state.runtime = None
             app.state.authenticator = None
             await opened.close()
@@ -97,12 +119,16 @@ def create_app(
     app.include_router(batch.router)  # before tasks: /v1/tasks/batch is not a task id
     app.include_router(tasks.router)
     app.include_router(approvals.router)
+    app.include_router(schedules.router)
     app.include_router(streams.router)
     app.include_router(usage.router)
     app.include_router(keys.router)
     app.include_router(tenants.router)
     app.include_router(workers.router)
     app.include_router(stats.router)
+    app.include_router(webhooks.router)
+    app.include_router(workflows.router)
+    app.include_router(agents.router)
     install_ui(app)
     return app
 

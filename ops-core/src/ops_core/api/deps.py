@@ -27,6 +27,7 @@ from ops_core.queue.publisher import Publisher
 from ops_core.runtime import Runtime
 from ops_core.services.approvals import ApprovalService
 from ops_core.services.tasks import TaskService
+from ops_core.services.workflows import WorkflowService
 from ops_core.streams import StreamHub
 
 
@@ -67,6 +68,10 @@ async def get_approval_service(runtime: Annotated[Runtime, Depends(get_runtime)]
     return runtime.approval_service
 
 
+async def get_workflow_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> WorkflowService:
+    return runtime.workflows
+
+
 async def get_streams(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> StreamHub:
     streams: StreamHub = request.app.state.streams
     return streams
@@ -86,6 +91,7 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 StreamsDep = Annotated[StreamHub, Depends(get_streams)]
 ApprovalStoreDep = Annotated[ApprovalStore, Depends(get_approvals)]
 ApprovalServiceDep = Annotated[ApprovalService, Depends(get_approval_service)]
+WorkflowServiceDep = Annotated[WorkflowService, Depends(get_workflow_service)]
 
 
 def request_deadline(settings: Settings) -> float:

@@ -8,14 +8,15 @@ internal field (lease tokens, publish bookkeeping) leaks out by accident.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticSerializationError
 
 from ops_core.api.storable import MAX_INPUT_BYTES, MAX_JSON_DEPTH, StorableJsonObject, StorableText
+from ops_core.callback_urls import MAX_URL_CHARS as MAX_CALLBACK_URL_CHARS
 from ops_core.config import MAX_SCHEDULE_TO_START_SECONDS, MAX_TIMEOUT_SECONDS
 from ops_core.db.engine import json_dumps
 from ops_core.db.models import Task, TaskPage, WorkerView
@@ -26,6 +27,8 @@ MAX_KEY_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_PRIORITY = 9
 MAX_CONCURRENCY_LIMIT = 10_000
+# A delayed task waits in the database, so days are safe; beyond a year is a mistake, not a plan.
+MAX_DELAY_SECONDS = 366 * 86_400
 # Safe in a URL, a shell, a log line and a metric label; enough for "customer:42" or "repo:org/name".
 CONCURRENCY_KEY_CHARS = "letters, digits and _ - . : / @ + ="
 CONCURRENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:/@+=-]+$"
@@ -92,6 +95,40 @@ class TaskCreate(BaseModel):
         le=MAX_CONCURRENCY_LIMIT,
         description="How many tasks with concurrency_key may run at once (default 1); needs concurrency_key.",
     )
+    callback_url: StorableText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CALLBACK_URL_CHARS,
+        description="http(s) URL to POST the final record to when the task ends (completed, failed or cancelled),"
+        " signed the Standard Webhooks way with the tenant's secret (GET /v1/webhooks/secret). Loopback, private"
+        " and link-local addresses are refused unless OPSCORE_WEBHOOK_ALLOWED_HOSTS names the host.",
+    )
+
+    run_at: AwareDatetime | None = Field(
+        default=None,
+        description="Start no earlier than this (ISO 8601 with a UTC offset); held in the database until then."
+        " A time in the past runs at once. At most a year ahead.",
+    )
+    delay_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description="Start no earlier than this many seconds from now; not with run_at.",
+    )
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> Self:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give run_at or delay_seconds, not both")
+        if self.run_at is not None and self.run_at - datetime.now(UTC) > timedelta(seconds=MAX_DELAY_SECONDS):
+            raise ValueError(f"run_at: at most {MAX_DELAY_SECONDS // 86_400} days ahead")
+        return self
+
+    def not_before(self) -> datetime | None:
+        """When the task may start: None for at once (also for a run_at already past)."""
+        now = datetime.now(UTC)
+        when = self.run_at if self.delay_seconds is None else now + timedelta(seconds=self.delay_seconds)
+        return when if when is not None and when > now else None
 
     @field_validator("goal")
     @classmethod
@@ -147,7 +184,11 @@ class TaskSummary(BaseModel):
     schedule_to_start_seconds: int | None
     concurrency_key: str | None = Field(description="At most concurrency_limit tasks with this key run at once.")
     concurrency_limit: int | None
+    callback_url: str | None = Field(default=None, description="Where the final record is POSTed when it ends.")
     worker_id: str | None
+    run_after: datetime | None = Field(
+        description="Not started before this: a delayed task's run_at, or a retry's backoff; null: at once."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -198,7 +239,9 @@ def _summary_fields(task: Task) -> dict[str, Any]:
         "schedule_to_start_seconds": task.schedule_to_start_seconds,
         "concurrency_key": task.concurrency_key,
         "concurrency_limit": task.concurrency_limit,
+        "callback_url": task.callback_url,
         "worker_id": task.worker_id,
+        "run_after": task.run_after,
         "created_at": task.created_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,

@@ -9,17 +9,24 @@
     ├── WaitTimeout               ``wait`` ran out before the task ended (also a ``TimeoutError``)
     ├── BadRequest                400 bad_request
     ├── Unauthenticated           401 unauthenticated
+    │   └── InvalidSignature      401 invalid_signature (a remote agent's callback)
     ├── Forbidden                 403 forbidden
     ├── NotFound                  404 not_found (no such route)
     │   ├── TaskNotFound          404 task_not_found
     │   ├── KeyNotFound           404 key_not_found
-    │   └── ApprovalNotFound      404 approval_not_found
+    │   ├── ApprovalNotFound      404 approval_not_found
+    │   ├── AgentNotFound         404 agent_not_found
+    │   ├── ScheduleNotFound      404 schedule_not_found
+    │   └── WorkflowNotFound      404 workflow_not_found
     ├── MethodNotAllowed          405 method_not_allowed
     ├── Conflict                  409 conflict
     │   ├── TaskFinished          409 task_finished
     │   ├── NotWaiting            409 not_waiting
     │   ├── RetryLimitReached     409 retry_limit_reached
-    │   └── IdempotencyConflict   409 idempotency_conflict
+    │   ├── IdempotencyConflict   409 idempotency_conflict
+    │   ├── AgentExists           409 agent_exists
+    │   ├── AttemptSuperseded     409 attempt_superseded
+    │   └── WorkflowFinished      409 workflow_finished
     ├── PayloadTooLarge           413 payload_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── InvalidRequest            422 invalid_request
@@ -27,7 +34,8 @@
     │   ├── UnknownAgent          422 unknown_agent
     │   ├── InvalidModel          422 invalid_model
     │   │   └── ModelNotAllowed   422 model_not_allowed
-    │   └── InvalidData           422 invalid_data
+    │   ├── InvalidData           422 invalid_data
+    │   └── InvalidCallbackUrl    422 invalid_callback_url
     ├── TooManyRequests           429 too_many_requests
     │   ├── RateLimited           429 rate_limited
     │   └── TokenBudgetExceeded   429 token_budget_exceeded
@@ -88,6 +96,10 @@ class Unauthenticated(ApiError):
     code = "unauthenticated"
 
 
+class InvalidSignature(Unauthenticated):
+    code = "invalid_signature"
+
+
 class Forbidden(ApiError):
     status_code = 403
     code = "forbidden"
@@ -108,6 +120,18 @@ class KeyNotFound(NotFound):
 
 class ApprovalNotFound(NotFound):
     code = "approval_not_found"
+
+
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
 
 
 class MethodNotAllowed(ApiError):
@@ -134,6 +158,18 @@ class RetryLimitReached(Conflict):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class AgentExists(Conflict):
+    code = "agent_exists"
+
+
+class AttemptSuperseded(Conflict):
+    code = "attempt_superseded"
+
+
+class WorkflowFinished(Conflict):
+    code = "workflow_finished"
 
 
 class PayloadTooLarge(ApiError):
@@ -169,6 +205,10 @@ class ModelNotAllowed(InvalidModel):
 
 class InvalidData(InvalidRequest):
     code = "invalid_data"
+
+
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
 
 
 class TooManyRequests(ApiError):

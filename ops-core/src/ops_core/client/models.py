@@ -143,6 +143,9 @@ class TaskRequest(BaseModel):
     schedule_to_start_seconds: int | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    callback_url: str | None = None
+    run_at: datetime | None = None
+    delay_seconds: float | None = None
 
     def body(self) -> JsonObject:
         """The JSON body: only the options given."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -86,8 +87,14 @@ class Client:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        callback_url: str | None = None,
+        run_at: datetime | None = None,
+        delay_seconds: float | None = None,
     ) -> Task:
-        """Queue a task; with an ``idempotency_key`` used before for the same request, the first task."""
+        """Queue a task; with an ``idempotency_key`` used before for the same request, the first task.
+
+        ``run_at`` (timezone-aware) or ``delay_seconds`` hold it until then; ``callback_url`` gets its
+        final record, signed, when it ends."""
         request = TaskRequest(
             goal=goal,
             agent=agent,
@@ -100,6 +107,9 @@ class Client:
             schedule_to_start_seconds=schedule_to_start_seconds,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            callback_url=callback_url,
+            run_at=run_at,
+            delay_seconds=delay_seconds,
         )
         return self.submit_request(request)
 
@@ -242,6 +252,10 @@ class Client:
         """Live worker processes (needs an admin key)."""
         body = _wire.json_of(self._send("GET", "/v1/workers"))
         return [_wire.validated(Worker, item) for item in _wire.items(body)]
+
+    def agents(self) -> builtins.list[dict[str, Any]]:
+        """The agents the deployment serves, local and the tenant's remote ones (``GET /v1/agents``)."""
+        return _wire.items(_wire.json_of(self._send("GET", "/v1/agents")))
 
     def approvals(
         self, *, status: str | None = None, task_id: object | None = None, limit: int | None = None

@@ -44,6 +44,11 @@ SQLModel.metadata.naming_convention = {
 # Pending, running or waiting: every terminal transition sets finished_at, and a manual retry clears it.
 ACTIVE_WHERE = "finished_at IS NULL"
 KEYED_WHERE = "finished_at IS NULL AND concurrency_key IS NOT NULL"
+# Finished tasks whose completion webhook is not yet in the outbox (db/webhooks.py): empty at rest.
+WEBHOOK_DUE_WHERE = (
+    "callback_url IS NOT NULL AND finished_at IS NOT NULL"
+    " AND (webhook_round IS NULL OR webhook_round <> manual_retries)"
+)
 
 
 def _ts(*, nullable: bool = True, index: bool = False) -> Any:
@@ -97,6 +102,13 @@ class TaskTable(SQLModel, table=True):
             postgresql_where=text(KEYED_WHERE),
             sqlite_where=text(KEYED_WHERE),
         ),
+        # The webhook sweep's queue (db/webhooks.py); see migration 0011.
+        Index(
+            "ix_tasks_webhook_due",
+            "finished_at",
+            postgresql_where=text(WEBHOOK_DUE_WHERE),
+            sqlite_where=text(WEBHOOK_DUE_WHERE),
+        ),
     )
 
     id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
@@ -132,6 +144,10 @@ class TaskTable(SQLModel, table=True):
     # At most concurrency_limit tasks of the tenant with this key run at once (rules.py, slots).
     concurrency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     concurrency_limit: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Where the final record is POSTed when the task ends (db/webhooks.py); webhook_round is the
+    # manual_retries of the last terminal state whose delivery is in the outbox.
+    callback_url: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    webhook_round: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     last_event_seq: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
     worker_id: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     created_at: datetime = _ts(nullable=False)
@@ -140,6 +156,8 @@ class TaskTable(SQLModel, table=True):
     # When the current attempt was claimed (started_at is the first attempt's start).
     claimed_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+    # The workflow this task is a step of (db/workflows.py); None for a task submitted on its own.
+    workflow_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
 
 
 class TaskEventTable(SQLModel, table=True):
@@ -249,6 +267,209 @@ class RateLimitTable(SQLModel, table=True):
     updated_at: datetime = _ts(nullable=False)
 
 
+class WebhookSecretTable(SQLModel, table=True):
+    """A tenant's webhook signing secret (Standard Webhooks ``whsec_…``), made on first use.
+
+    After a rotation the previous secret still signs, next to the new one, until ``previous_until``.
+    """
+
+    __tablename__ = "webhook_secrets"
+
+    tenant: str = Field(sa_column=Column(String(100), primary_key=True))
+    secret: str = Field(sa_column=Column(String(200), nullable=False))
+    previous_secret: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    previous_until: datetime | None = _ts()
+    created_at: datetime = _ts(nullable=False)
+    rotated_at: datetime | None = _ts()
+
+
+class WebhookDeliveryTable(SQLModel, table=True):
+    """The webhook outbox: one message to POST (its id is the ``webhook-id``), retried until delivered
+    or ``expires_at``. ``(subject_type, subject_id, round)`` names the end it reports: one row per end."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subject_type", "subject_id", "round", name="uq_webhook_deliveries_subject"),
+        Index("ix_webhook_deliveries_tenant_created_at", "tenant", "created_at"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    subject_type: str = Field(sa_column=Column(String(50), nullable=False))
+    subject_id: str = Field(sa_column=Column(String(100), nullable=False))
+    round: int = Field(sa_column=Column(Integer(), nullable=False))
+    event_type: str = Field(sa_column=Column(String(100), nullable=False))
+    url: str = Field(sa_column=Column(Text(), nullable=False))
+    # The exact body every attempt sends (JSON text), so a duplicate is byte for byte the same.
+    payload: str = Field(sa_column=Column(Text(), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    next_attempt_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+    created_at: datetime = _ts(nullable=False)
+    delivered_at: datetime | None = _ts()
+    last_status_code: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+
+
+class WebhookAttemptTable(SQLModel, table=True):
+    """One POST of a delivery: when, how long, and the receiver's status code or the error."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: uuid.UUID = Field(
+        sa_column=Column(SAUuid(), ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True)
+    )
+    attempt: int = Field(sa_column=Column(Integer(), primary_key=True))
+    started_at: datetime = _ts(nullable=False)
+    duration_ms: float = Field(sa_column=Column(Float(), nullable=False))
+    status_code: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+
+
+ACTIVE_SCHEDULE_WHERE = "state = 'active'"
+
+
+class ScheduleTable(SQLModel, table=True):
+    """A cron schedule of a tenant: what to submit (``template``) at each tick of ``cron`` in ``timezone``.
+
+    ``next_run_at`` is the first tick not yet handled. A ticker fires it by moving
+    ``next_run_at`` on with a conditional UPDATE (``WHERE next_run_at = <as read>``)
+    in the transaction that creates the tick's task, so each tick fires once
+    (``db/schedules.py``). Paused schedules keep their row and are not due.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        Index("ix_schedules_tenant_created_at_id", "tenant", text("created_at DESC"), text("id DESC")),
+        # What every ticker pass reads: the active schedules that are due.
+        Index(
+            "ix_schedules_next_run_at",
+            "next_run_at",
+            postgresql_where=text(ACTIVE_SCHEDULE_WHERE),
+            sqlite_where=text(ACTIVE_SCHEDULE_WHERE),
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    cron: str = Field(sa_column=Column(String(200), nullable=False))
+    timezone: str = Field(sa_column=Column(String(100), nullable=False))
+    catch_up: str = Field(sa_column=Column(String(20), nullable=False))
+    # {"kind": "task", ...}: the kind names what each tick creates.
+    template: dict[str, Any] = _json(nullable=False)
+    state: str = Field(sa_column=Column(String(20), nullable=False))
+    next_run_at: datetime = _ts(nullable=False)
+    last_tick_at: datetime | None = _ts()
+    last_task_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
+    fired: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    skipped: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class WorkflowTable(SQLModel, table=True):
+    """A workflow: a DAG of steps, each run as a task (``db/workflows.py``).
+
+    ``request`` is the request as submitted, which a repeated idempotency key must match.
+    """
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key", name="uq_workflows_tenant_idempotency_key"),
+        Index("ix_workflows_tenant_created_at_id", "tenant", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    request: dict[str, Any] = _json(nullable=False)
+    reason: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = _ts()
+
+
+class WorkflowStepTable(SQLModel, table=True):
+    """One step of a workflow: blocked until its parents are done, then started as exactly one task."""
+
+    __tablename__ = "workflow_steps"
+    __table_args__ = (
+        UniqueConstraint("task_id", name="uq_workflow_steps_task_id"),
+        # The sweep's scan: steps started whose task may have ended (rows leave it once settled).
+        Index(
+            "ix_workflow_steps_started",
+            "task_id",
+            postgresql_where=text("status = 'started'"),
+            sqlite_where=text("status = 'started'"),
+        ),
+    )
+
+    workflow_id: uuid.UUID = Field(
+        sa_column=Column(SAUuid(), ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    position: int = Field(sa_column=Column(Integer(), nullable=False))
+    spec: dict[str, Any] = _json(nullable=False)
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    task_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(SAUuid(), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=True)
+    )
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+
+class RemoteAgentTable(SQLModel, table=True):
+    """An agent that runs outside ops-core behind an HTTP endpoint, registered by a tenant's admin.
+
+    ``secret`` is the Standard Webhooks shared secret (``whsec_…``): kept as given, because
+    signing needs it in clear (no encryption key setting exists; see ``db/remote.py``).
+    """
+
+    __tablename__ = "remote_agents"
+
+    tenant: str = Field(sa_column=Column(String(100), primary_key=True))
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    url: str = Field(sa_column=Column(Text(), nullable=False))
+    secret: str = Field(sa_column=Column(Text(), nullable=False))
+    description: str = Field(sa_column=Column(Text(), nullable=False))
+    model: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    created_at: datetime = _ts(nullable=False)
+
+
+class RemoteRunTable(SQLModel, table=True):
+    """An attempt of a task handed to a remote agent: the worker slot is free, this row holds its lease.
+
+    ``lease_until`` moves forward with every signed callback; ``cancel_sent_at`` is set by the one
+    worker that sends the cancel webhook.
+    """
+
+    __tablename__ = "remote_runs"
+
+    task_id: uuid.UUID = Field(sa_column=Column(SAUuid(), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
+    attempt: int = Field(sa_column=Column(Integer(), nullable=False))
+    delivered_at: datetime = _ts(nullable=False)
+    lease_until: datetime = _ts(nullable=False)
+    cancel_sent_at: datetime | None = _ts()
+
+
+class RemoteCallbackTable(SQLModel, table=True):
+    """The ``webhook-id`` of each callback accepted, kept past the timestamp tolerance: a replay is refused."""
+
+    __tablename__ = "remote_callbacks"
+
+    msg_id: str = Field(sa_column=Column(String(200), primary_key=True))
+    received_at: datetime = _ts(nullable=False, index=True)
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "workers"
 
@@ -288,6 +509,10 @@ class NewTask:
     schedule_to_start_seconds: int | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    callback_url: str | None = None
+    # Not started before this (a delayed task); None: at once.
+    run_after: datetime | None = None
+    workflow_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,11 +557,14 @@ class Task:
     run_after: datetime | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    callback_url: str | None = None
+    webhook_round: int | None = None
     last_event_seq: int = 0
     worker_id: str | None = None
     started_at: datetime | None = None
     claimed_at: datetime | None = None
     finished_at: datetime | None = None
+    workflow_id: uuid.UUID | None = None
 
     @property
     def configured_max_retries(self) -> int:
@@ -477,3 +705,12 @@ TENANTS: Table = SQLModel.metadata.tables["tenants"]
 API_KEYS: Table = SQLModel.metadata.tables["api_keys"]
 APPROVALS: Table = SQLModel.metadata.tables["approvals"]
 RATE_LIMITS: Table = SQLModel.metadata.tables["rate_limits"]
+WEBHOOK_SECRETS: Table = SQLModel.metadata.tables["webhook_secrets"]
+WEBHOOK_DELIVERIES: Table = SQLModel.metadata.tables["webhook_deliveries"]
+WEBHOOK_ATTEMPTS: Table = SQLModel.metadata.tables["webhook_attempts"]
+SCHEDULES: Table = SQLModel.metadata.tables["schedules"]
+WORKFLOWS: Table = SQLModel.metadata.tables["workflows"]
+WORKFLOW_STEPS: Table = SQLModel.metadata.tables["workflow_steps"]
+REMOTE_AGENTS: Table = SQLModel.metadata.tables["remote_agents"]
+REMOTE_RUNS: Table = SQLModel.metadata.tables["remote_runs"]
+REMOTE_CALLBACKS: Table = SQLModel.metadata.tables["remote_callbacks"]

@@ -88,7 +88,7 @@ class TaskStore(abc.ABC):
 
     async def create(self, new: NewTask) -> tuple[Task, bool]:
         """Insert a pending task; with a known idempotency key return the existing task instead."""
-        task = new_row(new, utcnow())
+        task = new_task_row(new, utcnow())
         if await self._insert(task, created_event()):
             return task, True
         assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
@@ -103,7 +103,7 @@ class TaskStore(abc.ABC):
         if any(new.tenant != tenant for new in news):
             raise ValueError("create_many takes the tasks of one tenant")
         now = utcnow()
-        rows = [new_row(new, now) for new in news]
+        rows = [new_task_row(new, now) for new in news]
         first: dict[str, Task] = {}
         fresh: builtins.list[Task] = []
         for row in rows:
@@ -534,12 +534,17 @@ class TaskStore(abc.ABC):
     async def live_workers(self, *, stale_after: float) -> builtins.list[WorkerView]: ...
 
 
-def new_row(new: NewTask, now: datetime) -> Task:
-    """The row a submission inserts: pending, with its first event numbered 1."""
+def new_task_row(new: NewTask, now: datetime) -> Task:
+    """The row a submission (or a workflow's step, db/workflows.py) inserts: pending, its first event's seq reserved.
+
+    A delayed task (``run_after``) is not due before then, and its schedule-to-start
+    deadline counts from then.
+    """
+    start = now if new.run_after is None or new.run_after < now else new.run_after
     deadline = None
     if new.schedule_to_start_seconds is not None:
         try:
-            deadline = now + timedelta(seconds=new.schedule_to_start_seconds)
+            deadline = start + timedelta(seconds=new.schedule_to_start_seconds)
         except OverflowError:
             raise InvalidRequest("schedule_to_start_seconds is too large") from None
     return Task(
@@ -558,9 +563,12 @@ def new_row(new: NewTask, now: datetime) -> Task:
         idempotency_key=new.idempotency_key,
         concurrency_key=new.concurrency_key,
         concurrency_limit=new.concurrency_limit,
+        callback_url=new.callback_url,
+        run_after=start if start > now else None,
         last_event_seq=1,
         created_at=now,
         updated_at=now,
+        workflow_id=new.workflow_id,
     )
 
 

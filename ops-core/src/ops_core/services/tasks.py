@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agentkit.errors import UnknownProviderError
 from agentkit.models import parse_model_string
 from agentkit.registry import AgentRegistry
-from ops_core import tracing
+from ops_core import callback_urls, tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
+from ops_core.db.remote import RemoteAgentStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
     BrokerUnavailable,
@@ -47,9 +49,17 @@ Submitted = tuple[Task, bool] | OpsCoreError | None
 
 class TaskService:
     def __init__(
-        self, store: TaskStore, quotas: QuotaCache, publisher: Publisher, registry: AgentRegistry, settings: Settings
+        self,
+        store: TaskStore,
+        quotas: QuotaCache,
+        publisher: Publisher,
+        registry: AgentRegistry,
+        settings: Settings,
+        *,
+        remote_agents: RemoteAgentStore | None = None,
     ) -> None:
         self._store = store
+        self._remote_agents = remote_agents
         self._quotas = quotas
         self._publisher = publisher
         self._registry = registry
@@ -61,6 +71,7 @@ class TaskService:
                     f"agent {name!r} runs on {agent_model!r}, which OPSCORE_ALLOWED_MODELS does not allow"
                 )
         self.publish_marks = PublishMarks(store.mark_published)
+        self._allowed_callback_hosts = callback_urls.allowed_hosts(settings.webhook_allowed_hosts)
 
     async def close(self) -> None:
         """Write the publish marks still buffered; call before the engine is disposed."""
@@ -81,21 +92,29 @@ class TaskService:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task and publish it. Returns ``(task, created)``.
 
         The row is committed before the message is sent, so a failed publish
         leaves a pending, unpublished task that the relay publishes later:
-        an accepted task is never lost.
+        an accepted task is never lost. A task with ``run_after`` in the future
+        is only stored: the relay publishes it once due.
         """
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
-        new = self.prepare(
+        resolved_model = await self.resolve_model_for(tenant, agent, model)
+        if callback_url is not None:
+            # Before the quota takes a token: a refused URL costs the tenant nothing.
+            await self.check_callback_url(callback_url)
+        self.check_tenant_model(await self.admit(tenant), tenant, resolved_model)
+        new = self.new_task(
             tenant=tenant,
-            goal=goal,
             agent=agent,
+            goal=goal,
             input=input,
-            model=model,
+            model=resolved_model,
             idempotency_key=idempotency_key,
             max_retries=max_retries,
             timeout_seconds=timeout_seconds,
@@ -103,26 +122,73 @@ class TaskService:
             schedule_to_start_seconds=schedule_to_start_seconds,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            callback_url=callback_url,
+            run_after=run_after,
         )
-        quotas = await self._quotas.admit_submission(tenant)
-        _check_tenant_model(quotas, new)
         task, created = await self._store.create(new)
         if created:
-            await self.publish(task)
+            # A delayed task stays in the database until due; the relay publishes it then.
+            if task.run_after is None:
+                await self.publish(task)
             if submission is not None:
                 submission.end(task.id)
         else:
             _check_same_request(task, new)
         return task, created
 
-    def prepare(
+    async def check_callback_url(self, url: str) -> None:
+        """422 unless ``url`` may receive webhooks (see :mod:`ops_core.callback_urls`)."""
+        await callback_urls.check(url, self._allowed_callback_hosts)
+
+    async def resolve_model_for(self, tenant: str, agent: str, model: str | None) -> str:
+        """:meth:`resolve_model`, where ``agent`` may also be one of the tenant's remote agents."""
+        if agent in self._registry or self._remote_agents is None:
+            return self.resolve_model(agent, model)
+        # Only a name the registry lacks costs a read: the tenant's remote agents.
+        remote = await self._remote_agents.get(tenant, agent)
+        if remote is None:
+            raise UnknownAgent(
+                f"unknown agent {agent!r}; known agents: {self._known()} (and the tenant's remote agents)"
+            )
+        return self._checked(model or remote.model or self._settings.default_model)
+
+    def resolve_model(self, agent: str, model: str | None) -> str:
+        """The model a task of the local ``agent`` runs on (asked for, else the agent's, else the server's),
+        checked against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
+        if agent not in self._registry:
+            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {self._known()}")
+        return self._checked(model or self._registry.get(agent).model or self._settings.default_model)
+
+    def _known(self) -> str:
+        return ", ".join(sorted(self._registry.names()))
+
+    def _checked(self, resolved_model: str) -> str:
+        try:
+            allowed = _allowed(self._settings, resolved_model)
+        except UnknownProviderError as exc:
+            raise InvalidModel(str(exc)) from None
+        if not allowed:
+            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        return resolved_model
+
+    async def admit(self, tenant: str) -> Quotas:
+        """Count one submission against the tenant's rate; the tenant's quotas."""
+        return await self._quotas.admit_submission(tenant)
+
+    @staticmethod
+    def check_tenant_model(quotas: Quotas, tenant: str, model: str) -> None:
+        """ModelNotAllowed unless the tenant's own model list (if it has one) allows ``model``."""
+        if quotas.allowed_models is not None and not matches_any(model, quotas.allowed_models):
+            raise ModelNotAllowed(f"model {model!r} is not allowed for tenant {tenant!r}")
+
+    def new_task(
         self,
         *,
         tenant: str,
+        agent: str,
         goal: str,
-        agent: str = "default",
+        model: str,
         input: dict[str, Any] | None = None,
-        model: str | None = None,
         idempotency_key: str | None = None,
         max_retries: int | None = None,
         timeout_seconds: int | None = None,
@@ -130,24 +196,16 @@ class TaskService:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
     ) -> NewTask:
-        """The task a submission stores, with the server's defaults; refuses an unknown agent or a disallowed model."""
-        if agent not in self._registry:
-            known = ", ".join(sorted(self._registry.names()))
-            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
-        resolved_model = model or self._registry.get(agent).model or self._settings.default_model
-        try:
-            allowed = _allowed(self._settings, resolved_model)
-        except UnknownProviderError as exc:
-            raise InvalidModel(str(exc)) from None
-        if not allowed:
-            raise ModelNotAllowed(f"model {resolved_model!r} is not allowed on this server")
+        """The task a submit asks for, with the server's defaults filled in (``model`` already resolved)."""
         return NewTask(
             tenant=tenant,
             agent=agent,
             goal=goal,
             input=input or {},
-            model=resolved_model,
+            model=model,
             idempotency_key=idempotency_key,
             max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
             timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
@@ -156,12 +214,14 @@ class TaskService:
             concurrency_key=concurrency_key,
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            callback_url=callback_url,
+            run_after=run_after,
         )
 
     async def submit_many(
         self, tenant: str, items: Sequence[NewTask | OpsCoreError], *, publish: bool = True
     ) -> list[Submitted]:
-        """Store many prepared tasks (see :meth:`prepare`) in one transaction, then publish the new ones
+        """Store many tasks (built by :meth:`new_task`) in one transaction, then publish the new ones
         (unless ``publish`` is False: the caller then calls :meth:`publish_all` with them).
 
         ``items`` may already hold refusals (an item that failed validation);
@@ -182,7 +242,7 @@ class TaskService:
                 answers[i] = refused
                 continue
             try:
-                _check_tenant_model(quotas, new)
+                self.check_tenant_model(quotas, tenant, new.model)
             except ModelNotAllowed as exc:
                 answers[i] = exc
                 continue
@@ -206,12 +266,10 @@ class TaskService:
         return answers
 
     async def publish_all(self, tasks: Sequence[Task]) -> None:
-        """Publish committed tasks side by side (the publisher's threads each wait for a confirm).
-
-        A publish that fails, or never happens because the process died first,
-        leaves its task unpublished in the database, where the relay finds it.
-        """
-        await asyncio.gather(*(self.publish(task) for task in tasks))
+        """Publish committed tasks side by side (the publisher's threads each wait for a confirm); a delayed
+        task waits for the relay. A publish that fails, or never happens because the process died first,
+        leaves its task unpublished in the database, where the relay finds it."""
+        await asyncio.gather(*(self.publish(task) for task in tasks if task.run_after is None))
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)
@@ -237,11 +295,6 @@ class TaskService:
         return True
 
 
-def _check_tenant_model(quotas: Quotas, new: NewTask) -> None:
-    if quotas.allowed_models is not None and not matches_any(new.model, quotas.allowed_models):
-        raise ModelNotAllowed(f"model {new.model!r} is not allowed for tenant {new.tenant!r}")
-
-
 def _allowed(settings: Settings, model: str) -> bool:
     parse_model_string(model)  # an unknown provider raises before any pattern is matched
     return settings.allows_model(model)
@@ -258,6 +311,7 @@ _REQUEST_FIELDS = (
     "priority",
     "concurrency_key",
     "concurrency_limit",
+    "callback_url",
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -48,9 +49,11 @@ from ops_core.redact import redact_text
 from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.models import ModelCache
 from ops_core.worker.recorder import EventRecorder, jsonable
+from ops_core.worker.remote import RemoteAgents, RemoteDeliveryFailed
 from ops_core.worker.telemetry import RunTelemetry
 
 if TYPE_CHECKING:
+    from ops_core.services.workflows import WorkflowService
     from ops_core.task_traces import TaskTracing
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,10 @@ class ExecutionContext:
     # None: this process keeps no worker metrics (its pool serves none) / traces nothing (OTEL_* unset).
     metrics: WorkerMetrics | None = None
     tracing: TaskTracing | None = None
+    # None: a workflow step's end waits for the sweep to advance its workflow (tests of the executor alone).
+    workflows: WorkflowService | None = None
+    # None: only local agents run here (tests of the executor alone).
+    remote: RemoteAgents | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -156,6 +163,19 @@ class Execution:
         finally:
             if telemetry is not None:
                 telemetry.closed(interrupted)
+        if self._task.workflow_id is not None:
+            await self._advance_workflow(self._task.workflow_id)
+
+    async def _advance_workflow(self, workflow_id: UUID) -> None:
+        """A step ended (or went back to pending): start what it unblocks now, not at the next sweep."""
+        workflows = self._ctx.workflows
+        if workflows is None:
+            return
+        try:
+            await workflows.advance(workflow_id)
+        except Exception as exc:
+            # The sweep finds the step's ended task and advances the workflow then.
+            log.warning("task %s: could not advance workflow %s (%s)", self._task.id, workflow_id, exc)
 
     def _log_end(self, status: str, used: Usage, detail: str = "", *, outcome: str = "", **more: Any) -> None:
         """The run's last line; ``status`` is the task's status after it, ``outcome`` words it if that is not enough."""
@@ -182,6 +202,9 @@ class Execution:
 
     async def _run(self) -> None:
         task = self._task
+        if self._ctx.remote is not None and task.agent not in self._ctx.registry:
+            await self._run_remote(self._ctx.remote)
+            return
         try:
             agent = Agent(self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model))
         except UserError as exc:
@@ -232,6 +255,25 @@ class Execution:
                     await self._schedule_retry(error, decision.delay, outcome.usage, outcome.reused_usage)
                 else:
                     await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
+
+    async def _run_remote(self, remote: RemoteAgents) -> None:
+        """Deliver the attempt to the tenant's remote agent of that name (see worker/remote.py)."""
+        task = self._task
+        try:
+            delivered = await remote.deliver(task, self._attempt)
+        except RemoteDeliveryFailed as error:
+            decision = decide(self._attempt, task.max_retries, self._ctx.policy, error)
+            if isinstance(decision, Retry):
+                await self._schedule_retry(error, decision.delay, Usage(), Usage())
+            else:
+                await self._fail(error.kind, str(error), Usage(), Usage())
+            return
+        if not delivered:
+            message = f"unknown agent {task.agent!r}: neither OPSCORE_AGENTS nor the tenant's remote agents define it"
+            await self._fail(ErrorType.AGENT_ERROR, message, Usage(), Usage())
+        elif self._telemetry is not None:
+            # This worker's part ends here; the run goes on at the remote agent.
+            self._telemetry.finished("delivered", None)
 
     async def _on_event(self, event: RunEvent) -> None:
         """Records the event, and feeds what watches the run: live text's step, traces and metrics."""

@@ -30,6 +30,7 @@ from ops_core.worker.execute import ExecutionContext
 from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.middleware import RunnerMiddleware, RunnerStartFailed
 from ops_core.worker.models import ModelCache, expected_providers, preload_sdks
+from ops_core.worker.remote import RemoteAgents
 from ops_core.worker.runner import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class WorkerProcess:
         # One per process: in multiprocess mode two would overwrite each other's values in its files.
         self._metrics = WorkerMetrics.from_environment()
         self._rate_limiter: SharedRateLimiter | None = None
+        self._remote: RemoteAgents | None = None
 
     @property
     def runner(self) -> TaskRunner:
@@ -97,6 +99,13 @@ class WorkerProcess:
         if limits:
             self._rate_limiter = SharedRateLimiter(RateLimitStore(runtime.engine), limits)
             self._models = ModelCache(rate_limiter=self._rate_limiter)
+        self._remote = RemoteAgents(
+            runtime.store,
+            runtime.remote_agents,
+            self._settings,
+            policy=RetryPolicy.from_settings(self._settings),
+            republish=lambda task, delay: self.runner.republish(task, delay),
+        )
         ctx = ExecutionContext(
             store=runtime.store,
             registry=runtime.registry,
@@ -109,6 +118,8 @@ class WorkerProcess:
             live=LiveBuffer(runtime.live),
             metrics=self._metrics,
             tracing=tracing.active(),
+            workflows=runtime.workflows,
+            remote=self._remote,
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()
@@ -124,6 +135,8 @@ class WorkerProcess:
         if self._runner is not None:
             await self._runner.shutdown(self._settings.shutdown_grace_seconds)
         await self._models.aclose()
+        if self._remote is not None:
+            await self._remote.aclose()
         if self._rate_limiter is not None:
             await self._rate_limiter.aclose()
         if self._runtime is not None:

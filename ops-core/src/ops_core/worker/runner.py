@@ -13,7 +13,7 @@ database, not an unacked message, so:
 
 Around the runs: the heartbeat (its own thread, :mod:`~ops_core.worker.heartbeat`),
 the loop watchdog (:mod:`~ops_core.worker.watchdog`), and on the loop the
-periodic duties, one module each: cancel poll, event flush, reaper, relay.
+periodic duties, one module each: cancel poll, event flush, reaper, relay, schedule ticker, webhooks.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
 from ops_core.db.models import Claim, Task
+from ops_core.db.schedules import ScheduleStore
 from ops_core.db.store import TaskStore
+from ops_core.db.webhooks import WebhookStore
 from ops_core.live import LIVE_SECONDS
 from ops_core.queue.actors import DispatchRefused
 from ops_core.queue.publisher import Publisher
@@ -40,7 +42,10 @@ from ops_core.worker.lease import ReapGuard
 from ops_core.worker.periodic import every
 from ops_core.worker.reaper import Reaper
 from ops_core.worker.relay import Relay
+from ops_core.worker.scheduler import ScheduleTicker
 from ops_core.worker.watchdog import LoopWatchdog, stall_limit
+from ops_core.worker.webhooks import WebhookDuty
+from ops_core.worker.workflow_sweep import WorkflowSweep
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,10 @@ class TaskRunner:
             metrics=ctx.metrics,
         )
         self.relay = Relay(self._store, publisher, settings)
+        self.webhooks = WebhookDuty(WebhookStore.from_settings(self._store.engine, settings), settings)
+        self.schedules = ScheduleTicker(
+            ScheduleStore(self._store.engine), self._store, publisher, ctx.registry, settings
+        )
 
     @property
     def in_flight(self) -> int:
@@ -123,9 +132,21 @@ class TaskRunner:
             asyncio.create_task(every(FLUSH_SECONDS, self.flush_events, "event flush"), name="flush-events"),
             asyncio.create_task(every(settings.relay_interval_seconds, self.reaper, "reaper"), name="reaper"),
             asyncio.create_task(every(settings.relay_interval_seconds, self.relay, "relay"), name="relay"),
+            asyncio.create_task(every(settings.webhook_poll_seconds, self.webhooks, "webhooks"), name="webhooks"),
+            asyncio.create_task(
+                every(settings.schedule_interval_seconds, self.schedules, "schedule ticker"), name="schedules"
+            ),
         ]
+        if self._ctx.workflows is not None:
+            sweep = WorkflowSweep(self._ctx.workflows)
+            self._duties.append(
+                asyncio.create_task(every(settings.relay_interval_seconds, sweep, "workflow sweep"), name="workflows")
+            )
         if self._ctx.live is not None:
             self._duties.append(asyncio.create_task(every(LIVE_SECONDS, self._ctx.live, "live text"), name="live"))
+        if self._ctx.remote is not None:
+            watch = every(settings.relay_interval_seconds, self._ctx.remote, "remote agents")
+            self._duties.append(asyncio.create_task(watch, name="remote-agents"))
 
     def _describe_runs(self) -> str:
         ids = [str(task_id) for task_id in list(self._runs)]
@@ -194,6 +215,7 @@ class TaskRunner:
         for duty in self._duties:
             duty.cancel()
         await asyncio.gather(*self._duties, return_exceptions=True)
+        await self.webhooks.aclose()
         if self._watchdog is not None:
             self._watchdog.stop()
         await asyncio.to_thread(self._heartbeat.stop)

@@ -40,10 +40,8 @@ async def submit_batch(
     they are published right after it is sent (a task whose publish fails or never happens is published
     by the relay, as for a single submit whose broker is down).
     A 422 for the whole request means its shape is wrong (see TaskBatchCreate)."""
-    prepared: list[NewTask | OpsCoreError] = [
-        _prepare(index, item, caller.tenant, tasks) for index, item in enumerate(body.tasks)
-    ]
     async with bounded(settings):
+        prepared = [await _prepare(index, item, caller.tenant, tasks) for index, item in enumerate(body.tasks)]
         outcomes = await tasks.submit_many(caller.tenant, prepared, publish=False)
     items = [_item(index, outcome) for index, outcome in enumerate(outcomes)]
     for item in items:
@@ -64,19 +62,23 @@ async def batch_other_methods() -> Response:
     raise HTTPException(status_code=405)
 
 
-def _prepare(index: int, item: dict[str, object], tenant: str, tasks: TaskService) -> NewTask | OpsCoreError:
+async def _prepare(index: int, item: dict[str, object], tenant: str, tasks: TaskService) -> NewTask | OpsCoreError:
+    """The task one item asks for, checked as POST /v1/tasks checks it; or why it is refused."""
     try:
         create = TaskCreate.model_validate(item)
     except ValidationError as exc:
         errors = [{**error, "loc": ("body", "tasks", index, *error["loc"])} for error in exc.errors()]
         return ValidationFailed(describe_validation_errors(errors))
     try:
-        return tasks.prepare(
+        model = await tasks.resolve_model_for(tenant, create.agent, create.model)
+        if create.callback_url is not None:
+            await tasks.check_callback_url(create.callback_url)
+        return tasks.new_task(
             tenant=tenant,
-            goal=create.goal,
             agent=create.agent,
+            goal=create.goal,
             input=create.input,
-            model=create.model,
+            model=model,
             idempotency_key=create.idempotency_key,
             max_retries=create.max_retries,
             timeout_seconds=create.timeout_seconds,
@@ -84,6 +86,8 @@ def _prepare(index: int, item: dict[str, object], tenant: str, tasks: TaskServic
             schedule_to_start_seconds=create.schedule_to_start_seconds,
             concurrency_key=create.concurrency_key,
             concurrency_limit=create.concurrency_limit,
+            callback_url=create.callback_url,
+            run_after=create.not_before(),
         )
     except OpsCoreError as exc:
         return exc

@@ -67,6 +67,8 @@ async def submit_task(
             schedule_to_start_seconds=body.schedule_to_start_seconds,
             concurrency_key=body.concurrency_key,
             concurrency_limit=body.concurrency_limit,
+            callback_url=body.callback_url,
+            run_after=body.not_before(),
         )
     if created:
         metrics.task_submitted(task.agent)
