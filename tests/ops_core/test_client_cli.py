@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -387,3 +388,52 @@ def test_cancel_and_retry_print_the_card_or_json() -> None:
 
     assert "status    cancelled" in lines(cli("cancel", TASK_ID).stdout)
     assert json.loads(cli("retry", TASK_ID, "--json").stdout)["status"] == "cancelled"
+
+
+# --- submit --file -----------------------------------------------------------
+
+
+def test_submit_file_sends_the_lines_as_one_batch_with_the_options_as_defaults(tmp_path: Path) -> None:
+    lines_file = tmp_path / "tasks.jsonl"
+    lines_file.write_text('{"goal": "a"}\n\n{"goal": "b", "priority": 1}\n{"goal": "c", "agent": "nobody"}\n')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)["tasks"]
+        items = [
+            {"index": i, "outcome": "created", "task": full_task("pending", goal=body["goal"]), "error": None}
+            for i, body in enumerate(sent[:2])
+        ]
+        items.append(
+            {"index": 2, "outcome": "rejected", "error": {"code": "unknown_agent", "message": "unknown agent 'nobody'"}}
+        )
+        return httpx.Response(200, json={"items": items, "created": 2, "existing": 0, "rejected": 1})
+
+    cli = Cli(handler)
+    result = cli("submit", "--file", str(lines_file), "--priority", "5")
+
+    assert cli.paths() == ["POST /v1/tasks/batch"]
+    assert json.loads(cli.requests[0].content) == {
+        "tasks": [
+            {"goal": "a", "priority": 5},
+            {"goal": "b", "priority": 1},
+            {"goal": "c", "agent": "nobody", "priority": 5},
+        ]
+    }
+    assert result.exit_code == 1  # one was rejected
+    assert lines(result.stdout) == [f"line 1: created {TASK_ID}", f"line 2: created {TASK_ID}"]
+    assert "line 3: rejected: unknown_agent: unknown agent 'nobody'" in result.stderr
+    assert "2 created, 0 existing, 1 rejected" in result.stderr
+
+
+def test_submit_file_refuses_a_line_that_is_not_an_object_before_sending(tmp_path: Path) -> None:
+    lines_file = tmp_path / "tasks.jsonl"
+    lines_file.write_text('{"goal": "a"}\n[1, 2]\n')
+    cli = Cli(lambda request: httpx.Response(500))
+
+    result = cli("submit", "--file", str(lines_file))
+
+    assert result.exit_code == 2
+    assert "line 2: must be a JSON object" in result.stderr
+    assert cli.requests == []
+    both = cli("submit", "a goal", "--file", str(lines_file))
+    assert both.exit_code == 2 and "either a GOAL or --file" in both.stderr

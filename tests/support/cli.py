@@ -23,12 +23,17 @@ WIDE = {"COLUMNS": "200"}
 
 
 def task(status: str = "pending", **fields: Any) -> dict[str, Any]:
-    return {"id": TASK_ID, "goal": "say hi", "status": status, "error": None, **fields}
+    """A task as the API answers it (every field present: the SDK reads them all)."""
+    return full_task(status, **fields)
 
 
 def full_task(status: str = "completed", **fields: Any) -> dict[str, Any]:
     """A task as ``GET /v1/tasks/{id}`` gives it, every field present."""
     defaults: dict[str, Any] = {
+        "id": TASK_ID,
+        "goal": "say hi",
+        "status": status,
+        "error": None,
         "tenant": "default",
         "agent": "default",
         "model": "offline:default",
@@ -40,6 +45,8 @@ def full_task(status: str = "completed", **fields: Any) -> dict[str, Any]:
         "idempotency_key": None,
         "timeout_seconds": 3600,
         "schedule_to_start_seconds": None,
+        "concurrency_key": None,
+        "concurrency_limit": None,
         "worker_id": None,
         "created_at": "2026-11-01T12:00:00Z",
         "started_at": "2026-11-01T12:00:01Z",
@@ -49,7 +56,7 @@ def full_task(status: str = "completed", **fields: Any) -> dict[str, Any]:
         "result": None,
         "attempt_errors": [],
     }
-    return task(status, **{**defaults, **fields})
+    return {**defaults, **fields}
 
 
 def error(status: int, code: str, message: str) -> httpx.Response:

@@ -22,8 +22,9 @@ from ops_core.lifecycle import TaskStatus
 
 if TYPE_CHECKING:
     import httpx
+    from pydantic import BaseModel
 
-    from ops_core.api.client import ApiClient
+    from ops_core.client import Client
     from ops_core.config import Settings
 
 JsonObject = dict[str, Any]
@@ -52,27 +53,38 @@ def add_client_commands(
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     @contextmanager
-    def client(api_url: str | None) -> Iterator[ApiClient]:
+    def client(api_url: str | None) -> Iterator[Client]:
         loaded = settings(**({"api_url": api_url} if api_url else {}))
-        from ops_core.api.client import ApiClient, ApiError
+        from ops_core.client import ApiError, Client
 
-        key = loaded.api_key.get_secret_value() if loaded.api_key else None
+        # The settings have read OPSCORE_API_KEY already: "" (no key) keeps the SDK from reading it again.
+        key = loaded.api_key.get_secret_value() if loaded.api_key else ""
         try:
-            with ApiClient(loaded.api_url, api_key=key, transport=transport) as api:
+            with Client(loaded.api_url, api_key=key, transport=transport, sleep=sleep, clock=clock) as api:
                 yield api
         except ApiError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
 
     def follow(
-        api: ApiClient, task_id: str, *, after_seq: int, poll: bool, deadline: float | None
+        api: Client, task_id: str, *, after_seq: int, poll: bool, deadline: float | None
     ) -> Iterator[JsonObject]:
-        source = api.poll_events if poll else api.stream_events
-        return source(task_id, after_seq=after_seq, deadline=deadline, sleep=sleep, clock=clock)
+        source = api.poll_events if poll else api.stream
+        for event in source(task_id, after_seq=after_seq, deadline=deadline):
+            yield _json(event)
 
     @cli.command()
     def submit(
-        goal: Annotated[str, typer.Argument(help="What the agent should do.")],
+        goal: Annotated[str | None, typer.Argument(help="What the agent should do (or give --file).")] = None,
+        file: Annotated[
+            str | None,
+            typer.Option(
+                "--file",
+                "-f",
+                help="Submit many tasks: a JSON Lines file (- for stdin), one POST /v1/tasks body per line, sent in"
+                " batches of 1,000. The other options are defaults for every line.",
+            ),
+        ] = None,
         agent: Annotated[str | None, typer.Option(help="Registered agent name (server default: 'default').")] = None,
         model: Annotated[str | None, typer.Option(help="agentkit model string, e.g. 'openai:gpt-4o-mini'.")] = None,
         input_json: Annotated[
@@ -138,7 +150,11 @@ def add_client_commands(
             typer.echo("warning: --timeout is now --wait-timeout (the task's own limit is --timeout-seconds)", err=True)
             wait_timeout = old_timeout if wait_timeout is None else wait_timeout
         waiting = wait or wait_timeout is not None
-        body: JsonObject = {"goal": goal}
+        if (goal is None) == (file is None):
+            raise typer.BadParameter("give either a GOAL or --file, not both", param_hint="GOAL")
+        if file is not None and waiting:
+            raise typer.BadParameter("--wait follows one task; it does not go with --file", param_hint="--wait")
+        body: JsonObject = {} if goal is None else {"goal": goal}
         body.update(
             given(
                 agent=agent,
@@ -157,16 +173,24 @@ def add_client_commands(
                 run_at=at,
             )
         )
+        if file is not None:
+            lines = _read_task_lines(file)
+            with client(api_url) as api:
+                result = api.submit_many([{**body, **line} for line in lines])
+            _show_batch(_json(result), as_json)
+            if result.rejected:
+                raise typer.Exit(EXIT_FAILED)
+            return
         limit = DEFAULT_WAIT_SECONDS if wait_timeout is None else wait_timeout
         with client(api_url) as api:
-            task = api.submit(body)
+            task = _json(api.submit_request(body))
             if waiting:
                 from ops_core.terminal import EventPrinter, make_console
 
                 printer = EventPrinter(make_console(stderr=True))
                 for event in follow(api, str(task["id"]), after_seq=0, poll=poll, deadline=clock() + limit):
                     printer.show(event)
-                task = api.get_task(str(task["id"]))
+                task = _json(api.get(str(task["id"])))
         _show_task(task, as_json)
         if waiting:
             _exit_for(task, waited=limit)
@@ -190,7 +214,7 @@ def add_client_commands(
         printer = EventPrinter(make_console())
         try:
             with client(api_url) as api:
-                task = api.get_task(task_id)  # an unknown id fails here, before any stream is opened
+                task = _json(api.get(task_id))  # an unknown id fails here, before any stream is opened
                 if not as_json:
                     printer.console.print(f"task {task['id']} · agent {task['agent']} · {task['model']}", style="bold")
                 for event in follow(api, task_id, after_seq=after_seq, poll=poll, deadline=None):
@@ -198,7 +222,7 @@ def add_client_commands(
                         typer.echo(json.dumps(event, ensure_ascii=False))
                     else:
                         printer.show(event)
-                task = api.get_task(task_id)
+                task = _json(api.get(task_id))
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         if not as_json:
@@ -209,7 +233,7 @@ def add_client_commands(
     def status(task_id: TaskId, as_json: AsJson = False, api_url: ApiUrl = None) -> None:
         """Show one task: status, tokens, times, result or error."""
         with client(api_url) as api:
-            task = api.get_task(task_id)
+            task = _json(api.get(task_id))
         _show_task(task, as_json)
 
     @cli.command()
@@ -225,7 +249,7 @@ def add_client_commands(
 
         --json prints the API's {items, next_cursor}."""
         with client(api_url) as api:
-            page = api.list_tasks(status=status, agent=agent, limit=limit, cursor=cursor)
+            page = _json(api.list_page(status=status, agent=agent, limit=limit, cursor=cursor))
         if as_json:
             _emit(page)
             return
@@ -239,13 +263,13 @@ def add_client_commands(
     def cancel(task_id: TaskId, as_json: AsJson = False, api_url: ApiUrl = None) -> None:
         """Cancel a task (a running task stops at its next step)."""
         with client(api_url) as api:
-            _show_task(api.cancel(task_id), as_json)
+            _show_task(_json(api.cancel(task_id)), as_json)
 
     @cli.command()
     def retry(task_id: TaskId, as_json: AsJson = False, api_url: ApiUrl = None) -> None:
         """Queue a failed or cancelled task again."""
         with client(api_url) as api:
-            _show_task(api.retry(task_id), as_json)
+            _show_task(_json(api.retry(task_id)), as_json)
 
     @cli.command()
     def events(
@@ -258,7 +282,7 @@ def add_client_commands(
 
         --json prints the API's {items}."""
         with client(api_url) as api:
-            page = api.events(task_id, after_seq=after_seq)
+            page = {"items": [_json(event) for event in api.events(task_id, after_seq=after_seq)]}
         if as_json:
             _emit(page)
             return
@@ -274,7 +298,7 @@ def add_client_commands(
 
         Each process with its host, pid, runs held, last heartbeat, and the tasks it runs."""
         with client(api_url) as api:
-            found = api.workers()
+            found = {"items": [_json(worker) for worker in api.workers()]}
         if as_json:
             _emit(found)
             return
@@ -298,7 +322,7 @@ def add_client_commands(
             items = _local_agents()
         else:
             with client(api_url) as api:
-                found = api.agents()["items"]
+                found = api.agents()
             items = [{**item, "tools": [tool["name"] for tool in item.get("tools") or []]} for item in found]
         if as_json:
             _emit({"items": items})
@@ -384,6 +408,55 @@ def _parse_json_object(raw: str | None, option: str) -> JsonObject | None:
     if not isinstance(value, dict):
         raise typer.BadParameter('must be a JSON object, e.g. \'{"url": "..."}\'', param_hint=option)
     return value
+
+
+def _json(model: BaseModel) -> JsonObject:
+    """A model of the SDK as the API's JSON, for the tables and --json."""
+    return model.model_dump(mode="json")
+
+
+def _read_task_lines(path: str) -> list[JsonObject]:
+    """The task bodies of a JSON Lines file (blank lines skipped); a line that is not a JSON object is a usage error."""
+    import sys
+    from pathlib import Path
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--file") from None
+    bodies: list[JsonObject] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"line {number}: not valid JSON: {exc.msg}", param_hint="--file") from None
+        if not isinstance(value, dict):
+            raise typer.BadParameter(
+                f'line {number}: must be a JSON object such as {{"goal": "..."}}', param_hint="--file"
+            )
+        bodies.append(value)
+    if not bodies:
+        raise typer.BadParameter(f"{path} holds no tasks", param_hint="--file")
+    return bodies
+
+
+def _show_batch(result: JsonObject, as_json: bool) -> None:
+    """One line per task of a batch (its line number, from 1); rejected ones on stderr. --json: the whole result."""
+    if as_json:
+        _emit(result)
+    counts = {"created": 0, "existing": 0, "rejected": 0}
+    for item in result["items"]:
+        counts[item["outcome"]] += 1
+        line = item["index"] + 1
+        if as_json:
+            continue
+        if item["outcome"] == "rejected":
+            typer.echo(f"line {line}: rejected: {item['error']['code']}: {item['error']['message']}", err=True)
+        else:
+            typer.echo(f"line {line}: {item['outcome']} {item['task']['id']}")
+    typer.echo(", ".join(f"{count} {outcome}" for outcome, count in counts.items()), err=True)
 
 
 def _emit(document: JsonObject) -> None:

@@ -16,6 +16,7 @@
     │   ├── WorkflowNotFound      also another tenant's workflow
     │   └── AgentNotFound         no remote agent of the tenant by that name
     ├── InvalidRequest            422
+    │   ├── ValidationFailed      a field of the request is invalid (one task of a batch)
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
@@ -113,6 +114,10 @@ class WorkflowNotFound(NotFound):
 class InvalidRequest(OpsCoreError):
     status_code = 422
     code = "invalid_request"
+
+
+class ValidationFailed(InvalidRequest):
+    code = "validation_error"
 
 
 class UnknownAgent(InvalidRequest):

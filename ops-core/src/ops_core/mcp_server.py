@@ -27,6 +27,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
 from ops_core.api.schemas import TaskCreate, TaskEventPublic, TaskEventsPublic, TaskPublic, TasksPublic
+from ops_core.api.submit import submit
 from ops_core.errors import Forbidden, OpsCoreError
 from ops_core.keys import Caller, Scope
 from ops_core.lifecycle import TaskStatus
@@ -90,19 +91,7 @@ def build_mcp_server(runtime: Callable[[], Runtime], caller_of: CallerOf) -> MCP
             body = TaskCreate.model_validate({name: value for name, value in fields.items() if value is not None})
         except ValidationError as exc:
             raise ToolError(f"invalid_request: {_problems(exc)}") from None
-        task, created = await _service(
-            runtime().tasks.submit(
-                tenant=caller.tenant,
-                goal=body.goal,
-                agent=body.agent,
-                input=body.input,
-                model=body.model,
-                idempotency_key=body.idempotency_key,
-                max_retries=body.max_retries,
-                timeout_seconds=body.timeout_seconds,
-                priority=body.priority,
-            )
-        )
+        task, created = await _service(submit(runtime().tasks, caller.tenant, body))
         return {"created": created, "task": _dump(TaskPublic.from_task(task))}
 
     @server.tool()

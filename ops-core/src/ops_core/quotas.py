@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from ops_core.db.access import AccessStore, Quotas
 from ops_core.db.rules import utcnow
 from ops_core.db.store import TaskStore
-from ops_core.errors import RateLimited, TokenBudgetSpent
+from ops_core.errors import RateLimited, TokenBudgetSpent, TooManyRequests
 from ops_core.ttl import TtlCache
 
 
@@ -51,26 +51,36 @@ class QuotaCache:
 
     async def admit_submission(self, tenant: str) -> Quotas:
         """The tenant's quotas, if it may submit now; else :class:`RateLimited` or :class:`TokenBudgetSpent`."""
+        quotas, _, refused = await self.admit_submissions(tenant, 1)
+        if refused is not None:
+            raise refused
+        return quotas
+
+    async def admit_submissions(self, tenant: str, count: int) -> tuple[Quotas, int, TooManyRequests | None]:
+        """How many of ``count`` submissions the tenant may make now (a batch of N counts as N), and why
+        not the rest: ``(quotas, admitted, error)``, the error None when all are admitted."""
         quotas = await self.quotas(tenant)
-        if not quotas.limits_submissions:
-            return quotas
+        if not quotas.limits_submissions or count == 0:
+            return quotas, count, None
         now = utcnow()
         if quotas.daily_token_budget is not None and await self.budget_spent(tenant):
             resets = (midnight(now) + timedelta(days=1) - now).total_seconds()
-            raise TokenBudgetSpent(
+            spent = TokenBudgetSpent(
                 f"tenant {tenant!r} has spent its daily budget of {quotas.daily_token_budget} tokens;"
                 " it renews at 00:00 UTC",
                 retry_after=resets,
             )
-        if quotas.submissions_per_second is not None:
-            rate = quotas.submissions_per_second
-            wait = await self._access.take_submission(tenant, rate, burst=max(1, math.ceil(rate)), now=now)
-            if wait > 0:
-                raise RateLimited(
-                    f"tenant {tenant!r} may submit {rate:g} tasks per second; retry after {wait:.2f}s",
-                    retry_after=wait,
-                )
-        return quotas
+            return quotas, 0, spent
+        if quotas.submissions_per_second is None:
+            return quotas, count, None
+        rate = quotas.submissions_per_second
+        taken, wait = await self._access.take_submissions(tenant, rate, max(1, math.ceil(rate)), count, now)
+        if taken == count:
+            return quotas, count, None
+        limited = RateLimited(
+            f"tenant {tenant!r} may submit {rate:g} tasks per second; retry after {wait:.2f}s", retry_after=wait
+        )
+        return quotas, taken, limited
 
 
 def midnight(now: datetime) -> datetime:

@@ -27,6 +27,7 @@ from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import (
     agents,
     approvals,
+    batch,
     health,
     keys,
     schedules,
@@ -122,6 +123,7 @@ def create_app(
     install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_router())
+    app.include_router(batch.router)  # before tasks: /v1/tasks/batch is not a task id
     app.include_router(tasks.router)
     app.include_router(approvals.router)
     app.include_router(sessions.router)

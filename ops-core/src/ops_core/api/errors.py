@@ -133,8 +133,11 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 
 def _documented_methods(request: Request) -> list[str]:
     methods: set[str] = set()
-    for template, item in request.app.openapi()["paths"].items():
-        if compile_path(template)[0].match(request.url.path):
+    paths = request.app.openapi()["paths"]
+    # A path documented as it is (/v1/tasks/batch) is that resource, not an id of /v1/tasks/{task_id}.
+    exact = paths.get(request.url.path)
+    for template, item in paths.items():
+        if (template == request.url.path) if exact is not None else compile_path(template)[0].match(request.url.path):
             methods.update(method.upper() for method in item if method in _HTTP_METHODS)
     if "GET" in methods:
         methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET

@@ -146,8 +146,17 @@ class AccessStore:
         return _quotas(row)
 
     async def take_submission(self, tenant: str, per_second: float, burst: int, now: datetime) -> float:
-        """One submission against the tenant's rate (GCRA); 0 if allowed, else seconds until one is.
+        """One submission against the tenant's rate (GCRA); 0 if allowed, else seconds until one is."""
+        taken, wait = await self.take_submissions(tenant, per_second, burst, 1, now)
+        return 0.0 if taken else wait
 
+    async def take_submissions(
+        self, tenant: str, per_second: float, burst: int, count: int, now: datetime
+    ) -> tuple[int, float]:
+        """Up to ``count`` submissions against the tenant's rate (GCRA), as many as it allows now.
+
+        Returns how many were taken and, if fewer than ``count``, the seconds
+        until the next one is allowed. A batch of N counts as N submissions.
         The limiter's state is one timestamp on the tenant's row, moved by a
         conditional UPDATE, so the limit holds across every API instance.
         """
@@ -160,15 +169,17 @@ class AccessStore:
                 tat = (await conn.execute(select(TENANTS.c.tat).where(TENANTS.c.id == tenant))).scalar_one()
                 start = max(tat or now, now)
                 if start - now > tolerance:
-                    return max((start - tolerance - now).total_seconds(), 0.001)
+                    return 0, max((start - tolerance - now).total_seconds(), 0.001)
+                taken = min(count, int((tolerance - (start - now)) / interval) + 1)
                 moved = await conn.execute(
                     update(TENANTS)
                     .where(TENANTS.c.id == tenant, TENANTS.c.tat.is_(None) if tat is None else TENANTS.c.tat == tat)
-                    .values(tat=start + interval)
+                    .values(tat=start + interval * taken)
                 )
                 if moved.rowcount == 1:
-                    return 0.0
-        return interval.total_seconds()
+                    after = start + interval * taken
+                    return taken, 0.0 if taken == count else max((after - tolerance - now).total_seconds(), 0.001)
+        return 0, interval.total_seconds()
 
     async def _ensure_tenant(self, conn: AsyncConnection, tenant: str, now: datetime) -> None:
         stmt = self._insert(TENANTS).values(id=tenant, created_at=now, updated_at=now)

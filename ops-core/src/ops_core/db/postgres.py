@@ -99,6 +99,15 @@ INSERT = _with_events(
     select="id",
 )
 
+INSERT_MANY = _with_events(
+    f"""INSERT INTO tasks ({_COLUMNS}) SELECT {_COLUMNS} FROM jsonb_populate_recordset(NULL::tasks, $1::jsonb)
+    ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING id, last_event_seq""",
+    count="1",
+    attempt="0",
+    events="$2",
+    select="id",
+)
+
 
 # Claims come in a batch, in id order so that concurrent batches lock rows in one order.
 def _claim_sql(only: str = "") -> str:
@@ -408,6 +417,24 @@ class PostgresStore(TaskStore):
         row = {name: getattr(task, name) for name in TASK_COLUMNS}
         async with self._db() as db:
             return await db.fetchval(INSERT, json_dumps(row), _events_json([event], task.created_at)) is not None
+
+    async def _insert_many(self, tasks: Sequence[Task], event: NewEvent) -> set[uuid.UUID]:
+        # One statement: every row and its created event commit together, or none does.
+        rows = [{name: getattr(task, name) for name in TASK_COLUMNS} for task in tasks]
+        async with self._db() as db:
+            found = await db.fetch(INSERT_MANY, json_dumps(rows), _events_json([event], tasks[0].created_at))
+        return {row["id"] for row in found}
+
+    async def _by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> builtins.list[Task]:
+        if not keys:
+            return []
+        async with self._db() as db:
+            rows = await db.fetch(
+                f"SELECT {_COLUMNS} FROM tasks WHERE tenant = $1 AND idempotency_key = ANY($2::text[])",
+                tenant,
+                list(keys),
+            )
+        return [Task.from_row(row) for row in rows]
 
     async def _by_idempotency_key(self, tenant: str, key: str) -> Task:
         async with self._db() as db:

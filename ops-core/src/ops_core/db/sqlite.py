@@ -141,6 +141,26 @@ class SqliteStore(TaskStore):
             await add_events(conn, task.id, task.last_event_seq, 0, [event], task.created_at)
         return True
 
+    async def _insert_many(self, tasks: Sequence[Task], event: NewEvent) -> set[uuid.UUID]:
+        inserted: set[uuid.UUID] = set()
+        stmt = insert(TASKS).on_conflict_do_nothing(index_elements=[TASKS.c.tenant, TASKS.c.idempotency_key])
+        async with self._write() as conn:  # one transaction for the whole batch
+            for task in tasks:
+                values = {c.name: getattr(task, c.name) for c in TASKS.c}
+                if (await conn.execute(stmt.values(values).returning(TASKS.c.id))).first() is None:
+                    continue
+                await add_events(conn, task.id, task.last_event_seq, 0, [event], task.created_at)
+                inserted.add(task.id)
+        return inserted
+
+    async def _by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> builtins.list[Task]:
+        if not keys:
+            return []
+        stmt = select(TASKS).where(TASKS.c.tenant == tenant, TASKS.c.idempotency_key.in_(keys))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [Task.from_row(row) for row in rows]
+
     async def _by_idempotency_key(self, tenant: str, key: str) -> Task:
         stmt = select(TASKS).where(TASKS.c.tenant == tenant, TASKS.c.idempotency_key == key)
         async with self._read() as conn:

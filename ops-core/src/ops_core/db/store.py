@@ -94,6 +94,42 @@ class TaskStore(abc.ABC):
         assert new.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
         return await self._by_idempotency_key(new.tenant, new.idempotency_key), False
 
+    async def create_many(self, tenant: str, news: Sequence[NewTask]) -> builtins.list[tuple[Task, bool]]:
+        """Insert many pending tasks of one tenant in one transaction; ``(task, created)`` for each, in order.
+
+        A task whose idempotency key is taken (or repeats an earlier task of the
+        same call) is answered with the existing task, as :meth:`create` does.
+        """
+        if any(new.tenant != tenant for new in news):
+            raise ValueError("create_many takes the tasks of one tenant")
+        now = utcnow()
+        rows = [new_task_row(new, now) for new in news]
+        first: dict[str, Task] = {}
+        fresh: builtins.list[Task] = []
+        for row in rows:
+            if row.idempotency_key is None or row.idempotency_key not in first:
+                fresh.append(row)
+                if row.idempotency_key is not None:
+                    first[row.idempotency_key] = row
+        inserted = await self._insert_many(fresh, created_event()) if fresh else set()
+        taken = {r.idempotency_key for r in rows if r.id not in inserted and r.idempotency_key is not None}
+        existing = {t.idempotency_key: t for t in await self._by_idempotency_keys(tenant, sorted(taken))}
+        results: builtins.list[tuple[Task, bool]] = []
+        for row in rows:
+            if row.id in inserted:
+                results.append((row, True))
+            else:
+                assert row.idempotency_key is not None, "only an idempotency conflict leaves a task uninserted"
+                results.append((existing[row.idempotency_key], False))
+        return results
+
+    @abc.abstractmethod
+    async def _insert_many(self, tasks: Sequence[Task], event: NewEvent) -> set[uuid.UUID]:
+        """Insert ``tasks`` (keys distinct) with ``event`` each, in one transaction; the ids inserted."""
+
+    @abc.abstractmethod
+    async def _by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> builtins.list[Task]: ...
+
     @abc.abstractmethod
     async def _insert(self, task: Task, event: NewEvent) -> bool:
         """Insert ``task`` with its first event; False if its tenant's idempotency key is taken."""

@@ -19,6 +19,7 @@ from ops_core.api.auth import ANONYMOUS, Authenticator, authenticate, check_scop
 from ops_core.api.deps import bounded
 from ops_core.api.metrics import ApiMetrics
 from ops_core.api.schemas import TaskCreate
+from ops_core.api.submit import submit
 from ops_core.config import Settings
 from ops_core.db.store import TaskStore
 from ops_core.errors import InvalidFields, OpsCoreError
@@ -64,22 +65,7 @@ class TaskServicer:
     async def Submit(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
         async with self._call(context, Scope.TASKS_WRITE) as caller:
             body = convert.validated(TaskCreate, convert.submit_fields(request))
-            task, created = await self._backend.tasks.submit(
-                tenant=caller.tenant,
-                goal=body.goal,
-                agent=body.agent,
-                input=body.input,
-                model=body.model,
-                idempotency_key=body.idempotency_key,
-                max_retries=body.max_retries,
-                timeout_seconds=body.timeout_seconds,
-                priority=body.priority,
-                schedule_to_start_seconds=body.schedule_to_start_seconds,
-                concurrency_key=body.concurrency_key,
-                concurrency_limit=body.concurrency_limit,
-                callback_url=body.callback_url,
-                run_after=body.not_before(),
-            )
+            task, created = await submit(self._backend.tasks, caller.tenant, body)
             if created:
                 self._backend.metrics.task_submitted(task.agent)
             return pb.SubmitTaskResponse(task=convert.task_message(task), created=created)

@@ -10,7 +10,9 @@ do, instead of silently answering with a task the client did not ask for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -32,6 +34,7 @@ from ops_core.errors import (
     InvalidModel,
     InvalidRequest,
     ModelNotAllowed,
+    OpsCoreError,
     SessionMoved,
     UnknownAgent,
 )
@@ -42,6 +45,9 @@ from ops_core.services.publish_marks import PublishMarks
 from ops_core.tenancy import TenantScope
 
 log = logging.getLogger(__name__)
+
+# One item of a batch: (task, created), or why it was refused (None only while being decided).
+Submitted = tuple[Task, bool] | OpsCoreError | None
 
 
 class TaskService:
@@ -248,6 +254,59 @@ class TaskService:
             callback_url=callback_url,
             run_after=run_after,
         )
+
+    async def submit_many(
+        self, tenant: str, items: Sequence[NewTask | OpsCoreError], *, publish: bool = True
+    ) -> list[Submitted]:
+        """Store many tasks (built by :meth:`new_task`) in one transaction, then publish the new ones
+        (unless ``publish`` is False: the caller then calls :meth:`publish_all` with them).
+
+        ``items`` may already hold refusals (an item that failed validation);
+        they are answered as they are. Every other item counts against the
+        tenant's submission rate; those beyond it are refused with
+        :class:`RateLimited` and the rest go on. A reused idempotency key with a
+        different request is refused for its item only.
+        """
+        answers: list[Submitted] = [item if isinstance(item, OpsCoreError) else None for item in items]
+        wanted = [i for i, item in enumerate(items) if not isinstance(item, OpsCoreError)]
+        quotas, admitted, refused = await self._quotas.admit_submissions(tenant, len(wanted))
+        news: list[tuple[int, NewTask]] = []
+        for position, i in enumerate(wanted):
+            new = items[i]
+            assert not isinstance(new, OpsCoreError)
+            if position >= admitted:
+                assert refused is not None
+                answers[i] = refused
+                continue
+            try:
+                self.check_tenant_model(quotas, tenant, new.model)
+            except ModelNotAllowed as exc:
+                answers[i] = exc
+                continue
+            news.append((i, new))
+        stored = await self._store.create_many(tenant, [new for _, new in news]) if news else []
+        created: list[Task] = []
+        for (i, new), (task, is_new) in zip(news, stored, strict=True):
+            if is_new:
+                created.append(task)
+                answers[i] = (task, True)
+                continue
+            try:
+                _check_same_request(task, new)
+            except IdempotencyConflict as exc:
+                answers[i] = exc
+                continue
+            answers[i] = (task, False)
+        if publish:
+            await self.publish_all(created)
+        assert all(answer is not None for answer in answers)
+        return answers
+
+    async def publish_all(self, tasks: Sequence[Task]) -> None:
+        """Publish committed tasks side by side (the publisher's threads each wait for a confirm); a delayed
+        task waits for the relay. A publish that fails, or never happens because the process died first,
+        leaves its task unpublished in the database, where the relay finds it."""
+        await asyncio.gather(*(self.publish(task) for task in tasks if task.run_after is None))
 
     async def cancel(self, task_id: UUID, *, tenant: TenantScope) -> Task:
         return await self._store.request_cancel(task_id, tenant=tenant)

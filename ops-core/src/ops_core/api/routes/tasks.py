@@ -19,6 +19,7 @@ from ops_core.api.schemas import (
     to_json,
 )
 from ops_core.api.storable import INT32_MAX, StorableText
+from ops_core.api.submit import submit
 from ops_core.db.models import Task
 from ops_core.lifecycle import TaskStatus
 
@@ -55,24 +56,7 @@ async def submit_task(
     """Queue a task in the caller's tenant; 202 when created, 200 with the existing task on a repeated
     idempotency_key."""
     async with bounded(settings):
-        task, created = await tasks.submit(
-            tenant=caller.tenant,
-            goal=body.goal,
-            # In a session an unnamed agent is the session's.
-            agent=None if body.session_id is not None and "agent" not in body.model_fields_set else body.agent,
-            input=body.input,
-            model=body.model,
-            idempotency_key=body.idempotency_key,
-            max_retries=body.max_retries,
-            timeout_seconds=body.timeout_seconds,
-            priority=body.priority,
-            schedule_to_start_seconds=body.schedule_to_start_seconds,
-            concurrency_key=body.concurrency_key,
-            concurrency_limit=body.concurrency_limit,
-            session_id=body.session_id,
-            callback_url=body.callback_url,
-            run_after=body.not_before(),
-        )
+        task, created = await submit(tasks, caller.tenant, body)
     if created:
         metrics.task_submitted(task.agent)
     return _task_response(task, status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
