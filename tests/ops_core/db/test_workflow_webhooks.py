@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from ops_core.api.workflow_schemas import render_workflow
 from ops_core.db.store import TaskStore
 from ops_core.db.webhooks import WORKFLOW_SUBJECT, WebhookDelivery, WebhookStore
 from ops_core.db.workflows import Advanced, EndWebhooks, NewStep, NewWorkflow, WorkflowStore, WorkflowView
@@ -171,3 +172,21 @@ async def test_a_store_without_an_outbox_refuses_a_callback_url(store: TaskStore
     with pytest.raises(ValueError, match="without webhooks"):
         await create(bare, [step("a")])
     assert (await bare.list(tenant=EVERY_TENANT)).items == []
+
+
+async def test_the_record_sent_is_the_one_read_afterwards(
+    store: TaskStore, outbox: WebhookStore, workflows: WorkflowStore
+) -> None:
+    real = WorkflowStore(store.engine, webhooks=EndWebhooks(outbox, render_workflow))
+    created = await create(real, [step("a"), step("b", "x", ["a"])])
+    workflow_id = created.view.workflow.id
+    await complete(store, task_of(created, "a"), "A")
+    started = await real.advance(workflow_id)
+    await complete(store, task_of(started, "b"), {"B": 1})
+    await real.advance(workflow_id)
+    # Later advances that find nothing to do (a sweep, a late worker) leave the record alone.
+    await real.advance(workflow_id)
+    await real.advance(workflow_id)
+    [delivery] = await sent(outbox, workflow_id)
+    assert delivery.payload == render_workflow(await real.get(workflow_id, tenant=TENANT))
+    assert json.loads(delivery.payload)["status"] == "completed"

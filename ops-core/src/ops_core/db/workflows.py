@@ -295,8 +295,15 @@ class WorkflowStore:
         self, conn: AsyncConnection, workflow_id: uuid.UUID, now: datetime, *, ended: bool = False
     ) -> Advanced:
         """``ended``: the caller just moved the workflow to a terminal status in this transaction."""
-        # Takes the workflow's row: concurrent advances of one workflow run one after the other.
-        lock = update(WORKFLOWS).where(WORKFLOWS.c.id == workflow_id).values(updated_at=now).returning(*WORKFLOWS.c)
+        # Takes the workflow's row: concurrent advances of one workflow run one after the other. It writes
+        # nothing (updated_at moves only when something changes), so an advance that finds nothing to do
+        # leaves the record as it was, e.g. the one its webhook sent.
+        lock = (
+            update(WORKFLOWS)
+            .where(WORKFLOWS.c.id == workflow_id)
+            .values(updated_at=WORKFLOWS.c.updated_at)
+            .returning(*WORKFLOWS.c)
+        )
         row = (await conn.execute(lock)).mappings().first()
         if row is None:
             raise _not_found(workflow_id)
@@ -341,6 +348,7 @@ class WorkflowStore:
         started: list[Task],
         now: datetime,
     ) -> None:
+        await conn.execute(update(WORKFLOWS).where(WORKFLOWS.c.id == workflow.id).values(updated_at=now))
         for name, status in decided.settle.items():
             await self._move_step(conn, workflow.id, name, status, finished_at=now)
         for name in decided.skip:
