@@ -4,7 +4,7 @@ A receiver in this test refuses each delivery's first attempt (503) and verifies
 ``standardwebhooks`` package against the tenant's secret read from the API. A workflow of two steps
 runs on two workers; it is delivered once, as ``workflow.completed``, with the record
 ``GET /v1/workflows/{id}`` answers; its steps' tasks send nothing of their own. A workflow cancelled
-while its step is pending is delivered once as ``workflow.cancelled``, its steps settled.
+while its slow step runs is delivered once as ``workflow.cancelled``, after that step settled.
 """
 
 from __future__ import annotations
@@ -167,11 +167,12 @@ async def test_a_finished_workflow_is_delivered_once_signed(
 async def test_a_cancelled_workflow_is_delivered_with_its_steps_settled(
     client: httpx.AsyncClient, hooked: Deployment, receiver: Receiver
 ) -> None:
-    # A step that runs in an hour: pending when the workflow is cancelled, and cancelled with it.
+    # A slow step (its model answers after 5 s): pending or running when the workflow is cancelled, so the
+    # step after it is skipped, and the webhook waits until the slow one has settled too.
     body = {
         "callback_url": receiver.url,
         "steps": [
-            {"name": "slow", "goal": "x", "model": MODEL, "concurrency_key": f"hold-{uuid.uuid4().hex[:8]}"},
+            {"name": "slow", "goal": f"[[delay=5]] {uuid.uuid4().hex[:8]}", "model": MODEL},
             {"name": "after", "goal": "y", "depends_on": ["slow"], "model": MODEL},
         ],
     }
