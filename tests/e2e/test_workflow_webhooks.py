@@ -139,7 +139,7 @@ async def test_a_finished_workflow_is_delivered_once_signed(
         "callback_url": receiver.url,
         "steps": [
             {"name": "research", "goal": f"research {marker}", "model": MODEL},
-            {"name": "write", "goal": "write up: {{steps.research.result}}", "depends_on": ["research"], "model": MODEL},
+            {"name": "write", "goal": "write: {{steps.research.result}}", "depends_on": ["research"], "model": MODEL},
         ],
     }
     submitted = await client.post("/v1/workflows", json=body)
