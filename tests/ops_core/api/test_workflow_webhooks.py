@@ -64,6 +64,7 @@ async def test_a_callback_is_stored_shown_and_named_by_the_idempotency_key(clien
     [
         ("callback_url", PUBLIC, "step 'write': callback_url is not taken on a step; set it on the workflow"),
         ("run_at", "2020-01-01T00:00:00Z", "step 'write': run_at is not taken on a step"),
+        ("run_at", "2099-01-01T00:00:00Z", "step 'write': run_at is not taken on a step"),
         ("delay_seconds", 30, "step 'write': delay_seconds is not taken on a step"),
     ],
 )

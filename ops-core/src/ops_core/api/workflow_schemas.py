@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ops_core.api.schemas import MAX_GOAL_CHARS, MAX_KEY_CHARS, TaskCreate, to_json
 from ops_core.api.storable import StorableText
@@ -49,6 +49,17 @@ class WorkflowStepCreate(TaskCreate):
         description="If this step fails or is cancelled, the workflow goes on, and its dependents still start"
         " (its result quotes as empty; quote {{steps.NAME.status}} and {{steps.NAME.error}}).",
     )
+    # A task's options a step refuses (see _not_on_a_step), without the task's limits, so that any value
+    # gets the message saying where it belongs.
+    callback_url: StorableText | None = Field(
+        default=None, description="Refused on a step (422): set callback_url on the workflow."
+    )
+    run_at: AwareDatetime | None = Field(
+        default=None, description="Refused on a step (422): a step starts when its depends_on are done."
+    )
+    delay_seconds: float | None = Field(
+        default=None, description="Refused on a step (422): a step starts when its depends_on are done."
+    )
 
     @field_validator("idempotency_key")
     @classmethod
@@ -58,7 +69,8 @@ class WorkflowStepCreate(TaskCreate):
         return value
 
     @model_validator(mode="after")
-    def _no_task_only_options(self) -> Self:
+    def _one_delay(self) -> Self:
+        """Replaces TaskCreate's check of run_at and delay_seconds: a step takes neither (nor a callback_url)."""
         if self.callback_url is not None:
             raise ValueError(
                 f"step {self.name!r}: callback_url is not taken on a step; set it on the workflow, which POSTs"
