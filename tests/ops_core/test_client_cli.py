@@ -313,11 +313,46 @@ def test_workers_without_an_admin_key_says_so() -> None:
     assert result.stderr.strip() == "error: this key lacks the admin scope"
 
 
-def test_agents_reads_the_registry_of_opscore_agents() -> None:
+def test_agents_lists_what_the_api_serves_local_and_remote() -> None:
+    served = [
+        {
+            "name": "default",
+            "kind": "local",
+            "description": "Answers.",
+            "model": "offline:default",
+            "tools": [{"name": "calculator", "description": "", "parameters": {"type": "object"}}],
+            "policy": {"allow": None, "deny": [], "require_approval": [], "constrained": [], "approval_timeout": None},
+            "url": None,
+        },
+        {
+            "name": "remote-echo",
+            "kind": "remote",
+            "description": "Echoes.",
+            "model": "offline:default",
+            "tools": [],
+            "policy": None,
+            "url": "http://agent/hook",
+        },
+    ]
+    cli = Cli(lambda request: httpx.Response(200, json={"items": served}))
+
+    table = cli("agents")
+    raw = cli("agents", "--json")
+
+    assert table.exit_code == 0, table.output
+    assert cli.paths() == ["GET /v1/agents"] * 2
+    items = {item["name"]: item for item in json.loads(raw.stdout)["items"]}
+    assert items["default"]["tools"] == ["calculator"] and items["remote-echo"]["kind"] == "remote"
+    rows = {line.split()[0]: line for line in lines(table.stdout)[2:] if line}
+    assert rows["default"].split() == ["default", "local", "offline:default", "calculator", "Answers."]
+    assert rows["remote-echo"].split() == ["remote-echo", "remote", "offline:default", "Echoes."]
+
+
+def test_agents_local_reads_the_registry_of_opscore_agents() -> None:
     cli = Cli(lambda request: error(500, "unexpected", "no request expected"))
 
-    table = cli("agents", env={"OPSCORE_AGENTS": "tests.support.agents"})
-    raw = cli("agents", "--json", env={"OPSCORE_AGENTS": "tests.support.agents"})
+    table = cli("agents", "--local", env={"OPSCORE_AGENTS": "tests.support.agents"})
+    raw = cli("agents", "--local", "--json", env={"OPSCORE_AGENTS": "tests.support.agents"})
 
     assert table.exit_code == 0, table.output
     assert cli.requests == []
@@ -325,17 +360,23 @@ def test_agents_reads_the_registry_of_opscore_agents() -> None:
     assert {"default", "poison", "sleepy"} <= set(items)
     assert items["poison"] == {
         "name": "poison",
+        "kind": "local",
         "description": "Calculates, fatally.",
         "model": "offline:default",
         "tools": ["calculator"],
+        "mcp_servers": [],
     }
     assert items["default"]["tools"] == ["calculator", "current_time"]
+    assert items["clock"]["tools"] == [] and items["clock"]["mcp_servers"] == ["time"]
     rows = {line.split()[0]: line for line in lines(table.stdout)[2:] if line}
-    assert rows["poison"].split() == ["poison", "offline:default", "calculator", "Calculates,", "fatally."]
+    assert rows["poison"].split() == ["poison", "local", "offline:default", "calculator", "Calculates,", "fatally."]
+    assert rows["clock"].split()[:4] == ["clock", "local", "offline:default", "mcp:time"]
 
 
-def test_agents_with_a_bad_module_exits_2_naming_the_setting() -> None:
-    result = Cli(lambda request: error(500, "unexpected", ""))("agents", env={"OPSCORE_AGENTS": "no.such.module"})
+def test_agents_local_with_a_bad_module_exits_2_naming_the_setting() -> None:
+    result = Cli(lambda request: error(500, "unexpected", ""))(
+        "agents", "--local", env={"OPSCORE_AGENTS": "no.such.module"}
+    )
 
     assert result.exit_code == 2
     assert result.stderr.startswith("error: OPSCORE_AGENTS='no.such.module' cannot be loaded")

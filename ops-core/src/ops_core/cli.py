@@ -35,6 +35,10 @@ DISTRIBUTION = "ops-core"
 
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: OPSCORE_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind (default: OPSCORE_PORT).")]
+GrpcPortOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="Also serve the gRPC TaskService on this port (default: OPSCORE_GRPC_PORT)."),
+]
 
 
 def build_cli(
@@ -68,12 +72,12 @@ def build_cli(
     # --- server processes -------------------------------------------------
 
     @cli.command()
-    def api(host: HostOpt = None, port: PortOpt = None) -> None:
+    def api(host: HostOpt = None, port: PortOpt = None, grpc_port: GrpcPortOpt = None) -> None:
         """Serve the REST API (OpenAPI docs at /docs)."""
         from ops_core.api.app import create_app
         from ops_core.api.server import serve
 
-        settings = _settings(**given(host=host, port=port))
+        settings = _settings(**given(host=host, port=port, grpc_port=grpc_port))
         _check_agents(settings)
         app = create_app(settings)
         gc.freeze()  # the app and every module it imported live as long as the process (see worker/process.py)
@@ -102,13 +106,35 @@ def build_cli(
         run_pool(settings, processes, settings.worker_threads, settings.worker_concurrency)
 
     @cli.command()
-    def dev(host: HostOpt = None, port: PortOpt = None) -> None:
+    def dev(host: HostOpt = None, port: PortOpt = None, grpc_port: GrpcPortOpt = None) -> None:
         """Run the API and a worker in one process (SQLite + in-memory broker by default)."""
-        settings = _settings(**given(host=host, port=port))
+        settings = _settings(**given(host=host, port=port, grpc_port=grpc_port))
         _check_agents(settings)
         from ops_core.dev import run_dev
 
         run_dev(settings, host=settings.host, port=settings.port)
+
+    @cli.command()
+    def mcp() -> None:
+        """Serve ops-core's MCP tools over stdio (for Claude Desktop and other MCP clients), as OPSCORE_API_KEY."""
+        import asyncio
+
+        from ops_core.errors import Unauthenticated
+        from ops_core.logs import configure_logging
+        from ops_core.mcp_stdio import serve_stdio
+
+        settings = _settings()
+        _check_agents(settings)
+        configure_logging(settings.log_level)  # on stderr: stdout carries the protocol
+        try:
+            with _unavailable():
+                asyncio.run(serve_stdio(settings))
+        except ConfigError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except Unauthenticated:
+            typer.echo("error: OPSCORE_API_KEY is not a valid, usable API key", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
 
     @db.command()
     def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:

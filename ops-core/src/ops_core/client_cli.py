@@ -278,11 +278,31 @@ def add_client_commands(
         make_console().print(workers_table(found["items"]))
 
     @cli.command()
-    def agents(as_json: AsJson = False) -> None:
-        """List the agents OPSCORE_AGENTS defines.
+    def agents(
+        as_json: AsJson = False,
+        api_url: ApiUrl = None,
+        local: Annotated[
+            bool, typer.Option("--local", help="Read OPSCORE_AGENTS on this machine instead of asking the API.")
+        ] = False,
+    ) -> None:
+        """List the agents the deployment serves (GET /v1/agents): local ones and the tenant's remote agents.
 
-        Read on this machine, as the API and the workers read them, with no API call: the built-in
-        default agent plus those of the OPSCORE_AGENTS module, so set it as your servers do."""
+        With --local, the agents OPSCORE_AGENTS defines, read on this machine as the API and the workers
+        read them, with no API call: the built-in default agent plus those of the module."""
+        if local:
+            items = _local_agents()
+        else:
+            with client(api_url) as api:
+                found = api.agents()["items"]
+            items = [{**item, "tools": [tool["name"] for tool in item.get("tools") or []]} for item in found]
+        if as_json:
+            _emit({"items": items})
+            return
+        from ops_core.terminal import agents_table, make_console
+
+        make_console().print(agents_table(items))
+
+    def _local_agents() -> list[JsonObject]:
         loaded = settings()
         from ops_core.agents import load_agents
 
@@ -291,21 +311,18 @@ def add_client_commands(
         except ConfigError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
-        items = [
+        return [
             {
                 "name": definition.name,
+                "kind": "local",
                 "description": (definition.instructions.strip().splitlines() or [""])[0],
                 "model": definition.model or loaded.default_model,
                 "tools": definition.toolset().names(),
+                # Their tools are listed by the server when a worker connects; named here by server.
+                "mcp_servers": [server.name for server in definition.mcp_servers],
             }
             for definition in sorted(registry, key=lambda d: d.name)
         ]
-        if as_json:
-            _emit({"items": items})
-            return
-        from ops_core.terminal import agents_table, make_console
-
-        make_console().print(agents_table(items))
 
     @cli.command()
     def approvals(

@@ -57,9 +57,17 @@ class Settings(BaseSettings):
         description="Provider rate limits every worker shares, e.g. 'openai:gpt-4o-mini rpm=500 tpm=200000;"
         " anthropic rpm=50' (or the same as JSON); unset: none.",
     )
+    mcp_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON object {"NAME": "value"}: what ${NAME} in an agent\'s MCP server config reads before the '
+        "process environment (credentials for MCP servers; never from task input).",
+    )
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the gRPC TaskService on this port too; unset: no gRPC."
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_body_drain_bytes: int = Field(
         default=16 * 1_048_576,
@@ -156,6 +164,17 @@ class Settings(BaseSettings):
     webhook_poll_seconds: Seconds = Field(
         default=1.0, le=3600, description="How often each worker process looks for webhooks to send."
     )
+    remote_callback_url: str | None = Field(
+        default=None,
+        description="The API's base URL as remote agents reach it, for their signed callbacks; unset: OPSCORE_API_URL.",
+    )
+    remote_lease_seconds: Seconds = Field(
+        default=300.0,
+        description="A remote agent that sends no callback for this long has lost its attempt: it is retried.",
+    )
+    remote_delivery_timeout_seconds: Seconds = Field(
+        default=10.0, le=300, description="How long one webhook to a remote agent (task or cancel) may take."
+    )
     republish_after_seconds: Seconds = Field(
         default=300.0, description="A pending task published this long ago and never claimed is published again."
     )
@@ -216,6 +235,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(item, strict=False)
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP address, a CIDR network or *") from None
+        return value
+
+    @field_validator("remote_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the API's base URL as remote agents reach it, http:// or https://")
         return value
 
     @field_validator("default_model")

@@ -20,6 +20,7 @@ class ErrorType(StrEnum):
     AGENT_ERROR = "agent_error"
     WORKER_LOST = "worker_lost"
     QUOTA_EXCEEDED = "quota_exceeded"
+    REMOTE_AGENT_LOST = "remote_agent_lost"
     INTERNAL = "internal"
 
 
@@ -41,6 +42,8 @@ class EventType(StrEnum):
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_DECIDED = "approval_decided"
     RATE_LIMIT_WAIT = "rate_limit_wait"
+    REMOTE_DELIVERED = "remote_delivered"
+    REMOTE_CANCEL = "remote_cancel"
 
 
 class ApprovalStatus(StrEnum):

@@ -5,25 +5,30 @@
     OpsCoreError
     ├── ConfigError               a setting is invalid (raised at startup)
     ├── Unauthenticated           401  no key, or one that is malformed, unknown, revoked or expired
+    │   └── InvalidSignature      a remote agent's callback: bad, missing or replayed signature
     ├── Forbidden                 403  a valid key without the scope the operation needs
     ├── NotFound                  404
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
     │   ├── ApprovalNotFound      no call with that id waits on the task
     │   ├── ScheduleNotFound      also another tenant's schedule
-    │   └── WorkflowNotFound      also another tenant's workflow
+    │   ├── WorkflowNotFound      also another tenant's workflow
+    │   └── AgentNotFound         no remote agent of the tenant by that name
     ├── InvalidRequest            422
     │   ├── UnknownAgent
     │   ├── InvalidModel
     │   │   └── ModelNotAllowed   a valid model string outside OPSCORE_ALLOWED_MODELS
     │   ├── InvalidData           the database refused a value (out of range, unstorable text)
+    │   ├── InvalidFields         a request's fields fail its schema (gRPC; REST's handler writes the same)
     │   └── InvalidCallbackUrl    a callback_url that is not http(s) or reaches a private address
     ├── Conflict                  409
     │   ├── TaskFinished          the task is terminal; it cannot be cancelled
     │   ├── NotWaiting            a decision for a task that waits for none, or a call already decided
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
     │   ├── WorkflowFinished      the workflow ended; it cannot be cancelled
-    │   └── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── AgentExists           a remote agent's name is taken (by a local agent or a registered one)
+    │   └── AttemptSuperseded     a remote agent's callback for an attempt that no longer owns the task
     ├── PayloadTooLarge           413
     ├── TooManyRequests           429  with Retry-After
     │   ├── RateLimited           the tenant's submissions per second
@@ -35,7 +40,8 @@
     └── LeaseLost                 a worker no longer owns the task it runs (fenced by status/attempt)
 
 The API's single exception handler turns each into
-``{"error": {"code", "message"}}`` with ``status_code``.
+``{"error": {"code", "message"}}`` with ``status_code``; the gRPC TaskService
+derives each one's status code from ``status_code`` (ops_core/grpc_api/errors.py).
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ class Unauthenticated(OpsCoreError):
     code = "unauthenticated"
 
 
+class InvalidSignature(Unauthenticated):
+    code = "invalid_signature"
+
+
 class Forbidden(OpsCoreError):
     status_code = 403
     code = "forbidden"
@@ -71,6 +81,10 @@ class NotFound(OpsCoreError):
 
 class TaskNotFound(NotFound):
     code = "task_not_found"
+
+
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
 
 
 class KeyNotFound(NotFound):
@@ -110,6 +124,10 @@ class InvalidData(InvalidRequest):
     code = "invalid_data"
 
 
+class InvalidFields(InvalidRequest):
+    code = "validation_error"
+
+
 class InvalidCallbackUrl(InvalidRequest):
     code = "invalid_callback_url"
 
@@ -117,6 +135,14 @@ class InvalidCallbackUrl(InvalidRequest):
 class Conflict(OpsCoreError):
     status_code = 409
     code = "conflict"
+
+
+class AgentExists(Conflict):
+    code = "agent_exists"
+
+
+class AttemptSuperseded(Conflict):
+    code = "attempt_superseded"
 
 
 class TaskFinished(Conflict):

@@ -19,6 +19,7 @@ from ops_core.db.access import AccessStore
 from ops_core.db.approvals import ApprovalStore
 from ops_core.db.backend import open_store
 from ops_core.db.engine import create_engine
+from ops_core.db.remote import RemoteAgentStore
 from ops_core.db.schedules import ScheduleStore
 from ops_core.db.store import TaskStore
 from ops_core.db.webhooks import WebhookStore
@@ -51,6 +52,7 @@ class Runtime:
     webhooks: WebhookStore
     schedules: ScheduleService
     workflows: WorkflowService
+    remote_agents: RemoteAgentStore
 
     @classmethod
     def open(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, live: LiveBus | None = None) -> Runtime:
@@ -63,7 +65,8 @@ class Runtime:
         access = AccessStore(engine)
         quotas = QuotaCache(access, store, cache_seconds=settings.auth_cache_seconds)
         registry = load_agents(settings)
-        tasks = TaskService(store, quotas, publisher, registry, settings)
+        remote_agents = RemoteAgentStore(engine)
+        tasks = TaskService(store, quotas, publisher, registry, settings, remote_agents=remote_agents)
         approvals = ApprovalStore(engine)
         webhooks = WebhookStore.from_settings(engine, settings)
         return cls(
@@ -84,6 +87,7 @@ class Runtime:
             workflows=WorkflowService(
                 WorkflowStore(engine, webhooks=EndWebhooks(webhooks, render_workflow)), store, tasks
             ),
+            remote_agents=remote_agents,
         )
 
     async def close(self) -> None:

@@ -39,3 +39,30 @@ def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> bool:
     except (WebhookVerificationError, ValueError):
         return False
     return True
+
+
+# ---- remote agents (ops_core.worker.remote, ops_core.services.remote) ------------------------------
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24
+
+
+def check_secret(secret: str) -> str | None:
+    """Why ``secret``, given by a person, cannot sign (None when it can)."""
+    if not secret.startswith(SECRET_PREFIX):
+        return f"the secret must start with {SECRET_PREFIX!r} (Standard Webhooks format)"
+    encoded = secret[len(SECRET_PREFIX) :]
+    try:
+        # Padding may be left out, as the package allows.
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError:
+        return f"the secret after {SECRET_PREFIX!r} must be base64"
+    if len(raw) < MIN_SECRET_BYTES:
+        return f"the secret must hold at least {MIN_SECRET_BYTES} random bytes, it holds {len(raw)}"
+    return None
+
+
+def signed_headers(secret: str, msg_id: str, body: bytes, *, now: datetime | None = None) -> dict[str, str]:
+    """:func:`sign` for one secret and a JSON body: the three headers plus the content type."""
+    headers = sign([secret], msg_id, now or datetime.now(UTC), body.decode())
+    return {**headers, "content-type": "application/json"}

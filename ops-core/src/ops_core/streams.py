@@ -21,16 +21,21 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
+from ops_core.db.models import TaskEvent
 from ops_core.db.store import TaskStore
+from ops_core.domain import EventType
 from ops_core.errors import StreamsFull
+from ops_core.lifecycle import TaskStatus
 from ops_core.live import LiveBus, LiveText
+from ops_core.tenancy import TenantScope
 
 log = logging.getLogger(__name__)
 
 LIVE_BACKLOG = 256
+PAGE = 500
 
 
 @dataclass(eq=False)
@@ -153,3 +158,41 @@ class StreamHub:
             watch.finished = head.status.is_terminal
             if head.last_event_seq > watch.seq or watch.finished:
                 watch.changed.set()
+
+
+async def follow_task(
+    store: TaskStore, hub: StreamHub, task_id: uuid.UUID, tenant: TenantScope, seq: int
+) -> AsyncGenerator[TaskEvent | LiveText]:
+    """A task's events after ``seq`` in seq order, then live ones (with live text between them), until its
+    terminal status event: what the SSE route and gRPC's WatchTask both send, each in its own format.
+
+    Close it (``contextlib.aclosing``) when the client goes away, so its watch is let go at once.
+    """
+    answered: set[tuple[int, int]] = set()  # (attempt, step) of the model responses sent: their live text is old
+    with hub.watch(task_id, seq) as watch:
+        while True:
+            events = await store.list_events(task_id, tenant=tenant, after_seq=seq, limit=PAGE)
+            for event in events:
+                yield event
+                seq = event.seq
+                if event.type == EventType.MODEL_RESPONSE.value:
+                    answered.add((event.attempt, int(event.payload.get("step", 0))))
+                if ends(event):
+                    return
+            if len(events) == PAGE:
+                continue
+            while watch.live:
+                text = watch.live.popleft()
+                if (text.attempt, text.step) not in answered:
+                    yield text
+            if not events and watch.finished:
+                return  # resumed past the terminal event of a finished task
+            await watch.wait_past(seq)
+
+
+def ends(event: TaskEvent) -> bool:
+    """Whether ``event`` is the task's move into a terminal status: the last event a task stream sends."""
+    if event.type != EventType.STATUS.value:
+        return False
+    to = event.payload.get("to")
+    return isinstance(to, str) and to in {s.value for s in TaskStatus if s.is_terminal}

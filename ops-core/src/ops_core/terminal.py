@@ -120,12 +120,13 @@ def workers_table(items: Iterable[JsonObject], now: datetime | None = None) -> T
 
 
 def agents_table(items: Iterable[JsonObject]) -> Table:
-    table = _table("NAME", "MODEL", "TOOLS", "DESCRIPTION")
+    table = _table("NAME", "KIND", "MODEL", "TOOLS", "DESCRIPTION")
     for agent in items:
         table.add_row(
             Text(str(agent["name"]), style="bold"),
+            Text(str(agent.get("kind") or "local")),
             Text(str(agent.get("model") or "")),
-            Text(", ".join(agent.get("tools") or [])),
+            Text(", ".join([*(agent.get("tools") or []), *(f"mcp:{s}" for s in agent.get("mcp_servers") or [])])),
             Text(str(agent.get("description") or "")),
         )
     return table

@@ -35,6 +35,9 @@ TABLES = {
     "schedules",
     "workflows",
     "workflow_steps",
+    "remote_agents",
+    "remote_runs",
+    "remote_callbacks",
     "alembic_version",
 }
 

@@ -22,8 +22,10 @@ from ops_core.api.auth import Authenticator, AuthMiddleware
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
+from ops_core.api.mcp import install_mcp
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import (
+    agents,
     approvals,
     health,
     keys,
@@ -65,6 +67,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp.running(), serve(app):
+            yield
+
+    @asynccontextmanager
+    async def serve(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
             yield
             return
@@ -75,9 +82,16 @@ def create_app(
         tracing.configure("opscore-api")
         opened = Runtime.open(settings, broker=broker, live=live)
         _serve_with(app, opened)
+        grpc_server = None
         try:
+            if settings.grpc_port is not None:
+                from ops_core.grpc_api.server import serve_app  # only a process that serves gRPC loads grpc
+
+                grpc_server = await serve_app(app)
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             app.state.runtime = None
             app.state.authenticator = None
             await opened.close()
@@ -118,7 +132,9 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(webhooks.router)
     app.include_router(workflows.router)
+    app.include_router(agents.router)
     install_ui(app)
+    mcp = install_mcp(app, settings)
     return app
 
 

@@ -98,7 +98,9 @@ def _scopes(names: list[str]) -> list[Scope]:
 # Declares the scheme in the OpenAPI document; the check itself is AuthMiddleware's.
 _bearer = HTTPBearer(auto_error=False, description="An API key: opsk_…")
 
-PROTECTED = ("/v1/", "/metrics")
+PROTECTED = ("/v1/", "/metrics", "/mcp")
+# A remote agent's callbacks authenticate by their webhook signature instead (api/routes/agents.py).
+SIGNED = "/v1/remote/"
 
 
 class AuthMiddleware:
@@ -114,7 +116,8 @@ class AuthMiddleware:
         self._required = settings.auth_required
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._required or not scope["path"].startswith(PROTECTED):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not self._required or not path.startswith(PROTECTED) or path.startswith(SIGNED):
             await self.app(scope, receive, send)
             return
         try:
@@ -126,13 +129,25 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
     async def _caller(self, scope: ASGIScope) -> Caller:
-        scheme, _, secret = _authorization(scope).partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise Unauthenticated(UNAUTHENTICATED)
         authenticator: Authenticator | None = getattr(scope["app"].state, "authenticator", None)
-        if authenticator is None:
-            raise Unavailable("the API is not ready to serve requests")
-        return await authenticator.caller(secret.strip())
+        return await authenticate(authenticator, _authorization(scope))
+
+
+async def authenticate(authenticator: Authenticator | None, authorization: str) -> Caller:
+    """The caller an ``Authorization`` value (HTTP header or gRPC metadata) stands for: ``Bearer <key>``."""
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated(UNAUTHENTICATED)
+    if authenticator is None:
+        raise Unavailable("the API is not ready to serve requests")
+    return await authenticator.caller(secret.strip())
+
+
+def check_scope(caller: Caller, scope: Scope) -> Caller:
+    """``caller``, if its key has ``scope``; :class:`Forbidden` otherwise."""
+    if not caller.allows(scope):
+        raise Forbidden(f"this key lacks the {scope.value} scope")
+    return caller
 
 
 def _authorization(scope: ASGIScope) -> str:
@@ -152,9 +167,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
         if not request.app.state.settings.auth_required:
             return ANONYMOUS
         found: Caller = request.state.caller
-        if not found.allows(scope):
-            raise Forbidden(f"this key lacks the {scope.value} scope")
-        return found
+        return check_scope(found, scope)
 
     return caller
 

@@ -100,6 +100,9 @@ class ApiClient:
     def workers(self) -> JsonObject:
         return self._request("GET", "/v1/workers")
 
+    def agents(self) -> JsonObject:
+        return self._request("GET", "/v1/agents")
+
     def poll_events(
         self,
         task_id: str,

@@ -87,10 +87,11 @@ async def _ops_core_error(request: Request, exc: Exception) -> JSONResponse:
 
 def ops_core_error_response(exc: OpsCoreError) -> JSONResponse:
     """One of our errors as its response (also for middleware, which runs outside the handlers)."""
-    return error_response(exc.status_code, exc.code, exc.message, _headers(exc))
+    return error_response(exc.status_code, exc.code, exc.message, error_headers(exc))
 
 
-def _headers(exc: OpsCoreError) -> dict[str, str] | None:
+def error_headers(exc: OpsCoreError) -> dict[str, str] | None:
+    """The headers an error response carries (Retry-After, WWW-Authenticate); gRPC sends them as trailers."""
     if isinstance(exc, Unavailable):
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if isinstance(exc, TooManyRequests):

@@ -429,6 +429,49 @@ class WorkflowStepTable(SQLModel, table=True):
     finished_at: datetime | None = _ts()
 
 
+class RemoteAgentTable(SQLModel, table=True):
+    """An agent that runs outside ops-core behind an HTTP endpoint, registered by a tenant's admin.
+
+    ``secret`` is the Standard Webhooks shared secret (``whsec_…``): kept as given, because
+    signing needs it in clear (no encryption key setting exists; see ``db/remote.py``).
+    """
+
+    __tablename__ = "remote_agents"
+
+    tenant: str = Field(sa_column=Column(String(100), primary_key=True))
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    url: str = Field(sa_column=Column(Text(), nullable=False))
+    secret: str = Field(sa_column=Column(Text(), nullable=False))
+    description: str = Field(sa_column=Column(Text(), nullable=False))
+    model: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    created_at: datetime = _ts(nullable=False)
+
+
+class RemoteRunTable(SQLModel, table=True):
+    """An attempt of a task handed to a remote agent: the worker slot is free, this row holds its lease.
+
+    ``lease_until`` moves forward with every signed callback; ``cancel_sent_at`` is set by the one
+    worker that sends the cancel webhook.
+    """
+
+    __tablename__ = "remote_runs"
+
+    task_id: uuid.UUID = Field(sa_column=Column(SAUuid(), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
+    attempt: int = Field(sa_column=Column(Integer(), nullable=False))
+    delivered_at: datetime = _ts(nullable=False)
+    lease_until: datetime = _ts(nullable=False)
+    cancel_sent_at: datetime | None = _ts()
+
+
+class RemoteCallbackTable(SQLModel, table=True):
+    """The ``webhook-id`` of each callback accepted, kept past the timestamp tolerance: a replay is refused."""
+
+    __tablename__ = "remote_callbacks"
+
+    msg_id: str = Field(sa_column=Column(String(200), primary_key=True))
+    received_at: datetime = _ts(nullable=False, index=True)
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "workers"
 
@@ -670,3 +713,6 @@ WEBHOOK_ATTEMPTS: Table = SQLModel.metadata.tables["webhook_attempts"]
 SCHEDULES: Table = SQLModel.metadata.tables["schedules"]
 WORKFLOWS: Table = SQLModel.metadata.tables["workflows"]
 WORKFLOW_STEPS: Table = SQLModel.metadata.tables["workflow_steps"]
+REMOTE_AGENTS: Table = SQLModel.metadata.tables["remote_agents"]
+REMOTE_RUNS: Table = SQLModel.metadata.tables["remote_runs"]
+REMOTE_CALLBACKS: Table = SQLModel.metadata.tables["remote_callbacks"]

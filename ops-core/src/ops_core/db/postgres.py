@@ -44,6 +44,7 @@ from ops_core.db.models import (
 from ops_core.db.rules import (
     CLAIM,
     HELD_AT,
+    REMOTE_WORKER_PREFIX,
     Close,
     Fenced,
     Move,
@@ -322,6 +323,8 @@ WHERE tasks.{_UNFINISHED} AND tasks.status = 'running'
   AND (workers.stopped_at IS NOT NULL OR workers.last_heartbeat < $1
        OR (workers.id IS NULL AND (tasks.claimed_at IS NULL OR tasks.claimed_at < $1)))
   AND tasks.worker_id IS DISTINCT FROM $2
+  -- a remote agent's attempt: its lease is db/remote.py's
+  AND COALESCE(tasks.worker_id, '') NOT LIKE '{REMOTE_WORKER_PREFIX}%'
 ORDER BY tasks.id"""
 
 RUNNING_SQL = f"SELECT {_RUNNING} FROM tasks WHERE {_UNFINISHED} AND status = 'running' ORDER BY id"

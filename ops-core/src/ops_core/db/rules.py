@@ -58,6 +58,10 @@ MAX_ERROR_MESSAGE_CHARS = 2000
 MAX_ATTEMPT_ERRORS = 20
 
 
+# A task's worker_id while a remote agent holds its attempt (db/remote.py): no worker's heartbeat
+# speaks for it, so the orphan reaper of both backends leaves it to the remote lease and the timeout.
+REMOTE_WORKER_PREFIX = "remote:"
+
 # A held task's published_at: long ago, so the relay (which republishes what was published before its
 # cutoff) takes it once it has its slots, and a late publish mark (which marks only rows never
 # published) leaves it alone.

@@ -55,6 +55,7 @@ from ops_core.db.models import (
 from ops_core.db.rules import (
     CLAIM,
     HELD_AT,
+    REMOTE_WORKER_PREFIX,
     UNSTARTED,
     Close,
     Fenced,
@@ -486,6 +487,8 @@ class SqliteStore(TaskStore):
                     and_(WORKERS.c.id.is_(None), or_(TASKS.c.claimed_at.is_(None), TASKS.c.claimed_at < cutoff)),
                 ),
                 TASKS.c.worker_id.is_distinct_from(caller),
+                # A remote agent's attempt: its lease is db/remote.py's, not a worker's heartbeat.
+                ~func.coalesce(TASKS.c.worker_id, "").startswith(REMOTE_WORKER_PREFIX),
             )
             .order_by(TASKS.c.id)
         )

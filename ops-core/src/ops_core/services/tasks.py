@@ -22,6 +22,7 @@ from ops_core import callback_urls, tracing
 from ops_core.config import Settings, matches_any
 from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
+from ops_core.db.remote import RemoteAgentStore
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
     BrokerUnavailable,
@@ -42,9 +43,17 @@ log = logging.getLogger(__name__)
 
 class TaskService:
     def __init__(
-        self, store: TaskStore, quotas: QuotaCache, publisher: Publisher, registry: AgentRegistry, settings: Settings
+        self,
+        store: TaskStore,
+        quotas: QuotaCache,
+        publisher: Publisher,
+        registry: AgentRegistry,
+        settings: Settings,
+        *,
+        remote_agents: RemoteAgentStore | None = None,
     ) -> None:
         self._store = store
+        self._remote_agents = remote_agents
         self._quotas = quotas
         self._publisher = publisher
         self._registry = registry
@@ -89,7 +98,7 @@ class TaskService:
         """
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
-        resolved_model = self.resolve_model(agent, model)
+        resolved_model = await self.resolve_model_for(tenant, agent, model)
         if callback_url is not None:
             # Before the quota takes a token: a refused URL costs the tenant nothing.
             await self.check_callback_url(callback_url)
@@ -125,13 +134,29 @@ class TaskService:
         """422 unless ``url`` may receive webhooks (see :mod:`ops_core.callback_urls`)."""
         await callback_urls.check(url, self._allowed_callback_hosts)
 
+    async def resolve_model_for(self, tenant: str, agent: str, model: str | None) -> str:
+        """:meth:`resolve_model`, where ``agent`` may also be one of the tenant's remote agents."""
+        if agent in self._registry or self._remote_agents is None:
+            return self.resolve_model(agent, model)
+        # Only a name the registry lacks costs a read: the tenant's remote agents.
+        remote = await self._remote_agents.get(tenant, agent)
+        if remote is None:
+            raise UnknownAgent(
+                f"unknown agent {agent!r}; known agents: {self._known()} (and the tenant's remote agents)"
+            )
+        return self._checked(model or remote.model or self._settings.default_model)
+
     def resolve_model(self, agent: str, model: str | None) -> str:
-        """The model a task of ``agent`` runs on (asked for, else the agent's, else the server's), checked
-        against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
+        """The model a task of the local ``agent`` runs on (asked for, else the agent's, else the server's),
+        checked against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
         if agent not in self._registry:
-            known = ", ".join(sorted(self._registry.names()))
-            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {known}")
-        resolved_model = model or self._registry.get(agent).model or self._settings.default_model
+            raise UnknownAgent(f"unknown agent {agent!r}; known agents: {self._known()}")
+        return self._checked(model or self._registry.get(agent).model or self._settings.default_model)
+
+    def _known(self) -> str:
+        return ", ".join(sorted(self._registry.names()))
+
+    def _checked(self, resolved_model: str) -> str:
         try:
             allowed = _allowed(self._settings, resolved_model)
         except UnknownProviderError as exc:

@@ -32,6 +32,7 @@ from agentkit import (
 )
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
 from agentkit.events import RunEventType
+from agentkit.mcp import McpSessions
 from agentkit.messages import AssistantMessage, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
@@ -49,6 +50,7 @@ from ops_core.redact import redact_text
 from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.models import ModelCache
 from ops_core.worker.recorder import EventRecorder, jsonable
+from ops_core.worker.remote import RemoteAgents, RemoteDeliveryFailed
 from ops_core.worker.telemetry import RunTelemetry
 
 if TYPE_CHECKING:
@@ -80,8 +82,12 @@ class ExecutionContext:
     # None: this process keeps no worker metrics (its pool serves none) / traces nothing (OTEL_* unset).
     metrics: WorkerMetrics | None = None
     tracing: TaskTracing | None = None
+    # The process's MCP connections, one per server, shared by its runs; None: each run opens its own.
+    mcp: McpSessions | None = None
     # None: a workflow step's end waits for the sweep to advance its workflow (tests of the executor alone).
     workflows: WorkflowService | None = None
+    # None: only local agents run here (tests of the executor alone).
+    remote: RemoteAgents | None = None
 
 
 def decide(attempt: int, max_retries: int, policy: RetryPolicy, error: RunError) -> Decision:
@@ -199,8 +205,13 @@ class Execution:
 
     async def _run(self) -> None:
         task = self._task
+        if self._ctx.remote is not None and task.agent not in self._ctx.registry:
+            await self._run_remote(self._ctx.remote)
+            return
         try:
-            agent = Agent(self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model))
+            agent = Agent(
+                self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model), mcp=self._ctx.mcp
+            )
         except UserError as exc:
             await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
             return
@@ -249,6 +260,25 @@ class Execution:
                     await self._schedule_retry(error, decision.delay, outcome.usage, outcome.reused_usage)
                 else:
                     await self._fail(error.kind, str(error), outcome.usage, outcome.reused_usage)
+
+    async def _run_remote(self, remote: RemoteAgents) -> None:
+        """Deliver the attempt to the tenant's remote agent of that name (see worker/remote.py)."""
+        task = self._task
+        try:
+            delivered = await remote.deliver(task, self._attempt)
+        except RemoteDeliveryFailed as error:
+            decision = decide(self._attempt, task.max_retries, self._ctx.policy, error)
+            if isinstance(decision, Retry):
+                await self._schedule_retry(error, decision.delay, Usage(), Usage())
+            else:
+                await self._fail(error.kind, str(error), Usage(), Usage())
+            return
+        if not delivered:
+            message = f"unknown agent {task.agent!r}: neither OPSCORE_AGENTS nor the tenant's remote agents define it"
+            await self._fail(ErrorType.AGENT_ERROR, message, Usage(), Usage())
+        elif self._telemetry is not None:
+            # This worker's part ends here; the run goes on at the remote agent.
+            self._telemetry.finished("delivered", None)
 
     async def _on_event(self, event: RunEvent) -> None:
         """Records the event, and feeds what watches the run: live text's step, traces and metrics."""

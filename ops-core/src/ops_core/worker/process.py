@@ -16,12 +16,14 @@ from types import FrameType
 
 import dramatiq
 
+from agentkit.mcp import McpSessions
 from ops_core import tracing
 from ops_core.config import Settings
 from ops_core.db.ratelimits import RateLimitStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBuffer, LiveBus
 from ops_core.logs import configure_logging
+from ops_core.mcp_client import mcp_environment
 from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.queue.broker import UvloopAsyncIO
 from ops_core.ratelimits import SharedRateLimiter
@@ -30,6 +32,7 @@ from ops_core.worker.execute import ExecutionContext
 from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.middleware import RunnerMiddleware, RunnerStartFailed
 from ops_core.worker.models import ModelCache, expected_providers, preload_sdks
+from ops_core.worker.remote import RemoteAgents
 from ops_core.worker.runner import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,8 @@ class WorkerProcess:
         # One per process: in multiprocess mode two would overwrite each other's values in its files.
         self._metrics = WorkerMetrics.from_environment()
         self._rate_limiter: SharedRateLimiter | None = None
+        self._remote: RemoteAgents | None = None
+        self._mcp: McpSessions | None = None
 
     @property
     def runner(self) -> TaskRunner:
@@ -97,6 +102,13 @@ class WorkerProcess:
         if limits:
             self._rate_limiter = SharedRateLimiter(RateLimitStore(runtime.engine), limits)
             self._models = ModelCache(rate_limiter=self._rate_limiter)
+        self._remote = RemoteAgents(
+            runtime.store,
+            runtime.remote_agents,
+            self._settings,
+            policy=RetryPolicy.from_settings(self._settings),
+            republish=lambda task, delay: self.runner.republish(task, delay),
+        )
         ctx = ExecutionContext(
             store=runtime.store,
             registry=runtime.registry,
@@ -109,7 +121,9 @@ class WorkerProcess:
             live=LiveBuffer(runtime.live),
             metrics=self._metrics,
             tracing=tracing.active(),
+            mcp=self._mcp_sessions(),
             workflows=runtime.workflows,
+            remote=self._remote,
         )
         runner = TaskRunner(ctx, runtime.publisher, concurrency=self._concurrency, exit_on_stall=self._supervised)
         await runner.start()
@@ -121,10 +135,19 @@ class WorkerProcess:
             self._concurrency,
         )
 
+    def _mcp_sessions(self) -> McpSessions:
+        # One connection per MCP server for the whole process, opened by the first run that needs it.
+        self._mcp = McpSessions(mcp_environment(self._settings))
+        return self._mcp
+
     async def _stop_runner(self) -> None:
         if self._runner is not None:
             await self._runner.shutdown(self._settings.shutdown_grace_seconds)
+        if self._mcp is not None:
+            await self._mcp.aclose()
         await self._models.aclose()
+        if self._remote is not None:
+            await self._remote.aclose()
         if self._rate_limiter is not None:
             await self._rate_limiter.aclose()
         if self._runtime is not None:

@@ -144,6 +144,9 @@ class TaskRunner:
             )
         if self._ctx.live is not None:
             self._duties.append(asyncio.create_task(every(LIVE_SECONDS, self._ctx.live, "live text"), name="live"))
+        if self._ctx.remote is not None:
+            watch = every(settings.relay_interval_seconds, self._ctx.remote, "remote agents")
+            self._duties.append(asyncio.create_task(watch, name="remote-agents"))
 
     def _describe_runs(self) -> str:
         ids = [str(task_id) for task_id in list(self._runs)]

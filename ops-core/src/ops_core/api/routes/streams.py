@@ -14,6 +14,7 @@ row's id, to resume from. It never ends by itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -30,17 +31,15 @@ from ops_core.api.storable import INT32_MAX, StorableText
 from ops_core.config import Settings
 from ops_core.db.models import TaskEvent
 from ops_core.db.store import TaskStore
-from ops_core.domain import EventType
 from ops_core.errors import InvalidRequest
 from ops_core.lifecycle import TaskStatus
 from ops_core.live import LiveText
-from ops_core.streams import StreamHub
+from ops_core.streams import PAGE, StreamHub, follow_task
 from ops_core.tenancy import TenantScope
 
 router = APIRouter(tags=["streams"], responses=AUTH)
 
 INT64_MAX = 2**63 - 1
-PAGE = 500
 LIVE_EVENT = "live_text"
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
@@ -142,26 +141,9 @@ def _resume_point(after: int | None, last_event_id: str | None, largest: int = I
 async def _events(
     store: TaskStore, streams: StreamHub, task_id: UUID, tenant: TenantScope, seq: int
 ) -> AsyncIterator[ServerSentEvent]:
-    answered: set[tuple[int, int]] = set()  # (attempt, step) of the model responses sent: their live text is old
-    with streams.watch(task_id, seq) as watch:
-        while True:
-            events = await store.list_events(task_id, tenant=tenant, after_seq=seq, limit=PAGE)
-            for event in events:
-                yield _sent(event)
-                seq = event.seq
-                if event.type == EventType.MODEL_RESPONSE.value:
-                    answered.add((event.attempt, int(event.payload.get("step", 0))))
-                if _ends(event):
-                    return
-            if len(events) == PAGE:
-                continue
-            while watch.live:
-                text = watch.live.popleft()
-                if (text.attempt, text.step) not in answered:
-                    yield _live(text)
-            if not events and watch.finished:
-                return  # resumed past the terminal event of a finished task
-            await watch.wait_past(seq)
+    async with contextlib.aclosing(follow_task(store, streams, task_id, tenant, seq)) as items:
+        async for item in items:
+            yield _live(item) if isinstance(item, LiveText) else _sent(item)
 
 
 def _sent(event: TaskEvent) -> ServerSentEvent:
@@ -173,10 +155,3 @@ def _live(text: LiveText) -> ServerSentEvent:
     """Live text has no id: it is not stored, so a reconnect does not resume from it."""
     data = json.dumps({"attempt": text.attempt, "step": text.step, "text": text.text})
     return ServerSentEvent(data=data, event=LIVE_EVENT)
-
-
-def _ends(event: TaskEvent) -> bool:
-    if event.type != EventType.STATUS.value:
-        return False
-    to = event.payload.get("to")
-    return isinstance(to, str) and to in {s.value for s in TaskStatus if s.is_terminal}

@@ -1,7 +1,7 @@
 """Workflows: DAGs of steps, each step started as exactly one task.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-27 23:45:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from ops_core.db.types import JSONType, UTCDateTime
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,7 +8,14 @@ export async function submitPage(main, { signal }) {
   const notice = h("div");
   const field = (label, input, hint) => h("label", {}, h("span", {}, label), input, hint ? h("small", {}, hint) : null);
   const goal = h("textarea", { name: "goal", rows: 3, required: true, placeholder: "What is 6 * 7?" });
-  const agent = h("input", { name: "agent", value: "default" });
+  const agent = h("input", { name: "agent", value: "default", list: "agent-names" });
+  // The agents the deployment serves (local and the tenant's remote ones), offered as the field's choices.
+  const agentNames = h("datalist", { id: "agent-names" });
+  api("/v1/agents", { signal })
+    .then(({ items }) =>
+      replace(agentNames, ...items.map((a) => h("option", { value: a.name }, `${a.kind}: ${a.description || a.name}`))),
+    )
+    .catch(() => {}); // only suggestions: the field takes any name
   const model = h("input", { name: "model", placeholder: "the agent's, then the server's default" });
   const input = h("textarea", { name: "input", rows: 4, class: "mono", placeholder: "{}" });
   const number = (name, min, max) => h("input", { name, type: "number", min, max, inputMode: "numeric" });
@@ -23,6 +30,7 @@ export async function submitPage(main, { signal }) {
     { class: "submit", onsubmit: (event) => send(event) },
     field("Goal", goal),
     h("div", { class: "row" }, field("Agent", agent), field("Model", model, "e.g. openai:gpt-4o-mini")),
+    agentNames,
     field("Input (a JSON object)", input),
     h(
       "fieldset",
