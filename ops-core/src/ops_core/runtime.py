@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentkit.registry import AgentRegistry
 from ops_core.agents import load_agents
+from ops_core.api.workflow_schemas import render_workflow
 from ops_core.config import Settings
 from ops_core.db.access import AccessStore
 from ops_core.db.approvals import ApprovalStore
@@ -22,7 +23,7 @@ from ops_core.db.remote import RemoteAgentStore
 from ops_core.db.schedules import ScheduleStore
 from ops_core.db.store import TaskStore
 from ops_core.db.webhooks import WebhookStore
-from ops_core.db.workflows import WorkflowStore
+from ops_core.db.workflows import EndWebhooks, WorkflowStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBus, open_bus
 from ops_core.queue.broker import setup_broker
@@ -67,6 +68,7 @@ class Runtime:
         remote_agents = RemoteAgentStore(engine)
         tasks = TaskService(store, quotas, publisher, registry, settings, remote_agents=remote_agents)
         approvals = ApprovalStore(engine)
+        webhooks = WebhookStore.from_settings(engine, settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -80,9 +82,11 @@ class Runtime:
             approvals=approvals,
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
-            webhooks=WebhookStore.from_settings(engine, settings),
+            webhooks=webhooks,
             schedules=ScheduleService(ScheduleStore(engine), tasks, quotas),
-            workflows=WorkflowService(WorkflowStore(engine), store, tasks),
+            workflows=WorkflowService(
+                WorkflowStore(engine, webhooks=EndWebhooks(webhooks, render_workflow)), store, tasks
+            ),
             remote_agents=remote_agents,
         )
 

@@ -1,4 +1,4 @@
-"""Response bodies of ``/v1/webhooks`` and ``/v1/tasks/{id}/webhooks``."""
+"""Response bodies of ``/v1/webhooks``, ``/v1/tasks/{id}/webhooks`` and ``/v1/workflows/{id}/webhooks``."""
 
 from __future__ import annotations
 
@@ -54,9 +54,12 @@ class WebhookDeliveryPublic(BaseModel):
     id: UUID
     webhook_id: str = Field(description="The webhook-id header every attempt of this delivery carries.")
     tenant: str
-    subject_type: str = Field(description="What ended: 'task' (more kinds may follow).")
+    subject_type: str = Field(description="What ended: 'task' or 'workflow' (more kinds may follow).")
     subject_id: str
-    event_type: str = Field(description="e.g. task.completed, task.failed, task.cancelled.")
+    event_type: str = Field(
+        description="task.completed, task.failed, task.cancelled, workflow.completed, workflow.failed or"
+        " workflow.cancelled."
+    )
     url: str
     status: WebhookStatus = Field(description="pending (to be retried), delivered, or failed (given up).")
     attempts: int

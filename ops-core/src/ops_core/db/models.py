@@ -433,6 +433,8 @@ class WorkflowTable(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
     finished_at: datetime | None = _ts()
+    # Where the workflow's final record is POSTed when it ends (completion webhooks, db/workflows.py).
+    callback_url: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
 
 
 class WorkflowStepTable(SQLModel, table=True):

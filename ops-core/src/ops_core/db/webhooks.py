@@ -81,6 +81,7 @@ class WebhookStatus(StrEnum):
 
 
 TASK_SUBJECT = "task"
+WORKFLOW_SUBJECT = "workflow"
 # After a rotation the previous secret signs too, for this long, so receivers can switch over.
 ROTATION_OVERLAP = timedelta(hours=24)
 SWEEP_BATCH = 200

@@ -14,6 +14,20 @@ every worker) finds every started step whose task has ended but whose step
 has not settled, whatever ended it (a reaper, a cancel, a crash between the
 two). A task outside a workflow pays nothing.
 
+**Completion webhooks.** A workflow with a ``callback_url`` gets one
+delivery in the webhook outbox (:meth:`WebhookStore.enqueue
+<ops_core.db.webhooks.WebhookStore.enqueue>`, subject ``workflow``, round 0)
+written by :meth:`WorkflowStore._advance` in the transaction that makes the
+workflow *final*: ended (completed, failed, cancelled) with no step still
+``started``. That is the transaction that ends it when nothing runs any more,
+else the one that settles its last step (a step still running when the
+workflow failed or was cancelled is cancelled first), so the body, the
+record ``GET /v1/workflows/{id}`` answers, shows every step's end. Being in
+that transaction, the delivery exists if and only if the workflow is final:
+a crash before the commit leaves the workflow to the sweep, which finishes
+the advance and enqueues it then. The outbox's unique key on (subject,
+round) makes a second enqueue a no-op, so it is sent once per workflow.
+
 Workflows are few next to tasks, so one Core statement set serves both
 backends, as ``approvals.py`` does.
 """
@@ -24,7 +38,7 @@ import base64
 import builtins
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -39,6 +53,7 @@ from ops_core.db.event_rows import add_events
 from ops_core.db.models import TASKS, WORKFLOW_STEPS, WORKFLOWS, NewTask, Task
 from ops_core.db.rules import created_event, utcnow
 from ops_core.db.store import decode_cursor, new_task_row
+from ops_core.db.webhooks import WORKFLOW_SUBJECT, WebhookStore
 from ops_core.errors import WorkflowFinished, WorkflowNotFound
 from ops_core.lifecycle import TaskStatus
 from ops_core.tenancy import TenantScope, tenant_or_none
@@ -94,6 +109,7 @@ class NewWorkflow:
     # The request as submitted: a repeated idempotency key must come with the same one.
     request: dict[str, Any]
     idempotency_key: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +125,7 @@ class Workflow:
     idempotency_key: str | None = None
     reason: str | None = None
     finished_at: datetime | None = None
+    callback_url: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Workflow:
@@ -175,13 +192,23 @@ class Advanced:
     created: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class EndWebhooks:
+    """Where a workflow's end goes: the webhook outbox, and the body it sends (``render``: the record
+    ``GET /v1/workflows/{id}`` answers, made by the API's schema, which this layer does not import)."""
+
+    outbox: WebhookStore
+    render: Callable[[WorkflowView], str]
+
+
 class _Raced(Exception):
     """A step was started by someone else in between: roll back (the workflow row lock makes this a bug)."""
 
 
 class WorkflowStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, webhooks: EndWebhooks | None = None) -> None:
         self.engine = engine
+        self._webhooks = webhooks
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     # ---- writes -----------------------------------------------------------------------------------
@@ -191,6 +218,8 @@ class WorkflowStore:
 
         With a known idempotency key nothing is written; the existing workflow comes back with ``created`` False.
         """
+        if new.callback_url is not None and self._webhooks is None:
+            raise ValueError("this WorkflowStore was built without webhooks: it cannot take a callback_url")
         now = utcnow()
         workflow_id = uuid.uuid4()
         stmt = (
@@ -201,6 +230,7 @@ class WorkflowStore:
                 status=WorkflowStatus.RUNNING.value,
                 idempotency_key=new.idempotency_key,
                 request=new.request,
+                callback_url=new.callback_url,
                 created_at=now,
                 updated_at=now,
             )
@@ -259,11 +289,21 @@ class WorkflowStore:
                 if found is None:
                     raise _not_found(workflow_id)
                 raise WorkflowFinished(f"workflow {workflow_id} is already {found}")
-            return await self._advance(conn, workflow_id, now)
+            return await self._advance(conn, workflow_id, now, ended=True)
 
-    async def _advance(self, conn: AsyncConnection, workflow_id: uuid.UUID, now: datetime) -> Advanced:
-        # Takes the workflow's row: concurrent advances of one workflow run one after the other.
-        lock = update(WORKFLOWS).where(WORKFLOWS.c.id == workflow_id).values(updated_at=now).returning(*WORKFLOWS.c)
+    async def _advance(
+        self, conn: AsyncConnection, workflow_id: uuid.UUID, now: datetime, *, ended: bool = False
+    ) -> Advanced:
+        """``ended``: the caller just moved the workflow to a terminal status in this transaction."""
+        # Takes the workflow's row: concurrent advances of one workflow run one after the other. It writes
+        # nothing (updated_at moves only when something changes), so an advance that finds nothing to do
+        # leaves the record as it was, e.g. the one its webhook sent.
+        lock = (
+            update(WORKFLOWS)
+            .where(WORKFLOWS.c.id == workflow_id)
+            .values(updated_at=WORKFLOWS.c.updated_at)
+            .returning(*WORKFLOWS.c)
+        )
         row = (await conn.execute(lock)).mappings().first()
         if row is None:
             raise _not_found(workflow_id)
@@ -276,7 +316,28 @@ class WorkflowStore:
             steps = await self._steps(conn, workflow_id)
             row = (await conn.execute(select(WORKFLOWS).where(WORKFLOWS.c.id == workflow_id))).mappings().one()
             workflow = Workflow.from_row(row)
-        return Advanced(WorkflowView(workflow, steps), started=started, cancel=decided.cancel)
+        view = WorkflowView(workflow, steps)
+        if (ended or decided.changes_anything) and _final(view):
+            await self._enqueue_end(conn, view)
+        return Advanced(view, started=started, cancel=decided.cancel)
+
+    async def _enqueue_end(self, conn: AsyncConnection, view: WorkflowView) -> None:
+        """The workflow's webhook, in the transaction that made it final (see the module docstring)."""
+        workflow = view.workflow
+        if workflow.callback_url is None:
+            return
+        if self._webhooks is None:
+            raise RuntimeError(f"workflow {workflow.id} has a callback_url but this store has no webhook outbox")
+        await self._webhooks.outbox.enqueue(
+            tenant=workflow.tenant,
+            subject_type=WORKFLOW_SUBJECT,
+            subject_id=str(workflow.id),
+            round=0,  # a workflow ends once: nothing brings an ended workflow back
+            event_type=f"workflow.{workflow.status.value}",
+            url=workflow.callback_url,
+            payload=self._webhooks.render(view),
+            conn=conn,
+        )
 
     async def _apply(
         self,
@@ -287,6 +348,7 @@ class WorkflowStore:
         started: list[Task],
         now: datetime,
     ) -> None:
+        await conn.execute(update(WORKFLOWS).where(WORKFLOWS.c.id == workflow.id).values(updated_at=now))
         for name, status in decided.settle.items():
             await self._move_step(conn, workflow.id, name, status, finished_at=now)
         for name in decided.skip:
@@ -448,6 +510,11 @@ class WorkflowStore:
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return read_only(self.engine)
+
+
+def _final(view: WorkflowView) -> bool:
+    """Ended, and no step still waits for its task to end: the record will not change any more."""
+    return view.workflow.status.is_terminal and all(step.status is not StepStatus.STARTED for step in view.steps)
 
 
 def _of_tenant(scope: TenantScope) -> builtins.list[Any]:

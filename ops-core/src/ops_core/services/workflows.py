@@ -2,7 +2,9 @@
 
 Each step is checked with the task's own rules (``TaskService.resolve_model``:
 a known agent, a valid and allowed model), with the step's name in the
-message. A workflow counts as one submission against the tenant's rate.
+message. A workflow's ``callback_url`` is checked as a task's is
+(``TaskService.check_callback_url``), before the rate takes a token. A
+workflow counts as one submission against the tenant's rate.
 
 After a write, the tasks it created are published, and the tasks it asked to
 cancel are cancelled as any cancel is (``TaskStore.request_cancel``). Both
@@ -58,6 +60,9 @@ class WorkflowService:
                 resolved.append(self._tasks.resolve_model(step.agent, step.model))
             except InvalidRequest as exc:
                 raise type(exc)(f"step {step.name!r}: {exc.message}") from None
+        if request.callback_url is not None:
+            # Before the quota takes a token: a refused URL costs the tenant nothing.
+            await self._tasks.check_callback_url(request.callback_url)
         quotas = await self._tasks.admit(tenant)
         steps: list[NewStep] = []
         for step, model in zip(request.steps, resolved, strict=True):
@@ -87,7 +92,13 @@ class WorkflowService:
                 )
             )
         asked = request.model_dump(mode="json")
-        new = NewWorkflow(tenant=tenant, steps=steps, request=asked, idempotency_key=request.idempotency_key)
+        new = NewWorkflow(
+            tenant=tenant,
+            steps=steps,
+            request=asked,
+            idempotency_key=request.idempotency_key,
+            callback_url=request.callback_url,
+        )
         advanced = await self._workflows.create(new)
         if not advanced.created:
             existing = advanced.view.workflow

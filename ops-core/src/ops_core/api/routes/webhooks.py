@@ -1,4 +1,4 @@
-"""``/v1/webhooks``: the tenant's signing secret and the deliveries of completion webhooks.
+"""``/v1/webhooks``: the tenant's signing secret and the deliveries of completion webhooks (tasks' and workflows').
 
 The secret signs every webhook of its tenant, so reading or rotating it needs
 the ``webhooks`` scope (or ``admin``, which may name any tenant with ``?tenant=``).
@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Query
 
 from ops_core.api.access_schemas import Tenant
 from ops_core.api.auth import Reader, WebhookAdmin
-from ops_core.api.deps import SettingsDep, StoreDep, bounded, get_runtime
+from ops_core.api.deps import SettingsDep, StoreDep, WorkflowServiceDep, bounded, get_runtime
 from ops_core.api.errors import AUTH, INVALID, NOT_FOUND, UNAVAILABLE
 from ops_core.api.webhook_schemas import WebhookDeliveriesPublic, WebhookDeliveryPublic, WebhookSecretPublic
-from ops_core.db.webhooks import TASK_SUBJECT, WebhookStatus, WebhookStore
-from ops_core.errors import Forbidden
+from ops_core.db.webhooks import TASK_SUBJECT, WORKFLOW_SUBJECT, WebhookStatus, WebhookStore
+from ops_core.errors import Forbidden, InvalidRequest
 from ops_core.keys import Caller, Scope
 from ops_core.runtime import Runtime
 
@@ -73,17 +73,22 @@ async def list_deliveries(
     webhooks: WebhooksDep,
     settings: SettingsDep,
     task_id: UUID | None = None,
+    workflow_id: UUID | None = None,
     status: WebhookStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> WebhookDeliveriesPublic:
-    """The tenant's deliveries (an admin's: every tenant's), newest first, each with its attempts."""
+    """The tenant's deliveries (an admin's: every tenant's), newest first, each with its attempts;
+    ``task_id`` or ``workflow_id`` keeps one subject's."""
+    if task_id is not None and workflow_id is not None:
+        raise InvalidRequest("give task_id or workflow_id, not both")
+    subject_type, subject_id = None, None
+    if task_id is not None:
+        subject_type, subject_id = TASK_SUBJECT, str(task_id)
+    elif workflow_id is not None:
+        subject_type, subject_id = WORKFLOW_SUBJECT, str(workflow_id)
     async with bounded(settings):
         found = await webhooks.deliveries(
-            tenant=caller.scope,
-            subject_type=None if task_id is None else TASK_SUBJECT,
-            subject_id=None if task_id is None else str(task_id),
-            status=status,
-            limit=limit,
+            tenant=caller.scope, subject_type=subject_type, subject_id=subject_id, status=status, limit=limit
         )
     return WebhookDeliveriesPublic(items=[WebhookDeliveryPublic.from_delivery(d) for d in found])
 
@@ -96,4 +101,17 @@ async def task_deliveries(
     async with bounded(settings):
         await store.get(task_id, tenant=caller.scope)  # 404 for an unknown task or another tenant's
         found = await webhooks.deliveries(tenant=caller.scope, subject_type=TASK_SUBJECT, subject_id=str(task_id))
+    return WebhookDeliveriesPublic(items=[WebhookDeliveryPublic.from_delivery(d) for d in found])
+
+
+@router.get("/v1/workflows/{workflow_id}/webhooks", responses=NOT_FOUND)
+async def workflow_deliveries(
+    workflow_id: UUID, caller: Reader, workflows: WorkflowServiceDep, webhooks: WebhooksDep, settings: SettingsDep
+) -> WebhookDeliveriesPublic:
+    """The workflow's webhook delivery (one, once it ended and its steps settled), with every attempt."""
+    async with bounded(settings):
+        await workflows.get(workflow_id, tenant=caller.scope)  # 404 for an unknown workflow or another tenant's
+        found = await webhooks.deliveries(
+            tenant=caller.scope, subject_type=WORKFLOW_SUBJECT, subject_id=str(workflow_id)
+        )
     return WebhookDeliveriesPublic(items=[WebhookDeliveryPublic.from_delivery(d) for d in found])

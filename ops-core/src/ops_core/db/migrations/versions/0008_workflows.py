@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("finished_at", UTCDateTime(), nullable=True),
+        sa.Column("callback_url", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_workflows"),
         sa.UniqueConstraint("tenant", "idempotency_key", name="uq_workflows_tenant_idempotency_key"),
     )
