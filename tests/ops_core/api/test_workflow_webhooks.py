@@ -66,6 +66,7 @@ async def test_a_callback_is_stored_shown_and_named_by_the_idempotency_key(clien
         ("run_at", "2020-01-01T00:00:00Z", "step 'write': run_at is not taken on a step"),
         ("run_at", "2099-01-01T00:00:00Z", "step 'write': run_at is not taken on a step"),
         ("delay_seconds", 30, "step 'write': delay_seconds is not taken on a step"),
+        ("session_id", "00000000-0000-4000-8000-000000000000", "step 'write': session_id is not taken on a step"),
     ],
 )
 async def test_a_step_refuses_the_options_that_are_not_a_steps(

@@ -82,6 +82,11 @@ class WorkflowStepCreate(TaskCreate):
                     f"step {self.name!r}: {option} is not taken on a step: a step starts when the steps in its"
                     " depends_on are done (a root step at once)"
                 )
+        if self.session_id is not None:
+            raise ValueError(
+                f"step {self.name!r}: session_id is not taken on a step: a step's goal quotes its parents'"
+                " results instead ({{steps.NAME.result}})"
+            )
         return self
 
 
