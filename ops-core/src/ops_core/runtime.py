@@ -67,6 +67,7 @@ class Runtime:
         remote_agents = RemoteAgentStore(engine)
         tasks = TaskService(store, quotas, publisher, registry, settings, remote_agents=remote_agents)
         approvals = ApprovalStore(engine)
+        workflows = WorkflowService(WorkflowStore(engine), store, tasks)
         return cls(
             settings=settings,
             engine=engine,
@@ -81,8 +82,8 @@ class Runtime:
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
             webhooks=WebhookStore.from_settings(engine, settings),
-            schedules=ScheduleService(ScheduleStore(engine), tasks, quotas),
-            workflows=WorkflowService(WorkflowStore(engine), store, tasks),
+            schedules=ScheduleService(ScheduleStore(engine), tasks, quotas, workflows),
+            workflows=workflows,
             remote_agents=remote_agents,
         )
 
