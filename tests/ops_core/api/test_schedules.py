@@ -87,7 +87,7 @@ async def test_create_shows_the_next_runs_in_the_time_zone(client: httpx.AsyncCl
         ({"catch_up": "run_all"}, "validation_error", "catch_up"),
         ({"template": {**TEMPLATE, "agent": "nobody"}}, "unknown_agent", "nobody"),
         ({"template": {**TEMPLATE, "model": "nope:x"}}, "invalid_model", "nope"),
-        ({"template": {**TEMPLATE, "kind": "workflow"}}, "validation_error", "kind"),
+        ({"template": {**TEMPLATE, "kind": "cron_job"}}, "validation_error", "kind must be 'task' or 'workflow'"),
         ({"template": {**TEMPLATE, "idempotency_key": "k"}}, "validation_error", "set by the schedule"),
         ({"template": {**TEMPLATE, "delay_seconds": 5}}, "validation_error", "set by the schedule"),
         ({"template": {"agent": "default"}}, "validation_error", "goal"),
