@@ -21,7 +21,7 @@ from ops_core.db.schedules import ACTIVE, Schedule, ScheduleStore, tick_key
 from ops_core.db.store import TaskStore
 from ops_core.db.workflows import WorkflowStore
 from ops_core.quotas import QuotaCache
-from ops_core.services.schedules import tick_builder, workflow_request
+from ops_core.services.schedules import tick_builder
 from ops_core.services.tasks import TaskService
 from ops_core.services.workflows import WorkflowService
 from ops_core.worker.scheduler import ScheduleTicker
@@ -174,7 +174,8 @@ async def test_a_crash_after_the_workflow_started_counts_it_once(
     made = await schedules.create(every_second(now))
     build = tick_builder(schedules, settings=SETTINGS, registry=default_registry())
     await schedules.fire(made, ticks=[now], next_run_at=now + timedelta(seconds=1), skipped=0, build=build)
-    first, created = await workflows.submit(workflow_request(made.template, tick_key(made.id, now)), tenant=TENANT)
+    body = {k: v for k, v in made.template.items() if k != "kind"}
+    first, created = await workflows.submit_template(body, tenant=TENANT, idempotency_key=tick_key(made.id, now))
     assert created
 
     await ticker(schedules, store, workflows, [now + timedelta(milliseconds=100)]).tick()

@@ -90,7 +90,7 @@ class ScheduleService:
             if template.get("callback_url") is not None:
                 await self._tasks.check_callback_url(str(template["callback_url"]))
         elif kind == WORKFLOW_KIND and self._workflows is not None:
-            request = workflow_request(template, None)
+            request = workflow_request(template)
             self._workflows.check(request, tenant=tenant, quotas=await self._quotas.quotas(tenant))
         else:
             raise InvalidRequest(f"template.kind: unknown kind {kind!r}")
@@ -150,10 +150,9 @@ def _parse(cron: str, timezone: str) -> Cron:
         raise InvalidRequest(str(exc)) from None
 
 
-def workflow_request(template: dict[str, Any], idempotency_key: str | None) -> WorkflowCreate:
-    """The ``POST /v1/workflows`` body a workflow template stands for, with the tick's key."""
+def workflow_request(template: dict[str, Any]) -> WorkflowCreate:
+    """The ``POST /v1/workflows`` body a workflow template stands for (the tick adds its key)."""
     body = {k: v for k, v in template.items() if k != "kind"}
-    body["idempotency_key"] = idempotency_key
     try:
         return WorkflowCreate.model_validate(body)
     except ValidationError as exc:
@@ -211,7 +210,8 @@ async def start_owed_workflows(store: ScheduleStore, workflows: WorkflowService)
         key = tick_key(schedule.id, tick)
         workflow_id: uuid.UUID | None
         try:
-            shown, _ = await workflows.submit(workflow_request(schedule.template, key), tenant=schedule.tenant)
+            body = {k: v for k, v in schedule.template.items() if k != "kind"}
+            shown, _ = await workflows.submit_template(body, tenant=schedule.tenant, idempotency_key=key)
             workflow_id = shown.workflow.id
         except (InvalidRequest, Conflict) as exc:
             log.error("schedule %s: the workflow of tick %s cannot start: %s", schedule.id, key, exc)
