@@ -59,11 +59,11 @@ async def workflows(store: TaskStore) -> AsyncIterator[WorkflowService]:
     await tasks.close()  # its publish marks, before the engine goes
 
 
-def every_second(next_run_at: datetime) -> Schedule:
+def every_second(next_run_at: datetime, tenant: str = TENANT) -> Schedule:
     now = utcnow()
     return Schedule(
         id=uuid.uuid4(),
-        tenant=TENANT,
+        tenant=tenant,
         name=None,
         cron="* * * * * *",
         timezone="UTC",
@@ -240,4 +240,31 @@ async def test_two_concurrent_tickers_start_each_tick_once(
         started = await scheduled_workflows(store, s.id)
         assert sorted(started) == sorted(tick_key(s.id, start + timedelta(seconds=i)) for i in range(1, 11))
         assert (await schedules.get(s.id, tenant=TENANT)).fired == 10
+    assert await owed(store) == 0
+
+
+async def test_a_tick_the_tenants_rate_holds_back_stays_owed_until_it_may_start(
+    store: TaskStore, schedules: ScheduleStore, workflows: WorkflowService
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    access = AccessStore(store.engine)
+    await access.set_quotas(TENANT, {"submissions_per_second": 0.001})
+    await QuotaCache(access, store, cache_seconds=0).admit_submission(TENANT)  # the tenant's one token, spent
+    limited = await schedules.create(every_second(now - timedelta(seconds=1)))
+    other = await schedules.create(every_second(now, tenant="t2"))
+    clock = [now + timedelta(milliseconds=100)]
+
+    await ticker(schedules, store, workflows, clock).tick()
+
+    # Held back, not dropped; and the pass went on to the other tenant's tick.
+    assert await scheduled_workflows(store, limited.id) == {}
+    assert list(await scheduled_workflows(store, other.id)) == [tick_key(other.id, now)]
+    assert await owed(store) == 2
+    assert (await schedules.get(limited.id, tenant=TENANT)).fired == 0
+
+    await access.set_quotas(TENANT, {"submissions_per_second": None})
+    await ticker(schedules, store, workflows, clock).tick()
+
+    assert len(await scheduled_workflows(store, limited.id)) == 2
+    assert (await schedules.get(limited.id, tenant=TENANT)).fired == 2
     assert await owed(store) == 0

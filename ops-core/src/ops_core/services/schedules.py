@@ -37,7 +37,7 @@ from ops_core.db.models import NewTask
 from ops_core.db.rules import utcnow
 from ops_core.db.schedules import ACTIVE, Schedule, SchedulePage, ScheduleStore, TickBuilder, tick_key
 from ops_core.db.store import new_task_row
-from ops_core.errors import Conflict, InvalidRequest, ModelNotAllowed
+from ops_core.errors import Conflict, InvalidRequest, ModelNotAllowed, TooManyRequests
 from ops_core.quotas import QuotaCache
 from ops_core.schedule_rules import CatchUp, Cron, InvalidSchedule, next_runs
 from ops_core.services.tasks import TaskDefaults, TaskService
@@ -213,6 +213,9 @@ async def start_owed_workflows(store: ScheduleStore, workflows: WorkflowService)
             body = {k: v for k, v in schedule.template.items() if k != "kind"}
             shown, _ = await workflows.submit_template(body, tenant=schedule.tenant, idempotency_key=key)
             workflow_id = shown.workflow.id
+        except TooManyRequests as exc:
+            log.warning("schedule %s: the workflow of tick %s waits for the tenant's quota: %s", schedule.id, key, exc)
+            continue
         except (InvalidRequest, Conflict) as exc:
             log.error("schedule %s: the workflow of tick %s cannot start: %s", schedule.id, key, exc)
             workflow_id = None
