@@ -27,6 +27,8 @@ EXPORTED = [
     "JsonlFileMemoryStore",
     "Limits",
     "LongTermMemory",
+    "McpServer",
+    "McpSessions",
     "MemoryRecord",
     "MemoryStore",
     "Message",

@@ -330,6 +330,18 @@ def test_submit_sends_the_concurrency_key_and_limit(make_cli: Callable[[Handler]
     }
 
 
+def test_submit_sends_the_session(make_cli: Callable[[Handler], Cli]) -> None:
+    cli = make_cli(lambda request: httpx.Response(202, json=task()))
+
+    result = cli("submit", "and now?", "--session", "6a6c8fd6-25f4-4a6f-a405-533fda651ffa", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli.requests[0].content) == {
+        "goal": "and now?",
+        "session_id": "6a6c8fd6-25f4-4a6f-a405-533fda651ffa",
+    }
+
+
 def test_submit_sends_the_callback_url(make_cli: Callable[[Handler], Cli]) -> None:
     cli = make_cli(lambda request: httpx.Response(202, json=task()))
 

@@ -364,10 +364,13 @@ def test_agents_local_reads_the_registry_of_opscore_agents() -> None:
         "description": "Calculates, fatally.",
         "model": "offline:default",
         "tools": ["calculator"],
+        "mcp_servers": [],
     }
     assert items["default"]["tools"] == ["calculator", "current_time"]
+    assert items["clock"]["tools"] == [] and items["clock"]["mcp_servers"] == ["time"]
     rows = {line.split()[0]: line for line in lines(table.stdout)[2:] if line}
     assert rows["poison"].split() == ["poison", "local", "offline:default", "calculator", "Calculates,", "fatally."]
+    assert rows["clock"].split()[:4] == ["clock", "local", "offline:default", "mcp:time"]
 
 
 def test_agents_local_with_a_bad_module_exits_2_naming_the_setting() -> None:

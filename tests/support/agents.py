@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 
 from agentkit import AgentDefinition, Policy
 from agentkit.builtin_tools import calculator
+from agentkit.mcp import McpServer
 from agentkit.tools import tool
 
 ARITHMETIC_GOAL = "What is 6 * 7?"
@@ -71,4 +73,15 @@ gated_briefly = AgentDefinition(
     instructions="Calculates, if a person approves within a short while.",
     tools=[calculator],
     policy=Policy(require_approval={"calculator"}, approval_timeout=APPROVAL_TIMEOUT_SECONDS),
+)
+
+
+# The MCP e2e: the reference time server from PyPI, over stdio, one per worker process.
+# The offline model calls a tool the goal names, with the goal's quoted strings as arguments.
+TIME_SERVER = McpServer.stdio("time", sys.executable, ["-m", "mcp_server_time"], prefix="time")
+clock = AgentDefinition(
+    name="clock",
+    instructions="Tells the time with the time MCP server.",
+    mcp_servers=[TIME_SERVER],
+    policy=Policy(deny={"time_convert_time"}),
 )

@@ -10,6 +10,9 @@ client. What it does is chosen by directives in the latest user message:
 * ``[[tool_stall=S]]``: a two-step run. Step 1 (no tool result in the conversation yet) answers
   with a ``calculator`` tool call; the first step-2 request (after the tool result) stalls S
   seconds before answering, later ones answer at once. Made for killing a worker mid-step-2.
+* ``[[recall=K]]``: answers ``"recalled: <the conversation's K-th user message>"`` (1 is the first),
+  or ``"recalled nothing"`` when the conversation has fewer: a model that answers from the
+  earlier turns of a session, which only the history sent with the request can tell it.
 
 Otherwise it answers ``"done: <goal>"`` with usage of 10 input and 5 output tokens. A request with
 ``"stream": true`` gets the same answer as the stream of chunks the real API sends.
@@ -106,6 +109,11 @@ class FakeOpenAI:
             await asyncio.sleep(directives["delay"])
         step = 1 + sum(1 for m in body.get("messages", []) if m.get("role") == "tool")
         self.calls[(text, step)] += 1
+        if "recall" in directives:
+            said = [m["content"] for m in body.get("messages", []) if m.get("role") == "user"]
+            wanted = int(directives["recall"])
+            recalled = f"recalled: {said[wanted - 1]}" if 0 < wanted <= len(said) else "recalled nothing"
+            return _answer(self.requests, body, {"content": recalled}, stall=directives.get("stream_stall", 0.0))
         if "tool_stall" in directives:
             if step == 1:
                 return _answer(self.requests, body, {"tool_calls": [_call(self.requests, "calculator", "6 * 7")]})

@@ -12,6 +12,7 @@ from agentkit.context import RunContext
 from agentkit.errors import AgentkitError, ModelError, RunError, ToolRetry
 from agentkit.events import RunEvent, RunEventType
 from agentkit.hooks import RunHooks
+from agentkit.mcp import McpServer, McpSessions
 from agentkit.memory import (
     ConversationWindow,
     InMemoryMemory,
@@ -51,6 +52,8 @@ __all__ = [
     "JsonlFileMemoryStore",
     "Limits",
     "LongTermMemory",
+    "McpServer",
+    "McpSessions",
     "MemoryRecord",
     "MemoryStore",
     "Message",

@@ -15,8 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agentkit.errors import UserError
 from agentkit.hooks import RunHooks
+from agentkit.mcp import McpServer, McpSessions
 from agentkit.memory import ConversationWindow, LongTermMemory
+from agentkit.messages import AssistantMessage, Message, UserMessage
 from agentkit.models.base import Model, ModelSettings
 from agentkit.outcome import Checkpoint, RunOutcome
 from agentkit.policy import Policy
@@ -61,6 +64,8 @@ class AgentDefinition:
     ``model`` is a ``provider:model`` string, or ``None`` to let the host (or
     the environment, via :func:`agentkit.models.infer_model`) choose.
     ``tools`` may be a :class:`Toolset` or a list of tools, functions and toolsets.
+    ``mcp_servers``: MCP servers whose tools the agent has besides ``tools``
+    (see :mod:`agentkit.mcp`); they are listed when a run starts.
     """
 
     name: str
@@ -74,6 +79,7 @@ class AgentDefinition:
     model_settings: ModelSettings = field(default_factory=ModelSettings)
     memory_limit: int = 5
     """How many long-term memories are retrieved for the goal."""
+    mcp_servers: Sequence[McpServer] = ()
 
     def toolset(self) -> Toolset:
         return self.tools if isinstance(self.tools, Toolset) else Toolset(*self.tools)
@@ -94,12 +100,18 @@ class Agent:
 
     ``model`` overrides the definition's model string; either may be a
     ``provider:model`` string (e.g. ``"offline:default"``, ``"openai:gpt-4o-mini"``).
+    ``mcp``: the sessions that reach the definition's MCP servers, shared with
+    other agents and runs; without it each run opens its own and closes them
+    at its end.
     """
 
-    def __init__(self, definition: AgentDefinition, model: Model | str | None = None) -> None:
+    def __init__(
+        self, definition: AgentDefinition, model: Model | str | None = None, *, mcp: McpSessions | None = None
+    ) -> None:
         self.definition = definition
         self.toolset: Toolset = definition.toolset()
         self.model: Model = resolve_model(model if model is not None else definition.model)
+        self.mcp = mcp
 
     @property
     def name(self) -> str:
@@ -119,17 +131,41 @@ class Agent:
         resume: Checkpoint | None = None,
         long_term_memory: LongTermMemory | None = None,
         run_id: str | None = None,
+        mcp: McpSessions | None = None,
+        history: Sequence[Message] = (),
     ) -> RunOutcome:
         """Run to a final answer or a typed failure; never raises a ``RunError``.
 
+        ``history`` is earlier conversation (user and assistant messages, oldest
+        first), sent between the instructions and ``goal``; with a memory window
+        (``AgentDefinition.memory``) its oldest turns are dropped first.
+
         With ``resume``, the checkpoint's finished steps are reused as they
         are (the model is not asked again, their tools do not run again) and
-        ``goal``/``input``/``long_term_memory`` are not consulted: they are
-        already part of the checkpoint's messages.
+        ``goal``/``input``/``long_term_memory``/``history`` are not consulted:
+        they are already part of the checkpoint's messages. ``mcp`` overrides
+        the agent's sessions for this run.
         """
         from agentkit.run import AgentRun
 
+        for message in history:
+            if not isinstance(message, UserMessage | AssistantMessage):
+                raise UserError(f"history holds user and assistant messages only, not {message.role!r} messages")
         rid = run_id or (resume.run_id if resume is not None else uuid.uuid4().hex)
+        servers = self.definition.mcp_servers
+        if servers and mcp is None and self.mcp is None:
+            async with McpSessions() as own:
+                return await self.run(
+                    goal,
+                    input=input,
+                    deps=deps,
+                    hooks=hooks,
+                    resume=resume,
+                    long_term_memory=long_term_memory,
+                    run_id=rid,
+                    mcp=own,
+                    history=history,
+                )
         return await AgentRun(
             agent=self,
             goal=goal,
@@ -138,7 +174,13 @@ class Agent:
             hooks=hooks or RunHooks(),
             long_term_memory=long_term_memory,
             run_id=rid,
+            tools=self._tools_for_run(servers, mcp or self.mcp) if servers else None,
+            history=history,
         ).execute(resume)
+
+    async def _tools_for_run(self, servers: Sequence[McpServer], mcp: McpSessions | None) -> Toolset:
+        assert mcp is not None  # run() opened sessions of its own when it was given none
+        return Toolset(self.toolset, await mcp.toolset(servers))
 
     def run_sync(
         self,
@@ -150,6 +192,7 @@ class Agent:
         resume: Checkpoint | None = None,
         long_term_memory: LongTermMemory | None = None,
         run_id: str | None = None,
+        history: Sequence[Message] = (),
     ) -> RunOutcome:
         """:meth:`run` for code without an event loop (fails inside a running loop)."""
         return asyncio.run(
@@ -161,5 +204,6 @@ class Agent:
                 resume=resume,
                 long_term_memory=long_term_memory,
                 run_id=run_id,
+                history=history,
             )
         )

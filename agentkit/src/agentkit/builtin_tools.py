@@ -129,7 +129,8 @@ def current_time(timezone: str | None = None) -> str:
         return datetime.now(UTC).isoformat()
     try:
         zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    # With the tzdata package installed, a name too long for a file is an OSError, not "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ToolRetry(f"Unknown timezone {_quote(timezone)}; use an IANA name such as 'Europe/Paris'.") from exc
     return datetime.now(zone).isoformat()
 

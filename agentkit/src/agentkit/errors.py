@@ -19,11 +19,13 @@
     │   ├── ModelAuthError           permanent (401, 403)
     │   └── ModelRequestError        permanent (400, 404, 422: the request itself is wrong)
     ├── ToolRetry                    control flow: a tool asks the model to try again
+    │   └── ToolUnavailable          a tool's MCP server crashed or disconnected mid-call (it is restarted)
     └── RunError                     why a run ended without an answer (carried by RunFailure)
         ├── StepLimitExceeded
         ├── UsageLimitExceeded
         ├── ModelFailed              wraps the ModelError that ended the run
         ├── ToolFailed               a tool raised or timed out
+        ├── ToolsUnavailable         retryable: an MCP server the agent needs could not be reached
         ├── PolicyDenied             the security policy refused a call the run could not continue without
         ├── OutputValidationFailed   the final answer never matched the result type
         └── RunCancelled             the host's cancellation check said stop
@@ -119,6 +121,16 @@ class ToolRetry(AgentkitError):
     """Raised inside a tool to send ``message`` back to the model as a correctable tool error."""
 
 
+class ToolUnavailable(ToolRetry):
+    """A tool's server (an MCP server) is gone: the call in flight failed and may succeed if tried again.
+
+    The connection is dropped and reopened on the next call (a stdio server is
+    started again), so the model is told to call the tool again.
+    """
+
+    retryable = True
+
+
 class RunError(AgentkitError):
     """Why a run ended without an answer. ``kind`` is a stable machine-readable name."""
 
@@ -145,6 +157,13 @@ class ModelFailed(RunError):
 
 class ToolFailed(RunError):
     kind = "tool_error"
+
+
+class ToolsUnavailable(RunError):
+    """An MCP server the agent names could not be started or reached, so its tools could not be listed."""
+
+    kind = "tools_unavailable"
+    retryable = True
 
 
 class PolicyDenied(RunError):

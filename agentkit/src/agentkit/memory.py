@@ -82,15 +82,31 @@ def _opens_exchange(unit: list[Message]) -> bool:
     return isinstance(first, AssistantMessage) and bool(first.tool_calls)
 
 
+def _turns(messages: Sequence[Message]) -> list[list[Message]]:
+    """Earlier turns of a conversation as units: a user message with everything up to the next one,
+    so a turn is dropped whole and what is sent never opens with an orphaned answer."""
+    units: list[list[Message]] = []
+    for message in messages:
+        if isinstance(message, UserMessage) or not units:
+            units.append([message])
+        else:
+            units[-1].append(message)
+    return units
+
+
 @dataclass(frozen=True)
 class ConversationWindow:
     """Keeps a conversation within ``max_tokens``, dropping (or summarising) the oldest turns.
 
-    Never dropped: the leading system messages, the first user message (the
-    goal) when ``pin_goal`` is set, and the newest unit, even when they alone
-    exceed the budget, because a request without them is meaningless. With a
-    ``summariser`` the dropped turns are replaced by one user message holding
-    their summary; ``summary_reserve`` tokens are kept free for it.
+    Never dropped: the leading system messages, the run's goal (its user
+    message) when ``pin_goal`` is set, and the newest unit, even when they
+    alone exceed the budget, because a request without them is meaningless.
+    With a ``summariser`` the dropped turns are replaced by one user message
+    holding their summary; ``summary_reserve`` tokens are kept free for it.
+
+    ``history`` counts the messages of earlier conversation (a session's
+    turns) between the system messages and the goal. They go first, a turn
+    at a time, before any of the run's own steps.
     """
 
     max_tokens: int
@@ -99,36 +115,46 @@ class ConversationWindow:
     pin_goal: bool = True
     summary_reserve: int = 200
 
-    async def fit(self, messages: Sequence[Message]) -> list[Message]:
-        pinned: list[Message] = []
+    async def fit(self, messages: Sequence[Message], *, history: int = 0) -> list[Message]:
+        system: list[Message] = []
         rest = list(messages)
         while rest and isinstance(rest[0], SystemMessage):
-            pinned.append(rest.pop(0))
+            system.append(rest.pop(0))
+        earlier, rest = rest[:history], rest[history:]
+        goal: list[Message] = []
         if self.pin_goal and rest and isinstance(rest[0], UserMessage):
-            pinned.append(rest.pop(0))
-        units = _units(rest)
+            goal.append(rest.pop(0))
+        earlier_units = _turns(earlier)
+        units = earlier_units + _units(rest)
 
         def size(msgs: Sequence[Message]) -> int:
             return sum(message_tokens(m, self.counter) for m in msgs)
 
-        budget = self.max_tokens - size(pinned)
+        budget = self.max_tokens - size(system) - size(goal)
         total = sum(size(u) for u in units)
         if total <= budget:
             return list(messages)
         if self.summariser is not None:
             budget -= self.summary_reserve
         dropped: list[Message] = []
+        dropped_units = 0
         while len(units) > 1 and total > budget:
             unit = units.pop(0)
+            dropped_units += 1
             total -= size(unit)
             dropped.extend(unit)
-        kept = [m for unit in units for m in unit]
-        if not dropped or self.summariser is None:
-            return pinned + kept
-        summary = self.summariser(dropped)
-        if inspect.isawaitable(summary):
-            summary = await summary
-        return [*pinned, UserMessage(content=f"Summary of the earlier conversation:\n{summary}"), *kept]
+        kept_earlier = [m for unit in units[: max(0, len(earlier_units) - dropped_units)] for m in unit]
+        kept_rest = [m for unit in units[max(0, len(earlier_units) - dropped_units) :] for m in unit]
+        summary: list[Message] = []
+        if dropped and self.summariser is not None:
+            text = self.summariser(dropped)
+            if inspect.isawaitable(text):
+                text = await text
+            summary = [UserMessage(content=f"Summary of the earlier conversation:\n{text}")]
+        if dropped_units > len(earlier_units) or not earlier_units:
+            # The run's own steps were dropped too: the summary follows the goal, as without history.
+            return [*system, *kept_earlier, *goal, *summary, *kept_rest]
+        return [*system, *summary, *kept_earlier, *goal, *kept_rest]
 
 
 class MemoryRecord(BaseModel):

@@ -6,6 +6,7 @@ checkpoints) as JSON and load it back unchanged.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,3 +86,10 @@ Message = Annotated[
     SystemMessage | UserMessage | AssistantMessage | ToolResultMessage,
     Field(discriminator="role"),
 ]
+
+
+def goal_text(goal: str, input: dict[str, Any] | None = None) -> str:
+    """The user message a run's goal becomes: the goal, then its structured input as JSON."""
+    if not input:
+        return goal
+    return goal + "\n\nInput (JSON):\n" + json.dumps(input, indent=2, sort_keys=True, default=str)

@@ -28,6 +28,10 @@ class Checkpoint(BaseModel):
     calls have not run yet, and ``pending_approvals`` lists the calls that
     wait for a person. ``usage`` already includes that step's model call: a
     resume runs only the step's tools.
+
+    A run given earlier conversation (``Agent.run(history=...)``) keeps it in
+    ``messages``, between the system messages and its goal; ``history_messages``
+    says how many, so the memory window knows which messages are the goal.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,6 +47,8 @@ class Checkpoint(BaseModel):
     denied_calls: int = 0
     tool_errors: int = 0
     pending_approvals: list[PendingApproval] = []
+    history_messages: int = Field(default=0, ge=0)
+    """How many messages after the system messages are earlier conversation, before the run's goal."""
 
     @model_validator(mode="after")
     def _pending_calls_belong_to_the_last_message(self) -> Checkpoint:

@@ -35,7 +35,10 @@ from agentkit.errors import (
     RunCancelled,
     RunError,
     StepLimitExceeded,
+    ToolDefinitionError,
     ToolFailed,
+    ToolsUnavailable,
+    ToolUnavailable,
     UsageLimitExceeded,
 )
 from agentkit.events import RunEvent, RunEventType, usage_payload
@@ -49,12 +52,13 @@ from agentkit.messages import (
     ToolResultMessage,
     Usage,
     UserMessage,
+    goal_text,
 )
 from agentkit.models.base import ModelRequest, ModelResponse
 from agentkit.models.ratelimit import RateLimitWait, report_waits
 from agentkit.outcome import Checkpoint, RunFailure, RunOutcome, RunSuccess, RunSuspended
 from agentkit.policy import PolicyDecision, PolicyVerdict
-from agentkit.tools import Tool, ToolOutput, format_validation_error, validation_problems
+from agentkit.tools import Tool, ToolOutput, Toolset, format_validation_error, validation_problems
 
 if TYPE_CHECKING:
     from agentkit.agent import Agent
@@ -118,8 +122,13 @@ class AgentRun:
         hooks: RunHooks,
         long_term_memory: LongTermMemory | None,
         run_id: str,
+        tools: Awaitable[Toolset] | None = None,
+        history: Sequence[Message] = (),
     ) -> None:
         self.agent = agent
+        # The agent's own tools, plus its MCP servers' once ``tools`` is awaited at the start of the run.
+        self.toolset: Toolset = agent.toolset
+        self._tools = tools
         self.definition = agent.definition
         self.limits = agent.definition.limits
         self.goal = goal
@@ -128,6 +137,9 @@ class AgentRun:
         self.hooks = hooks
         self.long_term_memory = long_term_memory
         self.run_id = run_id
+        self.history = list(history)
+        # How many of ``messages`` (after the system messages) are earlier conversation, before the goal.
+        self.history_messages = 0
         self.messages: list[Message] = []
         self.steps = 0
         self.step_in_flight: int | None = None
@@ -150,6 +162,8 @@ class AgentRun:
 
     async def _execute(self, resume: Checkpoint | None) -> RunOutcome:
         try:
+            if self._tools is not None:
+                self.toolset = await self._tools
             if resume is not None:
                 await self._restore(resume)
             else:
@@ -163,6 +177,10 @@ class AgentRun:
             return self._suspend(suspend.step, suspend.pending)
         except ModelError as exc:
             return await self._fail(ModelFailed(exc))
+        except ToolUnavailable as exc:
+            return await self._fail(ToolsUnavailable(str(exc)))
+        except ToolDefinitionError as exc:
+            return await self._fail(ToolFailed(f"the agent's tools cannot be set up: {exc}"))
 
     async def _loop(self) -> RunOutcome:
         last = self.messages[-1] if self.messages else None
@@ -223,16 +241,17 @@ class AgentRun:
             if records:
                 lines = "\n".join(f"- {r.text}" for r in records)
                 system_parts.append(f"Relevant memories from earlier runs:\n{lines}")
-        goal = self.goal
-        if self.input:
-            goal += "\n\nInput (JSON):\n" + json.dumps(self.input, indent=2, sort_keys=True, default=str)
+        goal = goal_text(self.goal, self.input)
         system = "\n\n".join(part for part in system_parts if part)
         messages: list[Message] = [SystemMessage(content=system)] if system else []
+        messages.extend(self.history)
+        self.history_messages = len(self.history)
         messages.append(UserMessage(content=goal))
         return messages
 
     async def _restore(self, checkpoint: Checkpoint) -> None:
         self.messages = list(checkpoint.messages)
+        self.history_messages = checkpoint.history_messages
         self.steps = checkpoint.steps_completed
         self.reused = checkpoint.usage
         self.output_retries = checkpoint.output_retries
@@ -252,17 +271,19 @@ class AgentRun:
 
     async def _call_model(self, step: int) -> ModelResponse:
         window = self.definition.memory
-        sent = await window.fit(self.messages) if window is not None else list(self.messages)
-        request = ModelRequest(
-            messages=sent, tools=self.agent.toolset.definitions(), settings=self.definition.model_settings
+        sent = (
+            await window.fit(self.messages, history=self.history_messages)
+            if window is not None
+            else list(self.messages)
         )
+        request = ModelRequest(messages=sent, tools=self.toolset.definitions(), settings=self.definition.model_settings)
         await self._emit(
             RunEventType.MODEL_REQUEST,
             step,
             model=self.agent.model.name,
             messages=len(sent),
             messages_dropped=len(self.messages) - len(sent),
-            tools=self.agent.toolset.names(),
+            tools=self.toolset.names(),
         )
         # A rate-limited model's waits happen inside its request; this run records them as its events.
         with report_waits(lambda wait: self._report_wait(step, wait)):
@@ -303,9 +324,9 @@ class AgentRun:
         pending: list[PendingApproval] = []
         for call in calls:
             await self._emit(RunEventType.TOOL_CALL, step, id=call.id, name=call.name, arguments=call.arguments)
-            tool = self.agent.toolset.get(call.name)
+            tool = self.toolset.get(call.name)
             if tool is None:
-                known = ", ".join(self.agent.toolset.names()) or "none"
+                known = ", ".join(self.toolset.names()) or "none"
                 outputs[call.id] = ToolOutput(
                     f"Unknown tool {call.name!r}. Available tools: {known}.", True, "unknown_tool"
                 )
@@ -508,6 +529,7 @@ class AgentRun:
             denied_calls=self.denied_calls,
             tool_errors=self.tool_errors,
             pending_approvals=list(pending),
+            history_messages=self.history_messages,
         )
 
     # ------------------------------------------------------------ endings

@@ -154,13 +154,16 @@ class Tool:
         """Call the function with already validated arguments (see :meth:`run`)."""
         kwargs = {field: getattr(validated, field) for field in type(validated).model_fields}
         args = (ctx,) if self.takes_context else ()
+        if self.is_async:
+            return await self.guarded(self.function(*args, **kwargs), default_timeout=default_timeout)
+        return await self.guarded(asyncio.to_thread(self.function, *args, **kwargs), default_timeout=default_timeout)
+
+    async def guarded(self, call: Awaitable[Any], *, default_timeout: float) -> ToolOutput:
+        """Await ``call`` under the tool's timeout; its result or failure becomes a ``ToolOutput``."""
         timeout = self.timeout if self.timeout is not None else default_timeout
         try:
             async with asyncio.timeout(timeout) as deadline:
-                if self.is_async:
-                    result = await self.function(*args, **kwargs)
-                else:
-                    result = await asyncio.to_thread(self.function, *args, **kwargs)
+                result = await call
         except TimeoutError:
             if deadline.expired():
                 return ToolOutput(f"Tool {self.name!r} timed out after {timeout:g}s.", True, "timeout")
@@ -169,7 +172,7 @@ class Tool:
             return ToolOutput(str(exc) or f"Tool {self.name!r} asked to retry.", True, "retry")
         except Exception as exc:
             return ToolOutput(f"Tool {self.name!r} failed: {type(exc).__name__}: {exc}", True, "exception")
-        return ToolOutput(_serialise(result))
+        return result if isinstance(result, ToolOutput) else ToolOutput(_serialise(result))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped function directly (handy in tests and plain code)."""

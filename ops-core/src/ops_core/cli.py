@@ -114,6 +114,28 @@ def build_cli(
 
         run_dev(settings, host=settings.host, port=settings.port)
 
+    @cli.command()
+    def mcp() -> None:
+        """Serve ops-core's MCP tools over stdio (for Claude Desktop and other MCP clients), as OPSCORE_API_KEY."""
+        import asyncio
+
+        from ops_core.errors import Unauthenticated
+        from ops_core.logs import configure_logging
+        from ops_core.mcp_stdio import serve_stdio
+
+        settings = _settings()
+        _check_agents(settings)
+        configure_logging(settings.log_level)  # on stderr: stdout carries the protocol
+        try:
+            with _unavailable():
+                asyncio.run(serve_stdio(settings))
+        except ConfigError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except Unauthenticated:
+            typer.echo("error: OPSCORE_API_KEY is not a valid, usable API key", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+
     @db.command()
     def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
         """Migrate the database schema up to REVISION."""

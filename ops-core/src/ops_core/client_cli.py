@@ -98,6 +98,10 @@ def add_client_commands(
         concurrency_limit: Annotated[
             int | None, typer.Option(min=1, max=10_000, help="Tasks with --concurrency-key run at once (default 1).")
         ] = None,
+        session: Annotated[
+            str | None,
+            typer.Option(help="A session's id: the task is its next turn, and sees the earlier ones."),
+        ] = None,
         callback_url: Annotated[
             str | None, typer.Option(help="POST the task's final record here, signed, when it ends (a webhook).")
         ] = None,
@@ -147,6 +151,7 @@ def add_client_commands(
                 schedule_to_start_seconds=schedule_to_start_seconds,
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
+                session_id=session,
                 callback_url=callback_url,
                 delay_seconds=delay,
                 run_at=at,
@@ -318,6 +323,8 @@ def add_client_commands(
                 "description": (definition.instructions.strip().splitlines() or [""])[0],
                 "model": definition.model or loaded.default_model,
                 "tools": definition.toolset().names(),
+                # Their tools are listed by the server when a worker connects; named here by server.
+                "mcp_servers": [server.name for server in definition.mcp_servers],
             }
             for definition in sorted(registry, key=lambda d: d.name)
         ]

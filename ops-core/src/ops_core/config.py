@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Provider rate limits every worker shares, e.g. 'openai:gpt-4o-mini rpm=500 tpm=200000;"
         " anthropic rpm=50' (or the same as JSON); unset: none.",
     )
+    mcp_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON object {"NAME": "value"}: what ${NAME} in an agent\'s MCP server config reads before the '
+        "process environment (credentials for MCP servers; never from task input).",
+    )
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the client commands find the API.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -105,6 +110,13 @@ class Settings(BaseSettings):
         le=MAX_APPROVAL_TIMEOUT_SECONDS,
         description="How long a tool call waits for a person before it is denied as timed out,"
         " unless its agent's policy sets approval_timeout.",
+    )
+    session_memory_tokens: int = Field(
+        default=16_000,
+        ge=100,
+        le=10_000_000,
+        description="The memory budget of a session's task whose agent sets no ConversationWindow: the oldest"
+        " turns are dropped to keep each model request within this many (estimated) tokens.",
     )
     stream_poll_seconds: Seconds = Field(
         default=0.25, le=10, description="How often an API process looks for new events of the tasks it streams."

@@ -46,6 +46,13 @@ class EventType(StrEnum):
     REMOTE_CANCEL = "remote_cancel"
 
 
+class SessionStatus(StrEnum):
+    """Whether a session takes new tasks."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class ApprovalStatus(StrEnum):
     """Where a tool call that needs a person's approval stands."""
 

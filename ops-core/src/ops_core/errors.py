@@ -11,6 +11,7 @@
     │   ├── TaskNotFound          also another tenant's task: existence does not leak
     │   ├── KeyNotFound
     │   ├── ApprovalNotFound      no call with that id waits on the task
+    │   ├── SessionNotFound       also another tenant's session
     │   ├── ScheduleNotFound      also another tenant's schedule
     │   ├── WorkflowNotFound      also another tenant's workflow
     │   └── AgentNotFound         no remote agent of the tenant by that name
@@ -27,6 +28,8 @@
     │   ├── RetryLimitReached     the task was retried by hand as often as OPSCORE_MAX_MANUAL_RETRIES allows
     │   ├── WorkflowFinished      the workflow ended; it cannot be cancelled
     │   ├── IdempotencyConflict   an idempotency key reused with a different request
+    │   ├── SessionClosed         a task for a session that was closed
+    │   ├── SessionMoved          a hand retry of a session's turn after a later turn was submitted
     │   ├── AgentExists           a remote agent's name is taken (by a local agent or a registered one)
     │   └── AttemptSuperseded     a remote agent's callback for an attempt that no longer owns the task
     ├── PayloadTooLarge           413
@@ -93,6 +96,10 @@ class KeyNotFound(NotFound):
 
 class ApprovalNotFound(NotFound):
     code = "approval_not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
 
 
 class ScheduleNotFound(NotFound):
@@ -163,6 +170,14 @@ class WorkflowFinished(Conflict):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class SessionClosed(Conflict):
+    code = "session_closed"
+
+
+class SessionMoved(Conflict):
+    code = "session_moved_on"
 
 
 class PayloadTooLarge(OpsCoreError):

@@ -126,7 +126,7 @@ def agents_table(items: Iterable[JsonObject]) -> Table:
             Text(str(agent["name"]), style="bold"),
             Text(str(agent.get("kind") or "local")),
             Text(str(agent.get("model") or "")),
-            Text(", ".join(agent.get("tools") or [])),
+            Text(", ".join([*(agent.get("tools") or []), *(f"mcp:{s}" for s in agent.get("mcp_servers") or [])])),
             Text(str(agent.get("description") or "")),
         )
     return table

@@ -39,6 +39,7 @@ async def test_local_agents_are_listed_with_tool_schemas_and_policy(client: http
     assert tools["calculator"]["parameters"]["type"] == "object"
     assert tools["calculator"]["parameters"]["properties"]
     assert set(default["policy"]) == {"allow", "deny", "require_approval", "constrained", "approval_timeout"}
+    assert default["mcp_servers"] == []
 
 
 async def test_a_remote_agent_is_registered_listed_and_deleted_and_its_secret_never_shown(
@@ -256,3 +257,25 @@ def test_ops_core_signatures_verify_with_the_standardwebhooks_package() -> None:
     body = b'{"type":"task"}'
     headers = signed_headers(SECRET, "msg_1", body)
     assert Webhook(SECRET).verify(body, headers) == {"type": "task"}
+
+
+def test_a_local_agents_mcp_servers_are_listed_by_name_transport_and_prefix() -> None:
+    from agentkit import AgentDefinition
+    from agentkit.mcp import McpServer
+    from ops_core.api.routes.agents import _local
+
+    definition = AgentDefinition(
+        name="clock",
+        instructions="Tells the time.",
+        mcp_servers=[
+            McpServer.stdio("time", "python", ["-m", "mcp_server_time"], prefix="time"),
+            McpServer.http("search", "http://127.0.0.1:1/mcp"),
+        ],
+    )
+
+    listed = _local(definition, "offline:default").model_dump()["mcp_servers"]
+
+    assert listed == [
+        {"name": "time", "transport": "stdio", "prefix": "time"},
+        {"name": "search", "transport": "http", "prefix": None},
+    ]

@@ -353,3 +353,13 @@ async def test_the_longest_concurrency_key_and_every_allowed_character_are_accep
         response = await submit(client, concurrency_key=key, concurrency_limit=10_000)
         assert response.status_code == 202, response.text
         assert response.json()["concurrency_key"] == key
+
+
+@pytest.mark.parametrize(
+    "field", ["max_retries", "timeout_seconds", "priority", "schedule_to_start_seconds", "concurrency_limit"]
+)
+async def test_a_boolean_is_not_taken_for_a_number(client: httpx.AsyncClient, field: str) -> None:
+    body = {"goal": "hi", field: True, **({"concurrency_key": "k"} if field == "concurrency_limit" else {})}
+    response = await client.post("/v1/tasks", json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["error"]["message"] and "not true or false" in response.json()["error"]["message"]

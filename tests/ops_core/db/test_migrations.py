@@ -29,6 +29,7 @@ TABLES = {
     "api_keys",
     "approvals",
     "rate_limits",
+    "sessions",
     "webhook_secrets",
     "webhook_deliveries",
     "webhook_attempts",

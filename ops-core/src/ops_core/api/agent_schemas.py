@@ -43,6 +43,12 @@ class PolicyPublic(BaseModel):
     approval_timeout: float | None
 
 
+class McpServerPublic(BaseModel):
+    name: str
+    transport: Literal["stdio", "http"]
+    prefix: str | None = Field(description="Its tools are named PREFIX_TOOL; null: by their own names.")
+
+
 class AgentPublic(BaseModel):
     name: str
     kind: Literal["local", "remote"]
@@ -50,6 +56,11 @@ class AgentPublic(BaseModel):
     model: str | None = Field(description="The model a task runs on when it names none.")
     tools: list[ToolPublic] = Field(description="Local agents' tools; a remote agent's are its own business.")
     policy: PolicyPublic | None = Field(description="Local agents' tool policy; null for a remote agent.")
+    mcp_servers: list[McpServerPublic] = Field(
+        default_factory=list,
+        description="MCP servers whose tools a local agent's runs also get; the tools are listed by the servers"
+        " themselves when a worker connects, so they are not in `tools`.",
+    )
     url: str | None = Field(default=None, description="A remote agent's endpoint.")
 
 

@@ -22,6 +22,7 @@ from ops_core.api.auth import Authenticator, AuthMiddleware
 from ops_core.api.body_limit import BodyLimitMiddleware
 from ops_core.api.docs import install_docs
 from ops_core.api.errors import install_error_handlers
+from ops_core.api.mcp import install_mcp
 from ops_core.api.metrics import ApiMetrics, MetricsMiddleware, metrics_router
 from ops_core.api.routes import (
     agents,
@@ -29,6 +30,7 @@ from ops_core.api.routes import (
     health,
     keys,
     schedules,
+    sessions,
     stats,
     streams,
     tasks,
@@ -66,6 +68,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp.running(), serve(app):
+            yield
+
+    @asynccontextmanager
+    async def serve(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
             yield
             return
@@ -117,6 +124,7 @@ def create_app(
     app.include_router(metrics_router())
     app.include_router(tasks.router)
     app.include_router(approvals.router)
+    app.include_router(sessions.router)
     app.include_router(schedules.router)
     app.include_router(streams.router)
     app.include_router(usage.router)
@@ -128,6 +136,7 @@ def create_app(
     app.include_router(workflows.router)
     app.include_router(agents.router)
     install_ui(app)
+    mcp = install_mcp(app, settings)
     return app
 
 

@@ -98,7 +98,7 @@ def _scopes(names: list[str]) -> list[Scope]:
 # Declares the scheme in the OpenAPI document; the check itself is AuthMiddleware's.
 _bearer = HTTPBearer(auto_error=False, description="An API key: opsk_…")
 
-PROTECTED = ("/v1/", "/metrics")
+PROTECTED = ("/v1/", "/metrics", "/mcp")
 # A remote agent's callbacks authenticate by their webhook signature instead (api/routes/agents.py).
 SIGNED = "/v1/remote/"
 

@@ -34,10 +34,13 @@ class TaskTemplate(TaskCreate):
         given = [name for name in _PER_TICK if getattr(self, name) is not None]
         if given:
             raise ValueError(f"{', '.join(given)}: set by the schedule for each tick (its key is schedule:<id>:<tick>)")
+        if self.session_id is not None:
+            # A tick inserts its task directly, past the checks that make a task a session's turn.
+            raise ValueError("session_id: a schedule's task cannot be a session's turn; submit turns to POST /v1/tasks")
         return self
 
     def stored(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude=set(_PER_TICK))
+        return self.model_dump(mode="json", exclude={*_PER_TICK, "session_id"})
 
 
 class WorkflowTemplate(WorkflowCreate):

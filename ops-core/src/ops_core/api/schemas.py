@@ -95,6 +95,11 @@ class TaskCreate(BaseModel):
         le=MAX_CONCURRENCY_LIMIT,
         description="How many tasks with concurrency_key may run at once (default 1); needs concurrency_key.",
     )
+    session_id: UUID | None = Field(
+        default=None,
+        description="Continue this session's conversation: the agent sees its earlier completed turns, and the"
+        " session's tasks run one at a time in submission order. The task takes the session's agent.",
+    )
     callback_url: StorableText | None = Field(
         default=None,
         min_length=1,
@@ -129,6 +134,22 @@ class TaskCreate(BaseModel):
         now = datetime.now(UTC)
         when = self.run_at if self.delay_seconds is None else now + timedelta(seconds=self.delay_seconds)
         return when if when is not None and when > now else None
+
+    @field_validator(
+        "max_retries",
+        "timeout_seconds",
+        "priority",
+        "schedule_to_start_seconds",
+        "concurrency_limit",
+        "delay_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON's true is no number; pydantic's lax mode would take it for 1.
+        if isinstance(value, bool):
+            raise ValueError("must be an integer, not true or false")
+        return value
 
     @field_validator("goal")
     @classmethod
@@ -184,6 +205,7 @@ class TaskSummary(BaseModel):
     schedule_to_start_seconds: int | None
     concurrency_key: str | None = Field(description="At most concurrency_limit tasks with this key run at once.")
     concurrency_limit: int | None
+    session_id: UUID | None = Field(default=None, description="The session this task is a turn of.")
     callback_url: str | None = Field(default=None, description="Where the final record is POSTed when it ends.")
     worker_id: str | None
     run_after: datetime | None = Field(
@@ -237,8 +259,10 @@ def _summary_fields(task: Task) -> dict[str, Any]:
         "idempotency_key": task.idempotency_key,
         "timeout_seconds": task.timeout_seconds,
         "schedule_to_start_seconds": task.schedule_to_start_seconds,
-        "concurrency_key": task.concurrency_key,
-        "concurrency_limit": task.concurrency_limit,
+        # A session's internal key is the session's business, not the client's.
+        "concurrency_key": task.concurrency_key if task.session_id is None else None,
+        "concurrency_limit": task.concurrency_limit if task.session_id is None else None,
+        "session_id": task.session_id,
         "callback_url": task.callback_url,
         "worker_id": task.worker_id,
         "run_after": task.run_after,

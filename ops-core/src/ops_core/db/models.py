@@ -44,6 +44,7 @@ SQLModel.metadata.naming_convention = {
 # Pending, running or waiting: every terminal transition sets finished_at, and a manual retry clears it.
 ACTIVE_WHERE = "finished_at IS NULL"
 KEYED_WHERE = "finished_at IS NULL AND concurrency_key IS NOT NULL"
+IN_SESSION_WHERE = "session_id IS NOT NULL"
 # Finished tasks whose completion webhook is not yet in the outbox (db/webhooks.py): empty at rest.
 WEBHOOK_DUE_WHERE = (
     "callback_url IS NOT NULL AND finished_at IS NOT NULL"
@@ -102,6 +103,15 @@ class TaskTable(SQLModel, table=True):
             postgresql_where=text(KEYED_WHERE),
             sqlite_where=text(KEYED_WHERE),
         ),
+        # A session's turns: its tasks in submission order (db/sessions.py); see migration 0009.
+        Index(
+            "ix_tasks_session_id",
+            "session_id",
+            "created_at",
+            "id",
+            postgresql_where=text(IN_SESSION_WHERE),
+            sqlite_where=text(IN_SESSION_WHERE),
+        ),
         # The webhook sweep's queue (db/webhooks.py); see migration 0011.
         Index(
             "ix_tasks_webhook_due",
@@ -144,6 +154,10 @@ class TaskTable(SQLModel, table=True):
     # At most concurrency_limit tasks of the tenant with this key run at once (rules.py, slots).
     concurrency_key: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     concurrency_limit: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # The session whose turn this task is (db/sessions.py); its tasks share an internal concurrency key.
+    session_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(SAUuid(), ForeignKey("sessions.id"), nullable=True)
+    )
     # Where the final record is POSTed when the task ends (db/webhooks.py); webhook_round is the
     # manual_retries of the last terminal state whose delivery is in the outbox.
     callback_url: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
@@ -158,6 +172,29 @@ class TaskTable(SQLModel, table=True):
     finished_at: datetime | None = _ts()
     # The workflow this task is a step of (db/workflows.py); None for a task submitted on its own.
     workflow_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
+
+
+class SessionTable(SQLModel, table=True):
+    """A conversation: its turns are the tasks that name it, in submission order (db/sessions.py).
+
+    ``status`` is open or closed; a closed session takes no new tasks.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_tenant_created_at_id", "tenant", text("created_at DESC"), text("id DESC")),
+        Index("ix_sessions_created_at_id", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(100), nullable=False))
+    agent: str = Field(sa_column=Column(String(200), nullable=False))
+    # "metadata" is reserved on SQLModel/SQLAlchemy classes, hence the attribute name.
+    meta: dict[str, Any] = Field(default=None, sa_column=Column("metadata", JSONType, nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    closed_at: datetime | None = _ts()
 
 
 class TaskEventTable(SQLModel, table=True):
@@ -525,6 +562,7 @@ class NewTask:
     schedule_to_start_seconds: int | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    session_id: uuid.UUID | None = None
     callback_url: str | None = None
     # Not started before this (a delayed task); None: at once.
     run_after: datetime | None = None
@@ -573,6 +611,7 @@ class Task:
     run_after: datetime | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    session_id: uuid.UUID | None = None
     callback_url: str | None = None
     webhook_round: int | None = None
     last_event_seq: int = 0
@@ -721,6 +760,7 @@ TENANTS: Table = SQLModel.metadata.tables["tenants"]
 API_KEYS: Table = SQLModel.metadata.tables["api_keys"]
 APPROVALS: Table = SQLModel.metadata.tables["approvals"]
 RATE_LIMITS: Table = SQLModel.metadata.tables["rate_limits"]
+SESSIONS: Table = SQLModel.metadata.tables["sessions"]
 WEBHOOK_SECRETS: Table = SQLModel.metadata.tables["webhook_secrets"]
 WEBHOOK_DELIVERIES: Table = SQLModel.metadata.tables["webhook_deliveries"]
 WEBHOOK_ATTEMPTS: Table = SQLModel.metadata.tables["webhook_attempts"]

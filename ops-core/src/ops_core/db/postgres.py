@@ -140,23 +140,29 @@ KEY_LOCK = (
 
 _DUE = "(run_after IS NULL OR run_after <= {now})"
 
+# A session's key is strict (rules.py, slots): its waiting tasks keep their place, and so do its
+# pending ones that are not yet due. Every task of a key is in one session or in none.
+_STRICT = "session_id IS NOT NULL"
+
 # Running tasks of the key ($1, $2), plus its pending tasks ahead of ($3, $4) that are due ($5).
 KEY_AHEAD = f"""
 SELECT count(*) FROM tasks
 WHERE tenant = $1 AND concurrency_key = $2 AND {_UNFINISHED} AND (status = 'running'
-   OR (status = 'pending' AND (created_at, id) < ($3, $4) AND {_DUE.format(now="$5")}))"""
+   OR ({_STRICT} AND status = 'waiting')
+   OR (status = 'pending' AND (created_at, id) < ($3, $4) AND ({_STRICT} OR {_DUE.format(now="$5")})))"""
 
 # Each unfinished keyed task: whether its key has a slot for it (rules.py, key-eligible), for the
 # pending ones. {where} narrows the rows (every window is per key, so a narrower set of whole keys
 # gives the same answers); served by ix_tasks_concurrency_key.
 _KEYED = f"""
 SELECT id, tenant, status, created_at,
-       count(*) FILTER (WHERE status = 'running') OVER (PARTITION BY tenant, concurrency_key)
+       count(*) FILTER (WHERE status <> 'pending') OVER (PARTITION BY tenant, concurrency_key)
      + count(*) FILTER (WHERE status = 'pending') OVER (PARTITION BY tenant, concurrency_key ORDER BY created_at, id)
-       <= concurrency_limit AS eligible
+       <= concurrency_limit AND status = 'pending' AND {_DUE.format(now="{now}")} AS eligible
 FROM tasks
 WHERE {_UNFINISHED} AND concurrency_key IS NOT NULL{{where}}
-  AND (status = 'running' OR (status = 'pending' AND {_DUE.format(now="{now}")}))"""
+  AND (status = 'running' OR (status = 'pending' AND {_DUE.format(now="{now}")})
+       OR ({_STRICT} AND status IN ('waiting', 'pending')))"""
 
 # Running tasks of the tenant $1, plus its pending due ($4) tasks ahead of ($2, $3) that are keyless
 # or key-eligible (rules.py, slots).

@@ -29,6 +29,11 @@
     filter: an older task its tenant blocks blocks every younger one too.)
 
   Tasks of one key may name different limits; each is checked against its own.
+  A session's tasks share an internal key, limit 1, that no client key can
+  spell (db/sessions.py). Such a key is *strict*: its waiting tasks count as
+  running, and its pending tasks count as ahead whether due or not (a task
+  waiting for its retry's backoff keeps its place), so a session's task starts
+  only once every older task of the session has finished.
   ``running`` counts status ``running`` only: a waiting or finished task frees
   its slot. A task that is not claimable is *held*: it stays pending with
   ``published_at`` set to HELD_AT, acknowledging its message, so it neither

@@ -70,7 +70,7 @@ from ops_core.db.store import TaskStore, decode_cursor, not_found, page_of
 from ops_core.db.types import UTCDateTime
 from ops_core.domain import ErrorType, EventType
 from ops_core.errors import DatabaseUnavailable
-from ops_core.lifecycle import PENDING, RUNNING, TaskStatus
+from ops_core.lifecycle import PENDING, RUNNING, WAITING, TaskStatus
 from ops_core.tenancy import TenantScope, tenant_or_none
 
 UNFINISHED = TASKS.c.finished_at.is_(None)
@@ -603,6 +603,24 @@ def _active_ahead(other: FromClause, of: FromClause, now: datetime) -> ColumnEle
     )
 
 
+def _key_ahead(other: FromClause, of: FromClause, now: datetime) -> ColumnElement[bool]:
+    """``other``, of ``of``'s key, takes a place ahead of it: as :func:`_active_ahead`, and for a
+    session's key (rules.py, slots: strict keys) also when waiting, or pending and not yet due."""
+    strict = other.c.session_id.is_not(None)
+    return and_(
+        other.c.finished_at.is_(None),
+        or_(
+            other.c.status == RUNNING.value,
+            and_(strict, other.c.status == WAITING.value),
+            and_(
+                other.c.status == PENDING.value,
+                tuple_(other.c.created_at, other.c.id) < tuple_(of.c.created_at, of.c.id),
+                or_(strict, other.c.run_after.is_(None), other.c.run_after <= now),
+            ),
+        ),
+    )
+
+
 def _key_free(task: FromClause, now: datetime, name: str) -> ColumnElement[bool]:
     """``task`` is keyless, or key-eligible: its key's running tasks plus its older pending due ones
     number fewer than its limit. ``name`` names the subquery's alias (one per nesting level)."""
@@ -613,7 +631,7 @@ def _key_free(task: FromClause, now: datetime, name: str) -> ColumnElement[bool]
         .where(
             other.c.tenant == task.c.tenant,
             other.c.concurrency_key == task.c.concurrency_key,
-            _active_ahead(other, task, now),
+            _key_ahead(other, task, now),
         )
         .scalar_subquery()
     )

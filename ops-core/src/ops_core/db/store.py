@@ -529,6 +529,7 @@ def new_task_row(new: NewTask, now: datetime) -> Task:
         concurrency_limit=new.concurrency_limit,
         callback_url=new.callback_url,
         run_after=start if start > now else None,
+        session_id=new.session_id,
         last_event_seq=1,
         created_at=now,
         updated_at=now,

@@ -58,7 +58,12 @@ class ApprovalService:
         task = await self._store.get(task_id, tenant=tenant)
         if task.agent not in self._registry:
             raise InvalidRequest(f"agent {task.agent!r} is not served here, so its tool's arguments cannot be checked")
-        tool = self._registry.get(task.agent).toolset().get(asked.tool)
+        definition = self._registry.get(task.agent)
+        tool = definition.toolset().get(asked.tool)
+        if tool is None and definition.mcp_servers:
+            # An MCP server's tool: its schema is the server's, which only a worker connects to. The
+            # resumed run validates the edited arguments against it (a bad one is the model's tool error).
+            return arguments
         if tool is None:
             raise InvalidRequest(f"agent {task.agent!r} has no tool {asked.tool!r} to check the arguments against")
         try:

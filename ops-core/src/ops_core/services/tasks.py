@@ -23,13 +23,16 @@ from ops_core.config import Settings, matches_any
 from ops_core.db.access import Quotas
 from ops_core.db.models import NewTask, Task
 from ops_core.db.remote import RemoteAgentStore
+from ops_core.db.sessions import SessionStore, session_key
 from ops_core.db.store import TaskStore
 from ops_core.errors import (
     BrokerUnavailable,
     ConfigError,
     IdempotencyConflict,
     InvalidModel,
+    InvalidRequest,
     ModelNotAllowed,
+    SessionMoved,
     UnknownAgent,
 )
 from ops_core.lifecycle import TaskStatus
@@ -69,6 +72,7 @@ class TaskDefaults:
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        session_id: UUID | None = None,
         callback_url: str | None = None,
         run_after: datetime | None = None,
     ) -> NewTask:
@@ -87,6 +91,7 @@ class TaskDefaults:
             concurrency_key=concurrency_key,
             # One at a time unless the caller says otherwise; a limit without a key means nothing.
             concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            session_id=session_id,
             callback_url=callback_url,
             run_after=run_after,
         )
@@ -115,6 +120,7 @@ class TaskService(TaskDefaults):
                     f"agent {name!r} runs on {agent_model!r}, which OPSCORE_ALLOWED_MODELS does not allow"
                 )
         self.publish_marks = PublishMarks(store.mark_published)
+        self._sessions = SessionStore(store.engine)
         self._allowed_callback_hosts = callback_urls.allowed_hosts(settings.webhook_allowed_hosts)
 
     async def close(self) -> None:
@@ -126,7 +132,7 @@ class TaskService(TaskDefaults):
         *,
         tenant: str,
         goal: str,
-        agent: str = "default",
+        agent: str | None = None,
         input: dict[str, Any] | None = None,
         model: str | None = None,
         idempotency_key: str | None = None,
@@ -136,6 +142,7 @@ class TaskService(TaskDefaults):
         schedule_to_start_seconds: int | None = None,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        session_id: UUID | None = None,
         callback_url: str | None = None,
         run_after: datetime | None = None,
     ) -> tuple[Task, bool]:
@@ -144,8 +151,14 @@ class TaskService(TaskDefaults):
         The row is committed before the message is sent, so a failed publish
         leaves a pending, unpublished task that the relay publishes later:
         an accepted task is never lost. A task with ``run_after`` in the future
-        is only stored: the relay publishes it once due.
+        is only stored: the relay publishes it once due. ``agent`` None: the session's agent,
+        or ``default``. A task of a session takes the session's key (db/sessions.py).
         """
+        if session_id is not None:
+            agent, concurrency_key, concurrency_limit = await self._joining(
+                session_id, tenant=tenant, agent=agent, concurrency_key=concurrency_key, idempotency_key=idempotency_key
+            )
+        agent = agent or "default"
         traced = tracing.active()
         submission = traced.submission(agent, self._settings.queue_name) if traced is not None else None
         resolved_model = await self.resolve_model_for(tenant, agent, model)
@@ -166,6 +179,7 @@ class TaskService(TaskDefaults):
             schedule_to_start_seconds=schedule_to_start_seconds,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            session_id=session_id,
             callback_url=callback_url,
             run_after=run_after,
         )
@@ -179,6 +193,29 @@ class TaskService(TaskDefaults):
         else:
             _check_same_request(task, new)
         return task, created
+
+    async def _joining(
+        self,
+        session_id: UUID,
+        *,
+        tenant: str,
+        agent: str | None,
+        concurrency_key: str | None,
+        idempotency_key: str | None,
+    ) -> tuple[str, str, int]:
+        """The agent, key and limit of a task joining the session; refused if the session is closed
+        or the task names another agent or a key of its own."""
+        session = await self._sessions.open_session(session_id, tenant=tenant, idempotency_key=idempotency_key)
+        if agent is not None and agent != session.agent:
+            raise InvalidRequest(
+                f"session {session_id} talks to agent {session.agent!r}, not {agent!r}; omit agent to use the session's"
+            )
+        if concurrency_key is not None:
+            raise InvalidRequest(
+                "a session's tasks already run one at a time in submission order; concurrency_key cannot be"
+                " combined with session_id"
+            )
+        return session.agent, session_key(session_id), 1
 
     async def check_callback_url(self, url: str) -> None:
         """422 unless ``url`` may receive webhooks (see :mod:`ops_core.callback_urls`)."""
@@ -229,6 +266,13 @@ class TaskService(TaskDefaults):
         return await self._store.request_cancel(task_id, tenant=tenant)
 
     async def retry(self, task_id: UUID, *, tenant: TenantScope) -> Task:
+        current = await self._store.get(task_id, tenant=tenant)
+        if current.session_id is not None and await self._sessions.has_later_task(current):
+            # Its turn would land before answers that were given without it: the conversation moved on.
+            raise SessionMoved(
+                f"task {task_id} is a turn of session {current.session_id}, which has later tasks;"
+                " submit the goal again as a new turn instead"
+            )
         task = await self._store.retry(task_id, tenant=tenant)
         traced = tracing.active()
         if traced is not None:
@@ -265,6 +309,7 @@ _REQUEST_FIELDS = (
     "priority",
     "concurrency_key",
     "concurrency_limit",
+    "session_id",
     "callback_url",
 )
 

@@ -32,7 +32,8 @@ from agentkit import (
 )
 from agentkit.errors import ModelFailed, ModelRateLimitError, RunCancelled, RunError, UserError
 from agentkit.events import RunEventType
-from agentkit.messages import AssistantMessage, ToolCall, Usage
+from agentkit.mcp import McpSessions
+from agentkit.messages import AssistantMessage, Message, ToolCall, Usage
 from agentkit.policy import PolicyDecision
 from agentkit.registry import AgentRegistry
 from ops_core.config import Settings
@@ -50,6 +51,7 @@ from ops_core.worker.metrics import WorkerMetrics
 from ops_core.worker.models import ModelCache
 from ops_core.worker.recorder import EventRecorder, jsonable
 from ops_core.worker.remote import RemoteAgents, RemoteDeliveryFailed
+from ops_core.worker.sessions import conversation, conversing
 from ops_core.worker.telemetry import RunTelemetry
 
 if TYPE_CHECKING:
@@ -81,6 +83,8 @@ class ExecutionContext:
     # None: this process keeps no worker metrics (its pool serves none) / traces nothing (OTEL_* unset).
     metrics: WorkerMetrics | None = None
     tracing: TaskTracing | None = None
+    # The process's MCP connections, one per server, shared by its runs; None: each run opens its own.
+    mcp: McpSessions | None = None
     # None: a workflow step's end waits for the sweep to advance its workflow (tests of the executor alone).
     workflows: WorkflowService | None = None
     # None: only local agents run here (tests of the executor alone).
@@ -206,7 +210,9 @@ class Execution:
             await self._run_remote(self._ctx.remote)
             return
         try:
-            agent = Agent(self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model))
+            agent = Agent(
+                self._ctx.registry.get(task.agent), model=await self._ctx.models.get(task.model), mcp=self._ctx.mcp
+            )
         except UserError as exc:
             await self._fail(ErrorType.AGENT_ERROR, str(exc), Usage(), Usage())
             return
@@ -223,10 +229,15 @@ class Execution:
             on_delta=self._delta if self._ctx.live is not None else None,
             approve=self._approve if self._ctx.approvals is not None else None,
         )
+        history: list[Message] = []
+        if task.session_id is not None and self._resume is None:
+            # A resumed run's checkpoint already holds the history it started with.
+            agent = conversing(agent, self._ctx.settings.session_memory_tokens)
+            history = await self._write(lambda: conversation(self._ctx.store.engine, task))
         try:
             async with asyncio.timeout(task.timeout_seconds):
                 outcome = await agent.run(
-                    task.goal, input=task.input, hooks=hooks, resume=self._resume, run_id=str(task.id)
+                    task.goal, input=task.input, hooks=hooks, resume=self._resume, run_id=str(task.id), history=history
                 )
         except TimeoutError:
             message = f"the task ran longer than its timeout_seconds={task.timeout_seconds}"

@@ -16,12 +16,14 @@ from types import FrameType
 
 import dramatiq
 
+from agentkit.mcp import McpSessions
 from ops_core import tracing
 from ops_core.config import Settings
 from ops_core.db.ratelimits import RateLimitStore
 from ops_core.lifecycle import RetryPolicy
 from ops_core.live import LiveBuffer, LiveBus
 from ops_core.logs import configure_logging
+from ops_core.mcp_client import mcp_environment
 from ops_core.queue.actors import DispatchRefused, declare_run_task
 from ops_core.queue.broker import UvloopAsyncIO
 from ops_core.ratelimits import SharedRateLimiter
@@ -71,6 +73,7 @@ class WorkerProcess:
         self._metrics = WorkerMetrics.from_environment()
         self._rate_limiter: SharedRateLimiter | None = None
         self._remote: RemoteAgents | None = None
+        self._mcp: McpSessions | None = None
 
     @property
     def runner(self) -> TaskRunner:
@@ -118,6 +121,7 @@ class WorkerProcess:
             live=LiveBuffer(runtime.live),
             metrics=self._metrics,
             tracing=tracing.active(),
+            mcp=self._mcp_sessions(),
             workflows=runtime.workflows,
             remote=self._remote,
         )
@@ -131,9 +135,16 @@ class WorkerProcess:
             self._concurrency,
         )
 
+    def _mcp_sessions(self) -> McpSessions:
+        # One connection per MCP server for the whole process, opened by the first run that needs it.
+        self._mcp = McpSessions(mcp_environment(self._settings))
+        return self._mcp
+
     async def _stop_runner(self) -> None:
         if self._runner is not None:
             await self._runner.shutdown(self._settings.shutdown_grace_seconds)
+        if self._mcp is not None:
+            await self._mcp.aclose()
         await self._models.aclose()
         if self._remote is not None:
             await self._remote.aclose()

@@ -200,13 +200,15 @@ class RemoteAgents:
                 continue  # another worker is sending its cancel webhook, and settles it next
             if run.cancel_requested:
                 events = await self._cancel(run, "cancel requested")
-                await self._store.finish_cancelled(
-                    run.task_id, run.attempt, input_tokens=0, output_tokens=0, reused_tokens=0, events=events
-                )
+                if events is not None:
+                    await self._store.finish_cancelled(
+                        run.task_id, run.attempt, input_tokens=0, output_tokens=0, reused_tokens=0, events=events
+                    )
             elif run.claimed_at + timedelta(seconds=run.timeout_seconds) < now:
                 events = await self._cancel(run, "timeout")
                 message = f"the task ran longer than its timeout_seconds={run.timeout_seconds}"
-                await self._fail(run, ErrorType.TIMEOUT.value, message, events)
+                if events is not None:
+                    await self._fail(run, ErrorType.TIMEOUT.value, message, events)
             elif run.lease_until < now:
                 await self._lost(run, now)
 
@@ -216,6 +218,8 @@ class RemoteAgents:
             f" (OPSCORE_REMOTE_LEASE_SECONDS) during attempt {run.attempt}"
         )
         events = await self._cancel(run, "lease expired")
+        if events is None:
+            return
         error_type = ErrorType.REMOTE_AGENT_LOST.value
         decision = self._policy.decide(attempt=run.attempt, max_retries=run.max_retries, retryable=True)
         if not isinstance(decision, Retry):
@@ -254,10 +258,16 @@ class RemoteAgents:
         ):
             log.info("task %s: failed (%s: %s)", run.task_id, error_type, message)
 
-    async def _cancel(self, run: RemoteRun, reason: str) -> list[NewEvent]:
-        """Send the attempt's cancel webhook (once across workers); the event recording it, if sent here."""
+    async def _cancel(self, run: RemoteRun, reason: str) -> list[NewEvent] | None:
+        """Send the attempt's cancel webhook (once across workers); the event recording it.
+
+        None: another worker's watch took the cancel a moment ago, and settles the attempt with the
+        event of its own webhook; settling it here too would end the task without that event. A cancel
+        taken long ago (the watch only gets here once its sending time is over) was taken by a worker
+        that stopped before settling: this one settles it.
+        """
         if not await self._agents.take_cancel(run.task_id, run.attempt):
-            return []
+            return [] if run.cancel_sent_at is not None else None
         agent = await self._agents.get(run.tenant, run.agent)
         if agent is None:
             gone = {"reason": reason, "delivered": False, "error": "the remote agent was deleted"}

@@ -21,6 +21,7 @@ from ops_core.api.agent_schemas import (
     AgentsPublic,
     CallbackAccepted,
     EventsCallback,
+    McpServerPublic,
     PolicyPublic,
     RemoteAgentBody,
     RemoteAgentPublic,
@@ -91,6 +92,10 @@ def _local(definition: AgentDefinition, default_model: str) -> AgentPublic:
             constrained=sorted(policy.constraints),
             approval_timeout=policy.approval_timeout,
         ),
+        mcp_servers=[
+            McpServerPublic(name=server.name, transport="stdio" if server.command else "http", prefix=server.prefix)
+            for server in definition.mcp_servers
+        ],
     )
 
 

@@ -41,7 +41,8 @@ def _task_response(task: Task, status_code: int = status.HTTP_200_OK) -> Respons
     response_model=TaskPublic,
     responses={
         200: {"model": TaskPublic, "description": "The task submitted earlier with this idempotency_key"},
-        409: error_doc("The idempotency_key was used before with a different request"),
+        404: error_doc("The session_id names no session of the tenant"),
+        409: error_doc("The idempotency_key was used before with a different request, or the session is closed"),
         **TOO_LARGE,
         **INVALID,
         **THROTTLED,
@@ -57,7 +58,8 @@ async def submit_task(
         task, created = await tasks.submit(
             tenant=caller.tenant,
             goal=body.goal,
-            agent=body.agent,
+            # In a session an unnamed agent is the session's.
+            agent=None if body.session_id is not None and "agent" not in body.model_fields_set else body.agent,
             input=body.input,
             model=body.model,
             idempotency_key=body.idempotency_key,
@@ -67,6 +69,7 @@ async def submit_task(
             schedule_to_start_seconds=body.schedule_to_start_seconds,
             concurrency_key=body.concurrency_key,
             concurrency_limit=body.concurrency_limit,
+            session_id=body.session_id,
             callback_url=body.callback_url,
             run_after=body.not_before(),
         )
@@ -117,7 +120,10 @@ async def cancel_task(task_id: UUID, caller: Writer, tasks: TaskServiceDep, sett
     response_model=TaskPublic,
     responses={
         **NOT_FOUND,
-        409: error_doc("Only failed or cancelled tasks can be retried, at most OPSCORE_MAX_MANUAL_RETRIES times"),
+        409: error_doc(
+            "Only failed or cancelled tasks can be retried, at most OPSCORE_MAX_MANUAL_RETRIES times;"
+            " a session's turn only while it is the session's latest"
+        ),
         **INVALID,
         **UNAVAILABLE,
     },

@@ -3,7 +3,7 @@
 Delayed tasks need no column: they use the tasks' ``run_after``.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-27 23:40:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from ops_core.db.types import JSONType, UTCDateTime
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
