@@ -94,3 +94,71 @@ async def test_a_delayed_task_starts_no_earlier_than_its_run_at(stack: Stack) ->
     assert started >= run_at, (started, run_at)
     # Published by the relay once due: OPSCORE_RELAY_INTERVAL_SECONDS is 1 in this deployment.
     assert started - run_at < timedelta(seconds=15), (started, run_at)
+
+
+async def scheduled_workflows(stack: Stack, schedule_id: str) -> tuple[list[tuple[str, uuid.UUID]], int]:
+    """(idempotency key, workflow id) of every workflow the schedule started, oldest tick first; and the
+    ticks still owed a workflow."""
+    conn = await asyncpg.connect(_dsn(stack.deployment.direct_database_url), timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT idempotency_key, id FROM workflows WHERE idempotency_key LIKE $1 ORDER BY idempotency_key",
+            f"schedule:{schedule_id}:%",
+        )
+        owed = await conn.fetchval(
+            "SELECT count(*) FROM schedule_pending_ticks WHERE schedule_id = $1", uuid.UUID(schedule_id)
+        )
+    finally:
+        await conn.close()
+    return [(r["idempotency_key"], r["id"]) for r in rows], int(owed)
+
+
+async def test_a_per_second_workflow_schedule_starts_one_workflow_per_tick(stack: Stack) -> None:
+    deployment = stack.deployment
+    assert len([w for w in deployment.workers if w.alive()]) == 2, deployment.logs()
+    template = {
+        "kind": "workflow",
+        "steps": [
+            {"name": "first", "goal": "tick", "input": {"n": 2}},
+            {"name": "second", "goal": "after {{steps.first.result}}", "depends_on": ["first"]},
+        ],
+    }
+
+    response = await stack.client.post("/v1/schedules", json={"cron": "* * * * * *", "template": template})
+    assert response.status_code == 201, response.text
+    path = f"/v1/schedules/{response.json()['id']}"
+
+    async def shown() -> dict[str, Any]:
+        return dict((await stack.client.get(path)).json())
+
+    await wait_for(shown, lambda s: s["fired"] >= TICKS, timeout=60, what=f"{TICKS} ticks fired\n{stack.logs()}")
+    assert (await stack.client.post(f"{path}/pause")).json()["state"] == "paused"
+    # A tick fired just before the pause may still be starting its workflow: wait until none is owed.
+    schedule_id = path.rsplit("/", 1)[1]
+    rows, _ = await wait_for(
+        lambda: scheduled_workflows(stack, schedule_id),
+        lambda found: found[1] == 0,
+        timeout=60,
+        what=f"no tick owed a workflow\n{stack.logs()}",
+    )
+    final = await shown()
+
+    keys = [key for key, _ in rows]
+    ticks = [tick_of(key) for key in keys]
+    assert len(rows) == final["fired"] >= TICKS and final["skipped"] == 0, (final, keys)
+    assert ticks == [ticks[0] + timedelta(seconds=i) for i in range(len(ticks))], keys
+    assert final["last_workflow_id"] == str(rows[-1][1]) and final["last_task_id"] is None
+
+    async def workflows() -> list[dict[str, Any]]:
+        return [dict((await stack.client.get(f"/v1/workflows/{wid}")).json()) for _, wid in rows]
+
+    done = await wait_for(
+        workflows,
+        lambda ws: all(w["status"] != "running" for w in ws),
+        timeout=90,
+        what=f"the scheduled workflows to finish\n{stack.logs()}",
+    )
+    assert {w["status"] for w in done} == {"completed"}, done
+    assert all([s["status"] for s in w["steps"]] == ["completed", "completed"] for w in done), done
+
+    assert (await stack.client.delete(path)).status_code == 204

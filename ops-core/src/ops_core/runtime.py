@@ -69,6 +69,9 @@ class Runtime:
         tasks = TaskService(store, quotas, publisher, registry, settings, remote_agents=remote_agents)
         approvals = ApprovalStore(engine)
         webhooks = WebhookStore.from_settings(engine, settings)
+        workflows = WorkflowService(
+            WorkflowStore(engine, webhooks=EndWebhooks(webhooks, render_workflow)), store, tasks
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -83,10 +86,8 @@ class Runtime:
             approval_service=ApprovalService(approvals, store, tasks, registry),
             live=live or open_bus(engine),
             webhooks=webhooks,
-            schedules=ScheduleService(ScheduleStore(engine), tasks, quotas),
-            workflows=WorkflowService(
-                WorkflowStore(engine, webhooks=EndWebhooks(webhooks, render_workflow)), store, tasks
-            ),
+            schedules=ScheduleService(ScheduleStore(engine), tasks, quotas, workflows),
+            workflows=workflows,
             remote_agents=remote_agents,
         )
 

@@ -87,7 +87,7 @@ async def test_create_shows_the_next_runs_in_the_time_zone(client: httpx.AsyncCl
         ({"catch_up": "run_all"}, "validation_error", "catch_up"),
         ({"template": {**TEMPLATE, "agent": "nobody"}}, "unknown_agent", "nobody"),
         ({"template": {**TEMPLATE, "model": "nope:x"}}, "invalid_model", "nope"),
-        ({"template": {**TEMPLATE, "kind": "workflow"}}, "validation_error", "kind"),
+        ({"template": {**TEMPLATE, "kind": "cron_job"}}, "validation_error", "kind must be 'task' or 'workflow'"),
         ({"template": {**TEMPLATE, "idempotency_key": "k"}}, "validation_error", "set by the schedule"),
         ({"template": {**TEMPLATE, "delay_seconds": 5}}, "validation_error", "set by the schedule"),
         ({"template": {"agent": "default"}}, "validation_error", "goal"),
@@ -189,3 +189,105 @@ async def test_a_fired_tick_submits_the_template_into_the_schedules_tenant(
     assert runtime.broker.queues[runtime.settings.queue_name].qsize() == 1
     shown = (await acme.get(f"/v1/schedules/{made['id']}")).json()
     assert (shown["fired"], shown["last_task_id"]) == (1, str(task_id))
+
+
+TWO_STEPS: dict[str, Any] = {
+    "kind": "workflow",
+    "steps": [
+        {"name": "fetch", "goal": "fetch the numbers", "input": {"team": "ops"}},
+        {"name": "report", "goal": "report {{steps.fetch.result}}", "depends_on": ["fetch"], "priority": 2},
+    ],
+}
+
+
+def workflow_with(**step_b: Any) -> dict[str, Any]:
+    return {**TWO_STEPS, "steps": [TWO_STEPS["steps"][0], {**TWO_STEPS["steps"][1], **step_b}]}
+
+
+@pytest.mark.parametrize(
+    ("template", "code", "says"),
+    [
+        (workflow_with(agent="nobody"), "unknown_agent", "step 'report': unknown agent 'nobody'"),
+        (workflow_with(model="nope:x"), "invalid_model", "step 'report'"),
+        (workflow_with(depends_on=["report"]), "invalid_request", "step 'report' depends on itself"),
+        (workflow_with(depends_on=["later"]), "invalid_request", "step 'report' depends on unknown step 'later'"),
+        (workflow_with(goal="{{steps.elsewhere.result}}"), "invalid_request", "step 'report'"),
+        (workflow_with(name="fetch"), "invalid_request", "step 'fetch' is named twice"),
+        (workflow_with(idempotency_key="k"), "validation_error", "set idempotency_key on the workflow"),
+        ({**TWO_STEPS, "idempotency_key": "k"}, "validation_error", "set by the schedule"),
+        ({**TWO_STEPS, "steps": []}, "validation_error", "steps"),
+        ({"kind": "workflow", "agent": "default", "goal": "x"}, "validation_error", "steps"),
+        ({**TWO_STEPS, "callback_url": "http://127.0.0.1:9/hook"}, "invalid_callback_url", "callback_url"),
+    ],
+)
+async def test_a_workflow_template_is_checked_as_a_workflow_submission_is(
+    client: httpx.AsyncClient, runtime: Runtime, template: dict[str, Any], code: str, says: str
+) -> None:
+    response = await create(client, template=template)
+
+    assert response.status_code == 422, response.text
+    error = error_of(response)
+    assert error["code"] == code and says in error["message"], error
+    assert (await runtime.schedules.store.list(tenant=EVERY_TENANT)).items == []
+    # The same body, submitted as a workflow, is refused with the same error.
+    submitted = {k: v for k, v in template.items() if k not in ("kind", "idempotency_key")}
+    if code != "validation_error":
+        as_workflow = await client.post("/v1/workflows", json=submitted)
+        assert as_workflow.status_code == 422 and error_of(as_workflow) == error
+
+
+async def test_a_workflow_tick_starts_the_workflow_once_and_the_schedule_shows_it(
+    client_for: Client, runtime: Runtime
+) -> None:
+    acme = await client_for("acme", Scope.TASKS_READ, Scope.TASKS_WRITE)
+    response = await create(acme, cron="* * * * * *", template=TWO_STEPS)
+    assert response.status_code == 201, response.text
+    made = response.json()
+    assert made["template"]["kind"] == "workflow" and "idempotency_key" not in made["template"]
+    assert [s["name"] for s in made["template"]["steps"]] == ["fetch", "report"]
+    assert (made["last_workflow_id"], made["last_task_id"], made["fired"]) == (None, None, 0)
+    due = datetime.fromisoformat(made["next_run_at"])
+    tickers = [
+        ScheduleTicker(
+            runtime.schedules.store,
+            runtime.store,
+            runtime.publisher,
+            runtime.registry,
+            runtime.settings,
+            workflows=runtime.workflows,
+            clock=lambda: due + timedelta(milliseconds=100),
+        )
+        for _ in range(2)
+    ]
+
+    for ticker in tickers:
+        assert await ticker.tick() == []
+
+    shown = (await acme.get(f"/v1/schedules/{made['id']}")).json()
+    assert (shown["fired"], shown["last_task_id"]) == (1, None)
+    workflow = (await acme.get(f"/v1/workflows/{shown['last_workflow_id']}")).json()
+    assert workflow["tenant"] == "acme" and workflow["status"] == "running"
+    assert workflow["idempotency_key"] == f"schedule:{made['id']}:{due.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    assert [(s["name"], s["status"]) for s in workflow["steps"]] == [("fetch", "started"), ("report", "blocked")]
+    root = (await acme.get(f"/v1/tasks/{workflow['steps'][0]['task_id']}")).json()
+    assert (root["goal"], root["input"], root["status"]) == ("fetch the numbers", {"team": "ops"}, "pending")
+    assert runtime.broker.queues[runtime.settings.queue_name].qsize() == 1, "its root task, published once"
+    assert len((await acme.get("/v1/workflows")).json()["items"]) == 1
+
+
+async def test_the_template_is_a_union_discriminated_by_kind_in_openapi(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    template = spec["components"]["schemas"]["ScheduleCreate"]["properties"]["template"]
+
+    assert template["discriminator"] == {
+        "propertyName": "kind",
+        "mapping": {
+            "task": "#/components/schemas/TaskTemplate",
+            "workflow": "#/components/schemas/WorkflowTemplate",
+        },
+    }
+    assert template["oneOf"] == [
+        {"$ref": "#/components/schemas/TaskTemplate"},
+        {"$ref": "#/components/schemas/WorkflowTemplate"},
+    ]
+    assert "last_workflow_id" in spec["components"]["schemas"]["SchedulePublic"]["properties"]

@@ -34,6 +34,7 @@ TABLES = {
     "webhook_deliveries",
     "webhook_attempts",
     "schedules",
+    "schedule_pending_ticks",
     "workflows",
     "workflow_steps",
     "remote_agents",

@@ -239,3 +239,20 @@ async def test_two_concurrent_tickers_fire_each_tick_once(store: TaskStore, sche
             select(func.count()).select_from(TASKS).where(TASKS.c.idempotency_key.like("schedule:%"))
         )
     assert total == 90
+
+
+async def test_a_tick_fills_in_what_the_template_leaves_out_as_a_submit_would(
+    store: TaskStore, schedules: ScheduleStore
+) -> None:
+    """One home for task defaults: the tick's task gets TaskService's (retries, timeout, concurrency limit)."""
+    now = utcnow().replace(microsecond=0)
+    settings = {"default_max_retries": 4, "default_timeout_seconds": 77, "default_model": "offline:fallback"}
+    made = await schedules.create(schedule(now, concurrency_key="nightly", callback_url="https://hooks.example/x"))
+
+    [task_id] = await ticker(schedules, store, [now + timedelta(milliseconds=100)], **settings).tick()
+
+    task = await store.get(task_id, tenant=TENANT)
+    assert (task.max_retries, task.timeout_seconds, task.model) == (4, 77, "offline:fallback")
+    assert (task.concurrency_key, task.concurrency_limit) == ("nightly", 1)
+    assert task.callback_url == "https://hooks.example/x"
+    assert task.idempotency_key == tick_key(made.id, now)

@@ -1,22 +1,22 @@
 """Request and response bodies of ``/v1/schedules``.
 
 A schedule's ``template`` says what each tick creates; its ``kind`` is the
-extension point: :class:`TaskTemplate` (``"task"``) today. A workflow template
-joins as another model with ``kind: Literal["workflow"]``, and
-:data:`ScheduleTemplate` becomes ``Annotated[TaskTemplate | WorkflowTemplate,
-Field(discriminator="kind")]``.
+discriminator of :data:`ScheduleTemplate`: :class:`TaskTemplate` (``"task"``,
+the default when ``kind`` is left out) or :class:`WorkflowTemplate`
+(``"workflow"``). Another kind joins as another tagged member.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ops_core.api.schemas import TaskCreate
 from ops_core.api.storable import StorableText
+from ops_core.api.workflow_schemas import WorkflowCreate
 from ops_core.schedule_rules import MAX_CRON_CHARS, CatchUp
 from ops_core.services.schedules import ScheduleView
 
@@ -43,8 +43,48 @@ class TaskTemplate(TaskCreate):
         return self.model_dump(mode="json", exclude={*_PER_TICK, "session_id"})
 
 
-# The one kind today; see the module docstring for adding another.
-ScheduleTemplate = TaskTemplate
+class WorkflowTemplate(WorkflowCreate):
+    """The workflow each tick starts: ``POST /v1/workflows``'s body, without its idempotency key (each tick's
+    is schedule:<id>:<tick>)."""
+
+    kind: Literal["workflow"] = Field(description="What each tick creates.")
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _no_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("set by the schedule for each tick (its key is schedule:<id>:<tick>)")
+        return value
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"idempotency_key"})
+
+
+def _kind(value: Any) -> str:
+    # "task" when left out: schedules created before workflow templates existed omitted it.
+    kind = value.get("kind", "task") if isinstance(value, dict) else getattr(value, "kind", "task")
+    return str(kind)
+
+
+def _tagged_by_kind(schema: dict[str, Any]) -> None:
+    """Name ``kind`` as the discriminator in the OpenAPI schema (a callable discriminator leaves it out)."""
+    refs = [member.get("$ref") for member in schema.get("oneOf", [])]
+    if all(refs):
+        schema["discriminator"] = {
+            "propertyName": "kind",
+            "mapping": dict(zip(("task", "workflow"), refs, strict=True)),
+        }
+
+
+ScheduleTemplate = Annotated[
+    Annotated[TaskTemplate, Tag("task")] | Annotated[WorkflowTemplate, Tag("workflow")],
+    Discriminator(
+        _kind,
+        custom_error_type="invalid_template_kind",
+        custom_error_message="kind must be 'task' or 'workflow'",
+    ),
+    Field(json_schema_extra=_tagged_by_kind),
+]
 
 
 class ScheduleCreate(BaseModel):
@@ -81,8 +121,11 @@ class SchedulePublic(BaseModel):
     next_run_at: datetime | None = Field(description="The next tick (UTC); null while paused.")
     next_runs: list[datetime] = Field(description="The next few ticks (UTC); empty while paused.")
     last_tick_at: datetime | None = Field(description="The last tick that fired.")
-    last_task_id: UUID | None = Field(description="The task the last fired tick created.")
-    fired: int = Field(description="Ticks that created a task.")
+    last_task_id: UUID | None = Field(description="The task the last fired tick created (a task template).")
+    last_workflow_id: UUID | None = Field(
+        description="The workflow the last fired tick started (a workflow template): read it at /v1/workflows/{id}."
+    )
+    fired: int = Field(description="Ticks that created their task or started their workflow.")
     skipped: int = Field(description="Missed ticks dropped by the catch-up policy.")
     created_at: datetime
     updated_at: datetime
@@ -104,6 +147,7 @@ class SchedulePublic(BaseModel):
             next_runs=shown.next_runs,
             last_tick_at=s.last_tick_at,
             last_task_id=s.last_task_id,
+            last_workflow_id=s.last_workflow_id,
             fired=s.fired,
             skipped=s.skipped,
             created_at=s.created_at,

@@ -406,10 +406,26 @@ class ScheduleTable(SQLModel, table=True):
     next_run_at: datetime = _ts(nullable=False)
     last_tick_at: datetime | None = _ts()
     last_task_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
+    last_workflow_id: uuid.UUID | None = Field(default=None, sa_column=Column(SAUuid(), nullable=True))
     fired: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
     skipped: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
+
+
+class SchedulePendingTickTable(SQLModel, table=True):
+    """A workflow schedule's tick that fired but whose workflow is not yet confirmed started.
+
+    Written in the fire's transaction, deleted once the workflow (idempotency key
+    ``schedule:<id>:<tick>``) exists: what a ticker crash in between leaves here,
+    the next ticker pass starts (``db/schedules.py``).
+    """
+
+    __tablename__ = "schedule_pending_ticks"
+
+    schedule_id: uuid.UUID = Field(sa_column=Column(SAUuid(), primary_key=True))
+    tick: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    created_at: datetime = _ts(nullable=False)
 
 
 class WorkflowTable(SQLModel, table=True):
@@ -751,6 +767,7 @@ WEBHOOK_SECRETS: Table = SQLModel.metadata.tables["webhook_secrets"]
 WEBHOOK_DELIVERIES: Table = SQLModel.metadata.tables["webhook_deliveries"]
 WEBHOOK_ATTEMPTS: Table = SQLModel.metadata.tables["webhook_attempts"]
 SCHEDULES: Table = SQLModel.metadata.tables["schedules"]
+SCHEDULE_PENDING_TICKS: Table = SQLModel.metadata.tables["schedule_pending_ticks"]
 WORKFLOWS: Table = SQLModel.metadata.tables["workflows"]
 WORKFLOW_STEPS: Table = SQLModel.metadata.tables["workflow_steps"]
 REMOTE_AGENTS: Table = SQLModel.metadata.tables["remote_agents"]

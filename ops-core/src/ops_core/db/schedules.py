@@ -9,6 +9,18 @@ second waits for the first's row lock, then matches no row, and creates
 nothing. Each tick's task also carries a deterministic idempotency key
 (:func:`tick_key`), so even a replayed fire cannot create it twice.
 
+A workflow is created by :class:`~ops_core.services.workflows.WorkflowService`
+in its own transaction, so a workflow tick is started in two steps. The fire's
+transaction records the tick in ``schedule_pending_ticks`` (:meth:`defer_tick`)
+with the UPDATE that advances ``next_run_at``: a tick is owed exactly when it
+fired. After the commit the ticker starts each owed tick's workflow with the
+tick's idempotency key and then settles the tick (:meth:`settle_tick`: the row
+deleted and ``fired``/``last_workflow_id`` updated together, by whoever deletes
+it). A ticker that crashes in between leaves the row; the next pass of any
+ticker (:meth:`pending_ticks`) starts it again, and the key makes that second
+start return the first workflow. So each tick starts one workflow, whoever
+repairs it and however often.
+
 Schedules are few and fire rarely next to claims and event writes, so one Core
 statement set serves both backends, as ``approvals.py`` does.
 """
@@ -31,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ops_core.db.engine import database_errors, read_only
 from ops_core.db.event_rows import add_events
-from ops_core.db.models import SCHEDULES, TASKS, Task
+from ops_core.db.models import SCHEDULE_PENDING_TICKS, SCHEDULES, TASKS, Task
 from ops_core.db.rules import created_event, utcnow
 from ops_core.db.store import decode_cursor
 from ops_core.errors import ScheduleNotFound
@@ -39,7 +51,7 @@ from ops_core.tenancy import TenantScope, tenant_or_none
 
 ACTIVE = "active"
 PAUSED = "paused"
-# One ticker pass reads at most this many due schedules; the rest are due on the next pass.
+# One ticker pass reads at most this many due schedules (owed workflow ticks); the rest wait for the next pass.
 DUE_BATCH = 100
 
 
@@ -62,6 +74,7 @@ class Schedule:
     skipped: int
     created_at: datetime
     updated_at: datetime
+    last_workflow_id: uuid.UUID | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Schedule:
@@ -144,11 +157,15 @@ class ScheduleStore:
         return Schedule.from_row(row)
 
     async def delete(self, schedule_id: uuid.UUID, *, tenant: TenantScope) -> None:
-        """Delete the schedule; the tasks it submitted stay. :class:`ScheduleNotFound` if there is none."""
+        """Delete the schedule (and its owed workflow ticks); the tasks and workflows it submitted stay.
+        :class:`ScheduleNotFound` if there is none."""
         stmt = delete(SCHEDULES).where(SCHEDULES.c.id == schedule_id, *_of_tenant(tenant))
         async with database_errors(), self.engine.begin() as conn:
             if (await conn.execute(stmt)).rowcount == 0:
                 raise _not_found(schedule_id)
+            await conn.execute(
+                delete(SCHEDULE_PENDING_TICKS).where(SCHEDULE_PENDING_TICKS.c.schedule_id == schedule_id)
+            )
 
     # ---- the ticker's side ---------------------------------------------------------------------
 
@@ -222,6 +239,48 @@ class ScheduleStore:
         if (await conn.execute(stmt)).first() is None:
             return False
         await add_events(conn, task.id, task.last_event_seq, 0, [created_event()], task.created_at)
+        return True
+
+    async def defer_tick(self, conn: AsyncConnection, schedule: Schedule, tick: datetime) -> None:
+        """Record, in the fire's transaction, that ``tick`` owes a workflow (started after the commit)."""
+        await conn.execute(
+            self._insert(SCHEDULE_PENDING_TICKS)
+            .values(schedule_id=schedule.id, tick=tick, created_at=utcnow())
+            .on_conflict_do_nothing(
+                index_elements=[SCHEDULE_PENDING_TICKS.c.schedule_id, SCHEDULE_PENDING_TICKS.c.tick]
+            )
+        )
+
+    async def pending_ticks(self, *, limit: int = DUE_BATCH) -> builtins.list[tuple[Schedule, datetime]]:
+        """The owed workflow ticks, oldest first, each with its schedule (paused or not: the tick fired)."""
+        stmt = (
+            select(SCHEDULES, SCHEDULE_PENDING_TICKS.c.tick.label("pending_tick"))
+            .join(SCHEDULE_PENDING_TICKS, SCHEDULE_PENDING_TICKS.c.schedule_id == SCHEDULES.c.id)
+            .order_by(SCHEDULE_PENDING_TICKS.c.tick)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [(Schedule.from_row(r), r["pending_tick"]) for r in (await conn.execute(stmt)).mappings()]
+
+    async def settle_tick(self, schedule_id: uuid.UUID, tick: datetime, workflow_id: uuid.UUID | None) -> bool:
+        """The owed tick is done: its workflow ``workflow_id`` exists (or, None, it can never start).
+
+        Counts the workflow once, for whoever deletes the owed row; False if another ticker settled it first.
+        """
+        async with database_errors(), self.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(SCHEDULE_PENDING_TICKS).where(
+                    SCHEDULE_PENDING_TICKS.c.schedule_id == schedule_id, SCHEDULE_PENDING_TICKS.c.tick == tick
+                )
+            )
+            if gone.rowcount != 1:
+                return False
+            if workflow_id is not None:
+                await conn.execute(
+                    update(SCHEDULES)
+                    .where(SCHEDULES.c.id == schedule_id)
+                    .values(last_workflow_id=workflow_id, fired=SCHEDULES.c.fired + 1)
+                )
         return True
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:

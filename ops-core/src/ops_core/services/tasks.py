@@ -50,7 +50,60 @@ log = logging.getLogger(__name__)
 Submitted = tuple[Task, bool] | OpsCoreError | None
 
 
-class TaskService:
+class TaskDefaults:
+    """What a task leaves unset, filled in from the server's settings and the agent: the one home of these
+    defaults, for a submit (:class:`TaskService`) and a schedule's tick alike."""
+
+    def __init__(self, registry: AgentRegistry, settings: Settings) -> None:
+        self._registry = registry
+        self._settings = settings
+
+    def default_model(self, agent: str, model: str | None) -> str:
+        """The model asked for, else the local agent's, else the server's (unchecked)."""
+        agent_model = self._registry.get(agent).model if agent in self._registry else None
+        return model or agent_model or self._settings.default_model
+
+    def new_task(
+        self,
+        *,
+        tenant: str,
+        agent: str,
+        goal: str,
+        model: str,
+        input: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: int | None = None,
+        priority: int = 0,
+        schedule_to_start_seconds: int | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+        session_id: UUID | None = None,
+        callback_url: str | None = None,
+        run_after: datetime | None = None,
+    ) -> NewTask:
+        """The task a submit asks for, with the server's defaults filled in (``model`` already resolved)."""
+        return NewTask(
+            tenant=tenant,
+            agent=agent,
+            goal=goal,
+            input=input or {},
+            model=model,
+            idempotency_key=idempotency_key,
+            max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
+            timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
+            priority=priority,
+            schedule_to_start_seconds=schedule_to_start_seconds,
+            concurrency_key=concurrency_key,
+            # One at a time unless the caller says otherwise; a limit without a key means nothing.
+            concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
+            session_id=session_id,
+            callback_url=callback_url,
+            run_after=run_after,
+        )
+
+
+class TaskService(TaskDefaults):
     def __init__(
         self,
         store: TaskStore,
@@ -61,12 +114,11 @@ class TaskService:
         *,
         remote_agents: RemoteAgentStore | None = None,
     ) -> None:
+        super().__init__(registry, settings)
         self._store = store
         self._remote_agents = remote_agents
         self._quotas = quotas
         self._publisher = publisher
-        self._registry = registry
-        self._settings = settings
         for name in registry.names():
             agent_model = registry.get(name).model
             if agent_model is not None and not _allowed(settings, agent_model):
@@ -192,7 +244,7 @@ class TaskService:
         checked against the server's allow-list; UnknownAgent, InvalidModel or ModelNotAllowed otherwise."""
         if agent not in self._registry:
             raise UnknownAgent(f"unknown agent {agent!r}; known agents: {self._known()}")
-        return self._checked(model or self._registry.get(agent).model or self._settings.default_model)
+        return self._checked(self.default_model(agent, model))
 
     def _known(self) -> str:
         return ", ".join(sorted(self._registry.names()))
@@ -215,45 +267,6 @@ class TaskService:
         """ModelNotAllowed unless the tenant's own model list (if it has one) allows ``model``."""
         if quotas.allowed_models is not None and not matches_any(model, quotas.allowed_models):
             raise ModelNotAllowed(f"model {model!r} is not allowed for tenant {tenant!r}")
-
-    def new_task(
-        self,
-        *,
-        tenant: str,
-        agent: str,
-        goal: str,
-        model: str,
-        input: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        max_retries: int | None = None,
-        timeout_seconds: int | None = None,
-        priority: int = 0,
-        schedule_to_start_seconds: int | None = None,
-        concurrency_key: str | None = None,
-        concurrency_limit: int | None = None,
-        session_id: UUID | None = None,
-        callback_url: str | None = None,
-        run_after: datetime | None = None,
-    ) -> NewTask:
-        """The task a submit asks for, with the server's defaults filled in (``model`` already resolved)."""
-        return NewTask(
-            tenant=tenant,
-            agent=agent,
-            goal=goal,
-            input=input or {},
-            model=model,
-            idempotency_key=idempotency_key,
-            max_retries=self._settings.default_max_retries if max_retries is None else max_retries,
-            timeout_seconds=timeout_seconds or self._settings.default_timeout_seconds,
-            priority=priority,
-            schedule_to_start_seconds=schedule_to_start_seconds,
-            concurrency_key=concurrency_key,
-            # One at a time unless the caller says otherwise; a limit without a key means nothing.
-            concurrency_limit=None if concurrency_key is None else concurrency_limit or 1,
-            session_id=session_id,
-            callback_url=callback_url,
-            run_after=run_after,
-        )
 
     async def submit_many(
         self, tenant: str, items: Sequence[NewTask | OpsCoreError], *, publish: bool = True

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from ops_core.api.errors import describe_validation_errors
 from ops_core.api.workflow_schemas import WorkflowCreate
+from ops_core.db.access import Quotas
 from ops_core.db.store import TaskStore
 from ops_core.db.workflows import (
     TASK_FIELDS,
@@ -53,23 +54,11 @@ class WorkflowService:
     async def submit(self, request: WorkflowCreate, *, tenant: str) -> tuple[WorkflowView, bool]:
         """Store the workflow and start its roots; ``(workflow, created)``. A repeated idempotency key
         returns the first workflow, or 409 if the request differs."""
-        validate(request.steps)
-        resolved: list[str] = []
-        for step in request.steps:
-            try:
-                resolved.append(self._tasks.resolve_model(step.agent, step.model))
-            except InvalidRequest as exc:
-                raise type(exc)(f"step {step.name!r}: {exc.message}") from None
-        if request.callback_url is not None:
-            # Before the quota takes a token: a refused URL costs the tenant nothing.
-            await self._tasks.check_callback_url(request.callback_url)
+        resolved = await self._resolve(request)
         quotas = await self._tasks.admit(tenant)
+        self._check_tenant(request, resolved, quotas, tenant)
         steps: list[NewStep] = []
         for step, model in zip(request.steps, resolved, strict=True):
-            try:
-                self._tasks.check_tenant_model(quotas, tenant, model)
-            except InvalidRequest as exc:
-                raise type(exc)(f"step {step.name!r}: {exc.message}") from None
             task = self._tasks.new_task(
                 tenant=tenant,
                 agent=step.agent,
@@ -124,6 +113,33 @@ class WorkflowService:
         except ValidationError as exc:
             raise InvalidRequest(f"workflow template: {describe_validation_errors(exc.errors())}") from None
         return await self.submit(request, tenant=tenant)
+
+    async def check(self, request: WorkflowCreate, *, tenant: str, quotas: Quotas) -> None:
+        """Refuse, as :meth:`submit` would, a workflow that cannot start (the step named), without starting
+        it or counting it against the tenant's rate: a schedule's template, checked when it is created."""
+        self._check_tenant(request, await self._resolve(request), quotas, tenant)
+
+    async def _resolve(self, request: WorkflowCreate) -> builtins.list[str]:
+        """Check the workflow's shape and its callback_url; each step's model, resolved and checked against
+        the server's rules."""
+        validate(request.steps)
+        resolved: builtins.list[str] = []
+        for step in request.steps:
+            try:
+                resolved.append(self._tasks.resolve_model(step.agent, step.model))
+            except InvalidRequest as exc:
+                raise type(exc)(f"step {step.name!r}: {exc.message}") from None
+        if request.callback_url is not None:
+            # Before the quota takes a token: a refused URL costs the tenant nothing.
+            await self._tasks.check_callback_url(request.callback_url)
+        return resolved
+
+    def _check_tenant(self, request: WorkflowCreate, resolved: builtins.list[str], quotas: Quotas, tenant: str) -> None:
+        for step, model in zip(request.steps, resolved, strict=True):
+            try:
+                self._tasks.check_tenant_model(quotas, tenant, model)
+            except InvalidRequest as exc:
+                raise type(exc)(f"step {step.name!r}: {exc.message}") from None
 
     async def list(
         self, *, tenant: TenantScope, status: WorkflowStatus | None = None, limit: int = 50, cursor: str | None = None

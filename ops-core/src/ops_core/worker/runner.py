@@ -109,7 +109,7 @@ class TaskRunner:
         self.relay = Relay(self._store, publisher, settings)
         self.webhooks = WebhookDuty(WebhookStore.from_settings(self._store.engine, settings), settings)
         self.schedules = ScheduleTicker(
-            ScheduleStore(self._store.engine), self._store, publisher, ctx.registry, settings
+            ScheduleStore(self._store.engine), self._store, publisher, ctx.registry, settings, workflows=ctx.workflows
         )
 
     @property

@@ -6,6 +6,8 @@ they need no leader. Each reads the due schedules, plans each one's ticks
 for missed ones) and fires them through :meth:`ScheduleStore.fire`, where a
 conditional UPDATE lets exactly one ticker handle each tick. The tasks created
 are then published like a submit's; a publish that fails is left to the relay.
+Then it starts the workflows that fired ticks owe (those of this pass, and any a
+crashed ticker left): :func:`~ops_core.services.schedules.start_owed_workflows`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from ops_core.db.schedules import Schedule, ScheduleStore
 from ops_core.db.store import TaskStore
 from ops_core.queue.publisher import Publisher
 from ops_core.schedule_rules import CatchUp, Cron, InvalidSchedule, plan
-from ops_core.services.schedules import tick_builder
+from ops_core.services.schedules import start_owed_workflows, tick_builder
+from ops_core.services.workflows import WorkflowService
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,12 @@ class ScheduleTicker:
         registry: AgentRegistry,
         settings: Settings,
         *,
+        workflows: WorkflowService | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._schedules = schedules
+        # None: workflow ticks stay owed until a ticker that has one starts them (tests of tasks alone).
+        self._workflows = workflows
         self._tasks = tasks
         self._publisher = publisher
         self._settings = settings
@@ -57,6 +63,8 @@ class ScheduleTicker:
             created += [(task_id, priority) for task_id in await self._fire(schedule, now)]
         if created:
             await self._publish(created)
+        if self._workflows is not None:
+            await start_owed_workflows(self._schedules, self._workflows)
         return [task_id for task_id, _ in created]
 
     async def _fire(self, schedule: Schedule, now: datetime) -> list[UUID]:
