@@ -199,3 +199,15 @@ async def test_a_429_is_waited_out_as_retry_after_says(connect: Connect, runtime
 async def test_live_events_have_no_seq() -> None:
     live = LiveEvent(type="delta", payload={"text": "hi"})
     assert live.seq is None and not live.is_terminal
+
+
+async def test_a_task_submitted_with_a_session_id_is_the_sessions_turn(connect: Connect, app: FastAPI) -> None:
+    api = await connect()
+    session = await api._http.post("/v1/sessions", json={"agent": "default"})
+    assert session.status_code == 201, session.text
+    session_id = UUID(session.json()["id"])
+
+    task = await api.submit("remember the code word kestrel", session_id=session_id)
+
+    assert task.agent == "default"
+    assert task.model_dump(mode="json")["session_id"] == str(session_id)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from uuid import UUID
 
 import httpx
 
@@ -91,11 +92,12 @@ class AsyncClient:
         callback_url: str | None = None,
         run_at: datetime | None = None,
         delay_seconds: float | None = None,
+        session_id: UUID | str | None = None,
     ) -> Task:
         """Queue a task; with an ``idempotency_key`` used before for the same request, the first task.
 
         ``run_at`` (timezone-aware) or ``delay_seconds`` hold it until then; ``callback_url`` gets its
-        final record, signed, when it ends."""
+        final record, signed, when it ends; ``session_id`` makes it the session's next turn."""
         request = TaskRequest(
             goal=goal,
             agent=agent,
@@ -111,6 +113,7 @@ class AsyncClient:
             callback_url=callback_url,
             run_at=run_at,
             delay_seconds=delay_seconds,
+            session_id=session_id,
         )
         return await self.submit_request(request)
 

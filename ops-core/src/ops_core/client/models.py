@@ -146,6 +146,7 @@ class TaskRequest(BaseModel):
     callback_url: str | None = None
     run_at: datetime | None = None
     delay_seconds: float | None = None
+    session_id: UUID | None = None
 
     def body(self) -> JsonObject:
         """The JSON body: only the options given."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from uuid import UUID
 
 import httpx
 
@@ -90,11 +91,12 @@ class Client:
         callback_url: str | None = None,
         run_at: datetime | None = None,
         delay_seconds: float | None = None,
+        session_id: UUID | str | None = None,
     ) -> Task:
         """Queue a task; with an ``idempotency_key`` used before for the same request, the first task.
 
         ``run_at`` (timezone-aware) or ``delay_seconds`` hold it until then; ``callback_url`` gets its
-        final record, signed, when it ends."""
+        final record, signed, when it ends; ``session_id`` makes it the session's next turn."""
         request = TaskRequest(
             goal=goal,
             agent=agent,
@@ -110,6 +112,7 @@ class Client:
             callback_url=callback_url,
             run_at=run_at,
             delay_seconds=delay_seconds,
+            session_id=session_id,
         )
         return self.submit_request(request)
 
