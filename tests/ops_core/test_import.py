@@ -63,3 +63,14 @@ def test_importing_every_ops_core_module_has_no_side_effects() -> None:
     assert report["sockets"] == []
     assert report["built"] == []
     assert report["global_broker"] is False
+
+
+def test_a_worker_process_does_not_load_the_web_framework() -> None:
+    """The services and the worker stay below the HTTP layer: a worker never imports FastAPI or Starlette."""
+    probe = (
+        "import sys, ops_core.worker.process, ops_core.worker.runner, ops_core.worker.execute\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

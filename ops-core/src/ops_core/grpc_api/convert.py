@@ -19,7 +19,7 @@ from uuid import UUID
 from google.protobuf import struct_pb2, timestamp_pb2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ops_core.api.errors import describe_validation_errors
+from ops_core.api.problems import describe_validation_errors
 from ops_core.api.schemas import TaskPublic, TaskSummary
 from ops_core.api.storable import StorableText
 from ops_core.db.engine import json_dumps

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentkit.registry import AgentRegistry
-from ops_core.api.errors import describe_validation_errors
+from ops_core.api.problems import describe_validation_errors
 from ops_core.api.workflow_schemas import WorkflowCreate
 from ops_core.config import Settings, matches_any
 from ops_core.db.models import NewTask

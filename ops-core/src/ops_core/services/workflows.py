@@ -23,7 +23,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from ops_core.api.errors import describe_validation_errors
+from ops_core.api.problems import describe_validation_errors
 from ops_core.api.workflow_schemas import WorkflowCreate
 from ops_core.db.access import Quotas
 from ops_core.db.store import TaskStore

@@ -9,7 +9,8 @@ from starlette.exceptions import HTTPException
 from ops_core.api.auth import Writer
 from ops_core.api.batch_schemas import BatchItemPublic, TaskBatchCreate, TaskBatchPublic
 from ops_core.api.deps import MetricsDep, SettingsDep, TaskServiceDep, bounded
-from ops_core.api.errors import AUTH, INVALID, THROTTLED, TOO_LARGE, UNAVAILABLE, describe_validation_errors
+from ops_core.api.errors import AUTH, INVALID, THROTTLED, TOO_LARGE, UNAVAILABLE
+from ops_core.api.problems import describe_validation_errors
 from ops_core.api.schemas import ErrorDetail, TaskCreate, TaskPublic, to_json
 from ops_core.db.models import NewTask
 from ops_core.errors import InvalidRequest, OpsCoreError, TooManyRequests, ValidationFailed
