@@ -11,19 +11,16 @@ receiver still gets each attempt once.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.e2e.conftest import DeploymentFactory
 from tests.e2e.stack import TERMINAL, Deployment, Stack
 from tests.support.waiting import wait_for
+from tests.support.webhook_receiver import Receiver, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -31,57 +28,10 @@ TENANT = "hooks"
 REFUSALS = (500, 503)
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    answered: int
-
-
-@dataclass
-class Receiver:
-    url: str
-    secret: str | None = None
-    received: list[Received] = field(default_factory=list)
-    verified: list[Any] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        with self.lock:
-            earlier = sum(1 for r in self.received if r.headers.get("webhook-id") == headers.get("webhook-id"))
-            status = REFUSALS[earlier] if earlier < len(REFUSALS) else 200
-            if status == 200:
-                assert self.secret is not None
-                try:
-                    self.verified.append(Webhook(self.secret).verify(body, headers))
-                except WebhookVerificationError:
-                    status = 401
-            self.received.append(Received(headers, body, status))
-            return status
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    holder: dict[str, Receiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = holder["receiver"].handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder["receiver"] = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/opscore")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield holder["receiver"]
-    server.shutdown()
-    server.server_close()
+    with serve("/opscore", REFUSALS) as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,17 @@ while its slow step runs is delivered once as ``workflow.cancelled``, after that
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.e2e.conftest import DeploymentFactory
 from tests.e2e.stack import Deployment
 from tests.support.waiting import wait_for
+from tests.support.webhook_receiver import Receiver, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -30,61 +27,10 @@ TENANT = "flowhooks"
 MODEL = "openai:fake-model"
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    answered: int
-
-
-@dataclass
-class Receiver:
-    url: str
-    secret: str | None = None
-    received: list[Received] = field(default_factory=list)
-    verified: list[Any] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        with self.lock:
-            seen = any(r.headers.get("webhook-id") == headers.get("webhook-id") for r in self.received)
-            status = 200 if seen else 503
-            if status == 200:
-                assert self.secret is not None
-                try:
-                    self.verified.append(Webhook(self.secret).verify(body, headers))
-                except WebhookVerificationError:
-                    status = 401
-            self.received.append(Received(headers, body, status))
-            return status
-
-    def of(self, webhook_id: str) -> list[Received]:
-        with self.lock:
-            return [r for r in self.received if r.headers.get("webhook-id") == webhook_id]
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    holder: dict[str, Receiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = holder["receiver"].handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder["receiver"] = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/workflows")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield holder["receiver"]
-    server.shutdown()
-    server.server_close()
+    with serve("/workflows", (503,)) as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
